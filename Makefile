@@ -1,0 +1,36 @@
+# The few commands a person types. Everything runs from a venv in .venv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench build lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+# Rebuild when any source of the package changes.
+SOURCES := setup.py pyproject.toml $(wildcard pyx/*.pyx pyx/*.pxd broker/*.py client/*.py tools/*.py perf/*.py ha/*.py)
+$(STAMP): $(BIN)/python $(SOURCES)
+	$(BIN)/pip install -q ".[test]"
+	touch $(STAMP)
+
+build: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p data
+	$(BIN)/qpidd --config conf/qpidd.conf
+
+test: $(STAMP)
+	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+bench: $(STAMP)
+	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only bench
+
+lint: $(STAMP)
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check broker client tools perf ha tests
+
+clean:
+	rm -rf build $(VENV) *.egg-info pyx/*.c pyx/*.so pyx/*.html
