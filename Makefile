@@ -23,10 +23,10 @@ run: $(STAMP)
 	$(BIN)/qpidd --config conf/qpidd.conf
 
 test: $(STAMP)
-	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 bench: $(STAMP)
-	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only tests/bench
 
 lint: $(STAMP)
 	$(BIN)/pip install -q ruff
