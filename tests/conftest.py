@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: real broker processes (see tests/support/broker.py)."""
+import pytest
+
+from tests.support.broker import BrokerFactory, BrokerProcess
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # Keep each phase's report on the item so fixtures can tell, at teardown, whether the test failed.
+    report = yield
+    setattr(item, "rep_" + report.when, report)
+    return report
+
+
+def _failed(request) -> bool:
+    return any(getattr(getattr(request.node, "rep_" + when, None), "failed", False)
+               for when in ("setup", "call"))
+
+
+@pytest.fixture
+def broker_factory(request, tmp_path):
+    """``broker_factory(*args, name=None, **BrokerProcess kwargs) -> BrokerProcess``: start brokers
+    (each on a free port, with its own data dir under tmp_path); all are stopped after the test,
+    and if the test failed their logs are printed."""
+    factory = BrokerFactory(tmp_path / "brokers")
+    try:
+        yield factory
+    finally:
+        factory.close()
+        if _failed(request):
+            for b, text in factory.logs():
+                print(f"\n===== log of {b!r} ({b.log_path}) =====\n{text}")
+
+
+@pytest.fixture
+def broker(broker_factory) -> BrokerProcess:
+    """A running broker (``.port``, ``.url``, ``.stop()``, ``.restart()``, ``.log_text()``)."""
+    return broker_factory()
