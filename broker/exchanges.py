@@ -558,9 +558,28 @@ class HeadersExchange(Exchange):
             props = message.application_properties() if message is not None else None
             if not props:
                 props = {}
-            out = [m.queue for m in matchers if m.matches(props)]
-            if len(out) > 1:
-                queues = tuple(dict.fromkeys(out))
+            out = []
+            for m in matchers:
+                # (inlined _HeadersBinding.matches: this runs per binding per message)
+                if m.any:
+                    for k, v in m.pairs:
+                        if k in props:
+                            pv = props[k]
+                            if v is _PRESENT or (v == pv and type(v) is type(pv)) or _values_match(v, pv):
+                                out.append(m.queue)
+                                break
+                else:
+                    for k, v in m.pairs:
+                        if k not in props:
+                            break
+                        if v is not _PRESENT:
+                            pv = props[k]
+                            if not ((v == pv and type(v) is type(pv)) or _values_match(v, pv)):
+                                break
+                    else:
+                        out.append(m.queue)
+            if len(out) > 1 and len(self._by_queue) != len(matchers):
+                queues = tuple(dict.fromkeys(out))  # a queue with several bindings: once
             else:
                 queues = tuple(out)
         else:
