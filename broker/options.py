@@ -27,9 +27,11 @@ import re
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import configargparse
+
+from .logs import parse_rule
 
 PROG = "qpidd"
 ENV_PREFIX = "QPID_"
@@ -95,6 +97,7 @@ class OptionSpec:
     maximum: int | None = None
     group: str = "Broker options"
     cypid_only: bool = False
+    validate: Callable[[str], Any] | None = None  # for list items: raises ValueError if bad
 
     @property
     def dest(self) -> str:
@@ -111,9 +114,17 @@ class OptionSpec:
     def convert(self, raw: Any) -> Any:
         """Convert a raw string (or list of strings for ``list``) to the typed value."""
         if self.kind == "list":
-            return [str(item) for item in raw]
-        if self.kind == "switch":
-            return bool(raw)
+            items = [str(item) for item in raw]
+            for item in items:
+                if self.validate is not None:
+                    try:
+                        self.validate(item)
+                    except ValueError as e:
+                        e.value = item  # the offending item, for the message
+                        raise
+            return items
+        if self.kind == "switch":  # argparse gives a bool; a config-file text is yes/no
+            return raw if isinstance(raw, bool) else parse_bool(raw)
         if self.kind == "str":
             return raw
         if self.kind == "bool":
@@ -193,9 +204,10 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                "Levels: trace debug info notice warning error critical; '+' this level and above, "
                "'-' this level and below; PATTERN is a category (Broker, Network, Protocol, Store, "
                "Management, Security, HA, ...) or part of a logger name",
-               metavar="RULE", group=_LOG),
+               metavar="RULE", group=_LOG, validate=parse_rule),
     OptionSpec("log-disable", "list", [], "Disables logging for selected levels and components "
-               "(same syntax as --log-enable; wins over it), repeatable", metavar="RULE", group=_LOG),
+               "(same syntax as --log-enable; wins over it), repeatable", metavar="RULE", group=_LOG,
+               validate=parse_rule),
     OptionSpec("log-to-stderr", "bool", True, "Send logging output to stderr", metavar="yes|no",
                group=_LOG),
     OptionSpec("log-to-file", "str", None, "Send log output to FILE", metavar="FILE", group=_LOG),
@@ -446,14 +458,16 @@ def _parse(argv: list[str], env: Mapping[str, str], stdout) -> Options:
     values: dict[str, Any] = {"config": namespace.config}
     for spec in OPTION_TABLE:
         raw = getattr(namespace, spec.dest)
-        if raw is None or (spec.kind == "switch" and raw is False):
+        if raw is None or (spec.kind == "switch" and raw is False) or (raw == "" and spec.default is None):
+            # (An empty value, e.g. "store-dir=" in a config file, leaves an unset option unset.)
             value = list(spec.default) if isinstance(spec.default, list) else spec.default
         else:
             try:
                 value = spec.convert(raw)
             except ValueError as e:
+                shown = getattr(e, "value", raw)
                 raise OptionsError(
-                    f"invalid value for {spec.flag}: '{raw}'{_value_source(parser, spec)}: {e}") from None
+                    f"invalid value for {spec.flag}: '{shown}'{_value_source(parser, spec)}: {e}") from None
         values[spec.dest] = value
     return Options(**values)
 
