@@ -46,7 +46,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: floa
     if result:
         return result
     text = message() if callable(message) else message
-    raise TimeoutError(f"timed out after {timeout}s waiting for {text or getattr(predicate, '__name__', 'condition')}")
+    what = text or getattr(predicate, "__name__", "condition")
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def default_command() -> list[str]:
@@ -272,7 +273,8 @@ class BrokerFactory:
         self.defaults = defaults
         self.brokers: list[BrokerProcess] = []
 
-    def __call__(self, *args: str, name: str | None = None, start: bool = True, **kwargs: Any) -> BrokerProcess:
+    def __call__(self, *args: str, name: str | None = None, start: bool = True,
+                 **kwargs: Any) -> BrokerProcess:
         name = name or f"b{len(self.brokers)}"
         if any(b.base_dir.name == name for b in self.brokers):
             raise ValueError(f"a broker named {name!r} exists already")

@@ -83,7 +83,8 @@ def test_every_conf_option_line_has_an_explanation():
     lines = CONF.read_text().splitlines()
     for lineno, name, _, _ in conf_entries():
         previous = lines[lineno - 2]
-        assert previous.startswith("# ") or OPTION_LINE.match(previous), f"{name} (line {lineno}) has no comment"
+        explained = previous.startswith("# ") or OPTION_LINE.match(previous)
+        assert explained, f"{name} (line {lineno}) has no comment"
 
 
 def test_conf_sets_data_dir_for_make_run_and_parses_to_the_defaults():
