@@ -308,7 +308,8 @@ class QueueSettings:
         return out
 
     def __repr__(self):
-        return f"<QueueSettings {self.as_arguments()!r} durable={self.durable} auto_delete={self.auto_delete}>"
+        args = self.as_arguments()
+        return f"<QueueSettings {args!r} durable={self.durable} auto_delete={self.auto_delete}>"
 
     # -- parsing ----------------------------------------------------------------------------
     @classmethod
@@ -349,7 +350,8 @@ class QueueSettings:
     def _finish(self, seen, defaults):
         """Defaults that depend on other settings and on the broker's options."""
         if "max_size" not in seen:
-            self.max_size = as_uint("default-queue-limit", _default(defaults, "default_queue_limit", 104857600))
+            limit = _default(defaults, "default_queue_limit", 104857600)
+            self.max_size = as_uint("default-queue-limit", limit)
         stop_ratio = _default(defaults, "default_flow_stop_threshold", 80)
         resume_ratio = _default(defaults, "default_flow_resume_threshold", 70)
         if self.ring:
