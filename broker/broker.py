@@ -1,0 +1,72 @@
+"""The Broker: owns the nodes, the connections and the listeners of one broker instance.
+
+Nothing here is global: two Broker objects can run in one process (tests do).
+"""
+import asyncio
+import logging
+import uuid
+
+from .connection import Connection
+from .nodes import Nodes
+
+
+def _version():
+    try:
+        from importlib.metadata import version
+        return version("cypid")
+    except Exception:
+        return "0"
+
+
+class Broker:
+    channel_max = 65535
+    handle_max = 0xFFFFFFFF
+
+    def __init__(self, options, loop=None, log=None):
+        self.options = options
+        self.loop = loop or asyncio.get_event_loop()
+        self.log = log or logging.getLogger("cypid.broker")
+        self.container_id = str(uuid.uuid4())
+        self.version = _version()
+        self.nodes = Nodes(self)
+        self.connections = set()
+        self.servers = []
+        self.port = None
+
+    async def start(self):
+        opts = self.options
+        port = opts.port
+        for host in opts.interface:
+            server = await self.loop.create_server(lambda: Connection(self), host, port,
+                                                   backlog=max(opts.connection_backlog, 128),
+                                                   reuse_address=True)
+            self.servers.append(server)
+            if port == 0:   # every further interface listens on the same port as the first
+                port = server.sockets[0].getsockname()[1]
+        self.port = port
+        self.log.log(25, "Listening on TCP port %d", port)
+
+    async def stop(self):
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers.clear()
+
+    # -- connections ----------------------------------------------------------------------------
+    def connection_opened(self, conn):
+        """Returns (condition, text) if the connection must be refused once it has opened."""
+        self.connections.add(conn)
+        if len(self.connections) > self.options.max_connections:
+            return ("amqp:resource-limit-exceeded", "User connection denied by configured limit")
+        return None
+
+    def connection_established(self, conn):
+        self.log.info("Connection %s opened by %r (user %s)", conn.address, conn.container_id, conn.user)
+
+    def connection_closed(self, conn):
+        self.connections.discard(conn)
+        self.log.debug("Connection %s closed", conn.address)

@@ -1,0 +1,348 @@
+"""One AMQP 1.0 connection: protocol headers, SASL, open/close, heartbeats, and frame dispatch.
+
+An asyncio Protocol: bytes go to the Cython FrameReader; frames are dispatched to sessions; outgoing
+frames are gathered and written once per loop turn. Work that a read burst leaves behind (dispositions
+and credit for producers) is flushed at the end of the burst, so many messages share one frame.
+"""
+import os
+
+from cypid.pyx.codec import (
+    EMPTY_FRAME, Array, DecodeError, Described, FrameReader, decode_performative, encode_frame, symbol,
+    ubyte, uint, ulong, ushort,
+)
+
+from . import errors
+from .errors import AmqpError
+from .session import Session
+
+AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
+SASL_HEADER = b"AMQP\x03\x01\x00\x00"
+
+OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
+SASL_MECHANISMS, SASL_INIT, SASL_CHALLENGE, SASL_RESPONSE, SASL_OUTCOME = range(0x40, 0x45)
+ERROR_DESCRIPTOR = 0x1D
+
+# Connection states.
+S_HEADER, S_SASL, S_OPEN_WAIT, S_OPENED, S_CLOSED = range(5)
+SASL_FRAME = 1
+MIN_MAX_FRAME = 512
+
+
+def error_value(condition, description):
+    """An AMQP error composite for close/end/detach."""
+    return Described(ulong(ERROR_DESCRIPTOR), [symbol(condition), description])
+
+
+class Connection:
+    """asyncio Protocol for one client connection (duck-typed; uvloop and asyncio both accept it)."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.log = broker.log
+        self.loop = broker.loop
+        self.transport = None
+        self.reader = FrameReader(broker.options.max_frame_size)
+        self.state = S_HEADER
+        self.sasl_done = False
+        self.user = "anonymous"
+        self.container_id = ""
+        self.remote_max_frame = MIN_MAX_FRAME
+        self.remote_channel_max = 0
+        self.sessions = {}          # remote channel -> Session
+        self.local_sessions = {}    # local channel -> Session
+        self.out = []
+        self.flush_scheduled = False
+        self.paused = False
+        self.dirty = set()          # sessions with dispositions/credit to send
+        self.address = "?"
+        self.refused = None         # (condition, text) when the connection must be refused after open
+        self.last_read = 0.0
+        self.last_write = 0.0
+        self.idle_timer = None
+        self.local_idle = 0.0
+        self.remote_idle = 0.0
+        self.open_sent = False
+        self.remote_properties = {}
+        self.stats_frames_in = 0
+
+    # -- asyncio Protocol ----------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        self.address = "%s:%s-%s:%s" % (local[0], local[1], peer[0], peer[1])
+        self.last_read = self.loop.time()
+        self.refused = self.broker.connection_opened(self)
+        self.idle_timer = self.loop.call_later(self.broker.options.max_negotiate_time, self._negotiate_timeout)
+
+    def connection_lost(self, exc):
+        self.state = S_CLOSED
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        for session in list(self.local_sessions.values()):
+            session.abandon()
+        self.sessions.clear()
+        self.local_sessions.clear()
+        self.broker.connection_closed(self)
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        for session in list(self.local_sessions.values()):
+            session.resume_outgoing()
+
+    def eof_received(self):
+        return False
+
+    def data_received(self, data):
+        if self.state == S_CLOSED:
+            return
+        self.last_read = self.loop.time()
+        reader = self.reader
+        reader.feed(data)
+        try:
+            while self.state != S_CLOSED:
+                if self.state == S_HEADER:
+                    header = reader.read_protocol_header()
+                    if header is None:
+                        break
+                    self._on_header(header)
+                    continue
+                frame = reader.next_frame()
+                if frame is None:
+                    break
+                self._on_frame(frame)
+        except DecodeError as e:
+            self.fail(errors.DECODE_ERROR if self.state == S_OPENED else errors.FRAMING_ERROR, str(e))
+        except AmqpError as e:
+            self.fail(e.condition, e.description)
+        if self.dirty:
+            self.flush_dirty()
+
+    # -- output -------------------------------------------------------------------------
+    def write(self, data):
+        self.out.append(data)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self):
+        self.flush_scheduled = False
+        if self.dirty:
+            self.flush_dirty()
+        out = self.out
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
+            self.last_write = self.loop.time()
+        out.clear()
+
+    def flush_dirty(self):
+        dirty = self.dirty
+        self.dirty = set()
+        for session in dirty:
+            session.flush()
+
+    def send(self, channel, code, fields, payload=b""):
+        self.write(encode_frame(channel, code, fields, payload))
+
+    # -- headers and SASL ---------------------------------------------------------------
+    def _on_header(self, header):
+        auth = self.broker.options.auth
+        if header == SASL_HEADER and not self.sasl_done:
+            self.write(SASL_HEADER)
+            mechs = [symbol("PLAIN")] if auth else [symbol("ANONYMOUS"), symbol("PLAIN")]
+            self.write(encode_frame(0, SASL_MECHANISMS, [Array(0xA3, mechs)], frame_type=SASL_FRAME))
+            self.state = S_SASL
+        elif header == AMQP_HEADER and (self.sasl_done or not auth):
+            self.write(AMQP_HEADER)
+            self.state = S_OPEN_WAIT
+        else:
+            self.log.warning("Connection %s refused: bad protocol header %r", self.address, bytes(header))
+            self.write(SASL_HEADER if auth else AMQP_HEADER)
+            self.close_transport()
+
+    def _on_sasl(self, code, fields):
+        if code != SASL_INIT:
+            raise errors.FramingError("unexpected SASL frame 0x%x" % code)
+        mech = fields[0] if fields else None
+        response = fields[1] if len(fields) > 1 else None
+        allowed = ("PLAIN",) if self.broker.options.auth else ("ANONYMOUS", "PLAIN")
+        outcome = 0
+        if mech not in allowed:
+            outcome = 1
+        elif mech == "PLAIN":
+            parts = bytes(response or b"").split(b"\x00")
+            if len(parts) != 3 or not parts[1]:
+                outcome = 1
+            else:
+                self.user = parts[1].decode("utf-8", "replace")
+        if outcome:
+            self.log.warning("Connection %s: SASL %s authentication failed", self.address, mech)
+        self.write(encode_frame(0, SASL_OUTCOME, [ubyte(outcome)], frame_type=SASL_FRAME))
+        if outcome:
+            self.close_transport()
+            return
+        self.sasl_done = True
+        self.state = S_HEADER
+
+    # -- frames -------------------------------------------------------------------------
+    def _on_frame(self, frame):
+        ftype, channel, body = frame
+        if ftype == SASL_FRAME:
+            if self.state != S_SASL:
+                raise errors.FramingError("SASL frame outside SASL negotiation")
+            code, fields, _ = decode_performative(body)
+            self._on_sasl(code, fields)
+            return
+        if self.state == S_SASL:
+            raise errors.FramingError("AMQP frame during SASL negotiation")
+        if not body:
+            return  # heartbeat
+        code, fields, payload = decode_performative(body)
+        if code == TRANSFER:
+            session = self.sessions.get(channel)
+            if session is None:
+                raise errors.FramingError("transfer on unknown channel %d" % channel)
+            if not session.ended:
+                session.on_transfer(fields, payload)
+            return
+        if self.state == S_OPEN_WAIT:
+            if code != OPEN:
+                raise errors.FramingError("expected open, got performative 0x%x" % code)
+            self._on_open(fields)
+            return
+        if code == BEGIN:
+            self._on_begin(channel, fields)
+            return
+        if code == CLOSE:
+            self._on_close(fields)
+            return
+        if code == OPEN:
+            raise errors.FramingError("second open on connection")
+        session = self.sessions.get(channel)
+        if session is None:
+            raise errors.FramingError("frame 0x%x on unknown channel %d" % (code, channel))
+        if session.ended:
+            if code == END:   # the peer's answer to the end we sent
+                self.session_ended(session)
+            return
+        if code == FLOW:
+            session.on_flow(fields)
+        elif code == DISPOSITION:
+            session.on_disposition(fields)
+        elif code == ATTACH:
+            session.on_attach(fields)
+        elif code == DETACH:
+            session.on_detach(fields)
+        elif code == END:
+            session.on_end(fields)
+        else:
+            raise errors.FramingError("unknown performative 0x%x" % code)
+
+    def _on_open(self, fields):
+        n = len(fields)
+        self.container_id = fields[0] if n > 0 and fields[0] is not None else ""
+        max_frame = fields[2] if n > 2 and fields[2] is not None else 0xFFFFFFFF
+        self.remote_max_frame = max(MIN_MAX_FRAME, min(max_frame, 0x7FFFFFFF))
+        self.remote_channel_max = fields[3] if n > 3 and fields[3] is not None else 65535
+        idle = fields[4] if n > 4 and fields[4] is not None else 0
+        if n > 9 and isinstance(fields[9], dict):
+            self.remote_properties = fields[9]
+        opts = self.broker.options
+        self.state = S_OPENED
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        # Heartbeats: we send at half the peer's timeout; we expect traffic within twice it.
+        self.remote_idle = idle / 1000.0
+        self.local_idle = 2 * self.remote_idle
+        local_idle_ms = int(self.local_idle * 1000)
+        self.send(0, OPEN, [
+            self.broker.container_id, None, uint(opts.max_frame_size), ushort(self.broker.channel_max),
+            uint(local_idle_ms) if local_idle_ms else None, None, None,
+            Array(0xA3, [symbol("ANONYMOUS-RELAY")]), None,
+            {symbol("product"): "cypid", symbol("version"): self.broker.version},
+        ])
+        self.open_sent = True
+        if self.refused:
+            self.fail(*self.refused)
+            return
+        if self.remote_idle:
+            self._schedule_idle(self.remote_idle / 2)
+        self.broker.connection_established(self)
+
+    def _schedule_idle(self, delay):
+        self.idle_timer = self.loop.call_later(delay, self._idle_tick)
+
+    def _idle_tick(self):
+        self.idle_timer = None
+        if self.state != S_OPENED:
+            return
+        now = self.loop.time()
+        if self.local_idle and now - self.last_read > self.local_idle:
+            self.fail(errors.RESOURCE_LIMIT_EXCEEDED,
+                      "local-idle-timeout expired: nothing received for %.3fs" % (now - self.last_read))
+            return
+        if now - self.last_write >= self.remote_idle / 2 and not self.out:
+            self.write(EMPTY_FRAME)
+        self._schedule_idle(self.remote_idle / 2)
+
+    def _negotiate_timeout(self):
+        self.idle_timer = None
+        if self.state in (S_HEADER, S_SASL, S_OPEN_WAIT):
+            self.log.warning("Connection %s closed: no open within the negotiation time", self.address)
+            self.close_transport()
+
+    def _on_begin(self, channel, fields):
+        if channel in self.sessions:
+            raise errors.FramingError("begin on channel %d already in use" % channel)
+        remote_channel = fields[0] if fields else None
+        if remote_channel is not None:
+            raise errors.Unimplemented("broker-initiated sessions are not supported")
+        local = 0
+        while local in self.local_sessions:
+            local += 1
+        if local > self.broker.channel_max:
+            raise errors.FramingError("channel-max exceeded")
+        session = Session(self, local, channel, fields)
+        self.sessions[channel] = session
+        self.local_sessions[local] = session
+        session.send_begin()
+
+    def session_ended(self, session):
+        self.sessions.pop(session.remote_channel, None)
+        self.local_sessions.pop(session.channel, None)
+
+    def _on_close(self, fields):
+        err = fields[0] if fields else None
+        if err is not None:
+            self.log.info("Connection %s closed by peer with error %s", self.address, err)
+        self.send(0, CLOSE, [])
+        self.state = S_CLOSED
+        self.close_transport()
+
+    # -- ending ------------------------------------------------------------------------
+    def fail(self, condition, description):
+        """Close this connection with an error; everyone else carries on."""
+        if self.state == S_CLOSED:
+            return
+        self.log.warning("Connection %s closed: %s: %s", self.address, condition, description)
+        if self.state in (S_OPEN_WAIT, S_OPENED):
+            if not self.open_sent:
+                self.send(0, OPEN, [self.broker.container_id])
+                self.open_sent = True
+            self.send(0, CLOSE, [error_value(condition, description)])
+        self.state = S_CLOSED
+        self.close_transport()
+
+    def close_transport(self):
+        self.state = S_CLOSED
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def __repr__(self):
+        return "<Connection %s pid=%d>" % (self.address, os.getpid())

@@ -1,0 +1,267 @@
+"""Links: a producer's link into a queue or exchange, and a consumer's link out of a queue.
+
+Attach follows qpidd's mapping (../shared/reference/amqp10-mapping.md): the broker answers every attach
+with an attach, and when the address cannot be resolved it answers with a null terminus and at once
+detaches with the error.
+"""
+from cypid.pyx.codec import Described, encode_transfer_frames, symbol, ubyte, uint, ulong
+
+from . import errors
+from .errors import AmqpError
+from .message import Message
+from .terminus import Terminus
+
+ATTACH, FLOW, DETACH = 0x12, 0x13, 0x16
+SOURCE, TARGET = 0x28, 0x29
+SENDER, RECEIVER = False, True
+SETTLE_UNSETTLED, SETTLE_SETTLED, SETTLE_MIXED = 0, 1, 2
+# Producer credit: qpidd grants 500 and tops the window up when it falls to half.
+CREDIT_WINDOW = 500
+CREDIT_LOW = 250
+MASK32 = 0xFFFFFFFF
+
+
+def make_error(condition, description):
+    return Described(ulong(0x1D), [symbol(condition), description])
+
+
+class Link:
+    is_sender = False
+
+    def __init__(self, session, handle, attach):
+        self.session = session
+        self.broker = session.broker
+        self.handle = handle
+        n = len(attach)
+        self.name = attach[0]
+        self.remote_handle = attach[1]
+        self.snd_settle_mode = attach[3] if n > 3 else None
+        self.rcv_settle_mode = attach[4] if n > 4 else None
+        self.source = Terminus.parse(attach[5] if n > 5 else None)
+        self.target = Terminus.parse(attach[6] if n > 6 else None)
+        self.remote_delivery_count = attach[9] if n > 9 else None
+        self.detached = False
+        self.node = None
+
+    def send_attach(self, source, target, initial_delivery_count=None):
+        self.session.send(ATTACH, [
+            self.name, uint(self.handle), self.is_sender is False, ubyte(self.reply_snd_settle_mode()),
+            ubyte(0), source, target, None, None,
+            uint(initial_delivery_count) if initial_delivery_count is not None else None,
+        ])
+
+    def reply_snd_settle_mode(self):
+        return self.snd_settle_mode if self.snd_settle_mode is not None else SETTLE_MIXED
+
+    def refuse(self, error):
+        """Answer the attach with a null terminus and close the link with the error."""
+        self.broker.log.info("Link %r on %s refused: %s", self.name, self.session.connection.address, error)
+        if self.is_sender:
+            self.send_attach(None, self.target.encode() if self.target else None, 0)
+        else:
+            self.send_attach(self.source.encode() if self.source else None, None)
+        self.detach(error.condition, error.description)
+
+    def detach(self, condition=None, description=None):
+        if self.detached:
+            return
+        self.abandon()
+        err = make_error(condition, description) if condition else None
+        self.session.send(DETACH, [uint(self.handle), True, err])
+        # The handles stay taken until the peer answers with its own detach.
+
+    def on_detach(self, closed):
+        if self.detached:
+            self.session.link_detached(self)
+            return
+        self.abandon()
+        self.session.send(DETACH, [uint(self.handle), True])
+        self.session.link_detached(self)
+
+    def abandon(self):
+        self.detached = True
+
+
+class IncomingLink(Link):
+    """A producer sending to a queue, an exchange, or (null target) wherever each message's `to` says."""
+
+    def __init__(self, session, handle, attach):
+        super().__init__(session, handle, attach)
+        self.credit = 0
+        self.delivery_count = self.remote_delivery_count or 0
+        self.partial = None       # bytearray of a multi-frame delivery in progress
+        self.partial_id = 0
+        self.partial_settled = False
+        self.anonymous = False
+        self.received = 0
+
+    def attach(self):
+        target = self.target
+        try:
+            if target is None:
+                raise errors.PreconditionFailed("No target specified!")
+            if target.coordinator:
+                raise errors.Unimplemented("transactions are not supported yet")
+            if target.address is None and not target.dynamic:
+                self.anonymous = True
+                reply = target.encode()
+            else:
+                self.node, reply = self.broker.nodes.resolve_target(self, target)
+        except AmqpError as e:
+            self.refuse(e)
+            return
+        self.send_attach(self.source.encode() if self.source else None, reply)
+        self.refill()
+
+    def refill(self):
+        if self.detached:
+            return
+        self.credit = CREDIT_WINDOW
+        self.session.send_flow(self)
+
+    def on_flow(self, fields):
+        if len(fields) > 9 and fields[9]:
+            self.session.send_flow(self)
+
+    def on_transfer(self, fields, payload):
+        n = len(fields)
+        more = fields[5] if n > 5 else False
+        partial = self.partial
+        if partial is None:
+            did = fields[1] if n > 1 else None
+            settled = fields[4] if n > 4 else False
+            if more:
+                self.partial = bytearray(payload)
+                self.partial_id = did
+                self.partial_settled = settled
+                return
+            data = payload
+        else:
+            if n > 9 and fields[9]:      # aborted: the delivery never happened
+                self.partial = None
+                return
+            partial += payload
+            if n > 4 and fields[4]:
+                self.partial_settled = True
+            if more:
+                return
+            data = bytes(partial)
+            self.partial = None
+            did, settled = self.partial_id, self.partial_settled
+        self.credit -= 1
+        self.delivery_count = (self.delivery_count + 1) & MASK32
+        self.received += 1
+        outcome = self.deliver(data)
+        if not settled and did is not None:
+            self.session.settle_incoming(did, outcome)
+        if self.credit <= CREDIT_LOW and self.credit + 1 > CREDIT_LOW:
+            self.session.want_credit(self)
+
+    def deliver(self, data):
+        """Route one complete message; returns None for accepted, else the outcome to settle with."""
+        try:
+            msg = Message(data)
+        except ValueError as e:   # codec.DecodeError
+            return Described(ulong(0x25), [make_error(errors.DECODE_ERROR, str(e))])
+        if self.anonymous:
+            self.broker.nodes.route_anonymous(msg)
+            return None
+        return self.broker.nodes.route(self.node, msg)
+
+
+class OutgoingLink(Link):
+    """A consumer (or browser) taking messages from a queue."""
+
+    is_sender = True
+
+    def __init__(self, session, handle, attach):
+        super().__init__(session, handle, attach)
+        self.credit = 0
+        self.delivery_count = 0
+        self.drain = False
+        self.queue = None
+        self.browsing = False
+        self.browse_position = 0
+        self.presettled = False
+        self.unsettled_count = 0
+        self.delete_on_detach = False   # a private subscription queue goes with its link
+        self.connection = session.connection
+
+    def attach(self):
+        source = self.source
+        try:
+            if source is None:
+                raise errors.PreconditionFailed("No source specified!")
+            self.queue, reply = self.broker.nodes.resolve_source(self, source)
+        except AmqpError as e:
+            self.refuse(e)
+            return
+        self.send_attach(reply, self.target.encode() if self.target else None, 0)
+        self.queue.add_consumer(self)
+
+    def reply_snd_settle_mode(self):
+        return SETTLE_SETTLED if self.presettled else SETTLE_UNSETTLED
+
+    def can_take(self):
+        return self.credit > 0 and not self.connection.paused and self.session.remote_incoming_window > 0 \
+            and not self.detached
+
+    def deliver(self, msg, queue):
+        session = self.session
+        did = session.next_delivery_id
+        session.next_delivery_id = (did + 1) & MASK32
+        data = msg.encoded()
+        conn = self.connection
+        settled = self.presettled or self.browsing
+        conn.write(encode_transfer_frames(session.channel, self.handle, did, did.to_bytes(4, "big"),
+                                          settled, data, conn.remote_max_frame))
+        frames = 1 if len(data) < conn.remote_max_frame - 64 else len(data) // (conn.remote_max_frame - 64) + 1
+        session.next_outgoing_id = (session.next_outgoing_id + frames) & MASK32
+        session.remote_incoming_window -= frames
+        self.credit -= 1
+        self.delivery_count = (self.delivery_count + 1) & MASK32
+        if self.browsing:
+            return
+        if settled:
+            queue.dequeued(msg)
+        else:
+            session.unsettled[did] = (self, msg, queue)
+            self.unsettled_count += 1
+
+    def on_flow(self, fields):
+        n = len(fields)
+        remote_count = fields[5] if n > 5 and fields[5] is not None else 0
+        link_credit = fields[6] if n > 6 and fields[6] is not None else 0
+        self.drain = bool(fields[8]) if n > 8 and fields[8] is not None else False
+        self.credit = (remote_count + link_credit - self.delivery_count) & MASK32
+        if self.credit > 0x7FFFFFFF:   # the peer's count is behind ours: no credit
+            self.credit = 0
+        self.pump()
+        if self.drain and self.credit > 0 and not self.queue.has_message_for(self):
+            self.delivery_count = (self.delivery_count + self.credit) & MASK32
+            self.credit = 0
+            self.session.send_flow(self, drain=True)
+        elif n > 9 and fields[9]:
+            self.session.send_flow(self)
+
+    def pump(self):
+        if self.queue is not None and self.can_take():
+            self.queue.dispatch()
+
+    def abandon(self):
+        if self.detached:
+            return
+        self.detached = True
+        queue = self.queue
+        if queue is None:
+            return
+        queue.remove_consumer(self)
+        # Deliveries this link left unsettled return to the queue, counted as failed attempts.
+        unsettled = self.session.unsettled
+        if self.unsettled_count:
+            for did in [d for d, entry in unsettled.items() if entry[0] is self]:
+                _, msg, q = unsettled.pop(did)
+                q.release(msg, count_failure=True)
+            self.unsettled_count = 0
+        if self.delete_on_detach and not queue.deleted:
+            self.broker.nodes.delete_queue(queue)

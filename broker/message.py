@@ -1,0 +1,54 @@
+"""A message as the broker holds it: its encoded bytes plus the few fields routing needs.
+
+The bytes kept are the message without its header and delivery-annotations (those belong to one hop);
+the header is rebuilt for each delivery, so delivery-count and first-acquirer are per delivery.
+"""
+import time
+
+from cypid.pyx.codec import encode_header, scan_message
+
+
+class Message:
+    __slots__ = ("body", "durable", "priority", "ttl", "expires", "to", "subject", "size", "_info",
+                 "delivery_count", "acquired_before", "seq")
+
+    def __init__(self, data):
+        info = scan_message(data)
+        off = info.bare_offset
+        self.body = data if off == 0 else data[off:]
+        self._info = info
+        self.durable = info.durable
+        self.priority = info.priority
+        self.ttl = info.ttl
+        # Absolute expiry on the monotonic clock; 0 means never.
+        self.expires = time.monotonic() + info.ttl / 1000.0 if info.ttl else 0.0
+        self.to = info.to
+        self.subject = info.subject
+        self.size = len(data)
+        self.delivery_count = info.delivery_count
+        self.acquired_before = not info.first_acquirer if info.delivery_count else False
+        self.seq = 0
+
+    def copy(self):
+        """The same message for another queue: routed copies share the bytes, not the delivery state."""
+        other = Message.__new__(Message)
+        for name in Message.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    def application_properties(self):
+        return self._info.application_properties()
+
+    def encoded(self):
+        """The bytes to send to a consumer: a fresh header section, then the kept bytes."""
+        ttl = self.ttl
+        if ttl and self.expires:
+            ttl = max(1, int((self.expires - time.monotonic()) * 1000))
+        if not self.durable and self.priority == 4 and not ttl and not self.delivery_count \
+                and not self.acquired_before:
+            return self.body
+        return encode_header(self.durable, self.priority, ttl, not self.acquired_before,
+                             self.delivery_count) + self.body
+
+    def expired(self, now):
+        return self.expires != 0.0 and now >= self.expires

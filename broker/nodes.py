@@ -1,0 +1,255 @@
+"""The broker's nodes: queues and exchanges by name, how link addresses resolve to them (qpidd's
+Session::resolve, amqp10-mapping.md section 2), their creation from node properties, and routing.
+"""
+import uuid
+
+from . import errors
+from .errors import AmqpError
+from .exchanges import ExchangeRegistry
+from .queue import Queue
+from .settings import ExchangeSettings, QueueSettings
+
+SETTLE_SETTLED, SETTLE_UNSETTLED = 1, 0
+
+
+class Nodes:
+    def __init__(self, broker):
+        self.broker = broker
+        self.log = broker.log
+        self.loop = broker.loop
+        self.queues = {}
+        self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values)
+        self.discards_no_route = 0
+
+    # -- declaring and deleting --------------------------------------------------------------------
+    def declare_queue(self, name, properties=None, owner=None):
+        """(queue, created). An existing queue is returned as it is."""
+        queue = self.queues.get(name)
+        if queue is not None:
+            return queue, False
+        try:
+            settings = QueueSettings.from_properties(properties or {}, self.broker.options)
+        except ValueError as e:
+            raise errors.InvalidArgument(str(e)) from None
+        if settings.alternate_exchange and settings.alternate_exchange not in self.exchanges:
+            raise errors.NotFound("Alternate exchange not found: %s" % settings.alternate_exchange)
+        queue = Queue(name, settings, self.reroute, self._queue_unused)
+        if settings.exclusive and owner is not None:
+            queue.exclusive_owner = owner
+        self.queues[name] = queue
+        self.log.info("Queue %r declared%s", name, " (durable)" if settings.durable else "")
+        return queue, True
+
+    def declare_exchange(self, name, properties=None):
+        ex = self.exchanges.get(name)
+        try:
+            settings = ExchangeSettings.from_properties(properties or {})
+        except ValueError as e:
+            raise errors.InvalidArgument(str(e)) from None
+        if ex is not None:
+            if "exchange-type" in (properties or {}) and settings.type != ex.type:
+                raise errors.PreconditionFailed("Exchange of different type already exists")
+            return ex, False
+        if settings.alternate_exchange and settings.alternate_exchange not in self.exchanges:
+            raise errors.NotFound("Alternate exchange not found: %s" % settings.alternate_exchange)
+        ex, created = self.exchanges.declare(name, settings.type, settings.durable, settings.auto_delete,
+                                             settings.alternate_exchange, settings.arguments)
+        self.log.info("Exchange %r (%s) declared", name, ex.type)
+        return ex, created
+
+    def delete_queue(self, queue):
+        if queue.deleted:
+            return
+        queue.deleted = True
+        self.queues.pop(queue.name, None)
+        self.exchanges.unbind_queue(queue)
+        for link in list(queue.consumers):
+            link.detach(errors.RESOURCE_DELETED, "Queue %s has been deleted" % queue.name)
+        orphans = queue.drain_all()
+        if queue.alternate_exchange:
+            for msg in orphans:
+                self.reroute(msg, queue.alternate_exchange)
+        self.log.info("Queue %r deleted", queue.name)
+
+    def _queue_unused(self, queue):
+        timeout = queue.settings.auto_delete_timeout
+        if timeout:
+            self.loop.call_later(timeout, self._delete_if_unused, queue)
+        else:
+            self._delete_if_unused(queue)
+
+    def _delete_if_unused(self, queue):
+        if not queue.deleted and not queue.consumers and queue.auto_delete:
+            self.delete_queue(queue)
+
+    def session_ended(self, session):
+        for queue in list(self.queues.values()):
+            if queue.exclusive_owner is session:
+                queue.exclusive_owner = None
+                if queue.auto_delete and not queue.consumers:
+                    self._queue_unused(queue)
+
+    # -- routing -------------------------------------------------------------------------------
+    def route(self, node, msg):
+        """Deliver msg to a queue or through an exchange; returns None (accepted) or an outcome."""
+        if type(node) is Queue:
+            if node.deleted:
+                return None
+            node.enqueue(msg)
+            return None
+        self._route_exchange(node, msg)
+        return None
+
+    def _route_exchange(self, ex, msg):
+        queues = ex.route(msg.subject or "", msg, msg.size)
+        if not queues and ex.alternate:
+            alt = self.exchanges.get(ex.alternate)
+            if alt is not None:
+                queues = alt.route(msg.subject or "", msg, msg.size)
+        if not queues:
+            self.discards_no_route += 1
+            return
+        first = True
+        for queue in queues:
+            queue.enqueue(msg if first else msg.copy())
+            first = False
+
+    def reroute(self, msg, exchange_name):
+        ex = self.exchanges.get(exchange_name)
+        if ex is None:
+            self.log.warning("Alternate exchange %r not found; message dropped", exchange_name)
+            return
+        self._route_exchange(ex, msg.copy())
+
+    def route_anonymous(self, msg):
+        """Anonymous relay: the destination is the message's `to` (queue, then exchange)."""
+        dest = msg.to
+        queue = self.queues.get(dest) if dest is not None else None
+        if queue is not None:
+            queue.enqueue(msg)
+            return
+        ex = self.exchanges.get(dest) if dest is not None else None
+        if ex is not None:
+            self._route_exchange(ex, msg)
+            return
+        self.discards_no_route += 1
+        self.log.info("Message to unknown address %r dropped", dest)
+
+    # -- resolving link addresses ----------------------------------------------------------------
+    def _lookup(self, link, terminus):
+        """Find or create the node a terminus names: (queue or None, exchange or None, name)."""
+        caps = terminus.capabilities
+        want_queue = "queue" in caps
+        want_topic = "topic" in caps
+        if want_queue and want_topic:
+            want_queue = want_topic = False
+        create = terminus.dynamic or "create-on-demand" in caps
+        if terminus.dynamic:
+            container = link.session.connection.container_id or str(uuid.uuid4())
+            name = "%s_%s" % (container, link.name)
+        else:
+            name = terminus.address
+        props = terminus.properties
+        ex = self.exchanges.get(name) if (want_topic or not want_queue) else None
+        queue = self.queues.get(name) if (want_queue or not want_topic) else None
+        if ex is not None and create and want_topic and "exchange-type" in props \
+                and str(props["exchange-type"]) != ex.type:
+            raise errors.PreconditionFailed("Exchange of different type already exists")
+        missing = (queue is None and ex is None) or (want_queue and create and queue is None) or \
+            (want_topic and create and ex is None)
+        if missing:
+            if not create:
+                raise errors.NotFound("Node not found: %s" % name)
+            if want_topic:
+                ex, _ = self.declare_exchange(name, props)
+            else:
+                qprops = dict(props)
+                if terminus.dynamic and "auto-delete" not in qprops and not qprops.get("durable"):
+                    qprops["auto-delete"] = True
+                queue, _ = self.declare_queue(name, qprops, owner=link.session)
+        if queue is not None and ex is not None:
+            if want_topic:
+                queue = None
+            else:
+                ex = None
+        if queue is not None and props.get("exclusive") and queue.exclusive_owner is not link.session:
+            if queue.exclusive_owner is not None:
+                raise errors.PreconditionFailed("Cannot grant exclusive access to %s" % name)
+            queue.exclusive_owner = link.session
+        return queue, ex, name
+
+    @staticmethod
+    def _capabilities(terminus, queue, ex):
+        caps = terminus.capabilities
+        out = []
+        for cap in ("queue", "topic", "create-on-demand", "durable", "shared",
+                    "legacy-amqp-direct-binding", "legacy-amqp-topic-binding"):
+            if cap not in caps:
+                continue
+            if queue is not None:
+                ok = cap not in ("topic", "shared") and (cap != "durable" or queue.durable)
+            else:
+                ok = cap != "queue" and (cap != "durable" or ex.durable) and \
+                    (cap != "legacy-amqp-direct-binding" or ex.type == "direct") and \
+                    (cap != "legacy-amqp-topic-binding" or ex.type == "topic")
+            if ok:
+                out.append(cap)
+        return out
+
+    def resolve_target(self, link, terminus):
+        queue, ex, name = self._lookup(link, terminus)
+        node = queue if queue is not None else ex
+        reply = terminus.encode(address=name, capabilities=self._capabilities(terminus, queue, ex))
+        return node, reply
+
+    def resolve_source(self, link, terminus):
+        """The queue a consumer reads (for an exchange, a private subscription queue), and the reply."""
+        queue, ex, name = self._lookup(link, terminus)
+        caps = self._capabilities(terminus, queue, ex)
+        mode = link.snd_settle_mode
+        if queue is not None:
+            link.browsing = terminus.distribution_mode == "copy" or queue.settings.browse_only
+            if not link.browsing and queue.exclusive_owner is not None \
+                    and queue.exclusive_owner is not link.session:
+                raise errors.PreconditionFailed("Cannot consume from exclusive queue %s" % name)
+            link.presettled = mode == SETTLE_SETTLED
+            reply = terminus.encode(address=name, capabilities=caps,
+                                    distribution_mode="copy" if link.browsing else "move")
+            return queue, reply
+        return self._subscribe(link, terminus, ex, name, caps)
+
+    def _subscribe(self, link, terminus, ex, name, caps):
+        shared = "shared" in terminus.capabilities
+        container = link.session.connection.container_id or str(uuid.uuid4())
+        qname = link.name if shared else "%s_%s" % (container, link.name)
+        durable = terminus.durable != 0
+        props = {"durable": durable, "auto-delete": terminus.expiry_policy != "never"}
+        if terminus.timeout:
+            props["qpid.auto_delete_timeout"] = terminus.timeout
+            props["auto-delete"] = True
+        if not shared:
+            props["exclusive"] = True
+        queue, created = self.declare_queue(qname, props, owner=link.session)
+        if not shared and queue.exclusive_owner is not None and queue.exclusive_owner is not link.session:
+            raise errors.PreconditionFailed("Cannot consume from exclusive queue %s" % qname)
+        subject, headers, applied = terminus.binding_filters()
+        if ex.type == "topic":
+            key, args = subject if subject is not None else "#", None
+        elif ex.type == "direct":
+            key, args = subject if subject is not None else "", None
+        elif ex.type == "headers":
+            key, args = "", headers if headers is not None else {"x-match": "all"}
+        else:
+            key, args = "", None
+        try:
+            ex.bind(queue, key, args)
+        except AmqpError:
+            if created:
+                self.delete_queue(queue)
+            raise
+        link.delete_on_detach = not shared and not (durable and terminus.expiry_policy == "never")
+        mode = link.snd_settle_mode
+        link.presettled = (mode != SETTLE_UNSETTLED) if not shared else (mode == SETTLE_SETTLED)
+        reply = terminus.encode(address=name, capabilities=caps, distribution_mode="copy",
+                                filter=applied or None)
+        return queue, reply

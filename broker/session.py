@@ -1,0 +1,247 @@
+"""One AMQP 1.0 session: transfer-id windows, link handles, and settlement of deliveries both ways.
+
+Dispositions to producers and credit top-ups are gathered during a read burst and sent by flush(),
+so one disposition frame settles a whole range of deliveries.
+"""
+from cypid.pyx.codec import Described, encode_frame, uint, ulong, ushort
+
+from . import errors
+from .errors import AmqpError
+from .links import IncomingLink, OutgoingLink, make_error
+
+BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END = 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
+ACCEPTED = Described(ulong(0x24), [])
+RELEASED = Described(ulong(0x26), [])
+# Outcome descriptors as they may arrive (ulong codes or their symbolic names).
+OUTCOMES = {
+    0x24: "accepted", "amqp:accepted:list": "accepted",
+    0x25: "rejected", "amqp:rejected:list": "rejected",
+    0x26: "released", "amqp:released:list": "released",
+    0x27: "modified", "amqp:modified:list": "modified",
+}
+WINDOW = 0x7FFFFFFF
+MASK32 = 0xFFFFFFFF
+
+
+class Session:
+    def __init__(self, connection, channel, remote_channel, begin):
+        self.connection = connection
+        self.broker = connection.broker
+        self.channel = channel
+        self.remote_channel = remote_channel
+        n = len(begin)
+        self.next_incoming_id = begin[1] if n > 1 and begin[1] is not None else 0
+        self.remote_incoming_window = begin[2] if n > 2 and begin[2] is not None else 0
+        self.remote_outgoing_window = begin[3] if n > 3 and begin[3] is not None else 0
+        self.next_outgoing_id = 0
+        self.next_delivery_id = 0
+        self.links = {}            # remote handle -> link
+        self.local_handles = {}    # local handle -> link
+        self.unsettled = {}        # outgoing delivery-id -> (link, message, queue)
+        self.accepts = []          # incoming delivery-ids to settle as accepted
+        self.other_outcomes = []   # (delivery-id, outcome) to settle otherwise
+        self.wants_credit = []     # incoming links to top up
+        self.blocked = []          # outgoing links waiting for the remote incoming window
+        self.ended = False
+
+    # -- framing helpers ---------------------------------------------------------------
+    def send(self, code, fields, payload=b""):
+        self.connection.write(encode_frame(self.channel, code, fields, payload))
+
+    def send_begin(self):
+        self.send(BEGIN, [ushort(self.remote_channel), uint(self.next_outgoing_id), uint(WINDOW),
+                          uint(WINDOW), uint(self.broker.handle_max)])
+
+    def flow_fields(self):
+        return [uint(self.next_incoming_id), uint(WINDOW), uint(self.next_outgoing_id), uint(WINDOW)]
+
+    def send_flow(self, link=None, drain=False):
+        fields = self.flow_fields()
+        if link is not None:
+            fields += [uint(link.handle), uint(link.delivery_count), uint(link.credit), None, drain]
+        self.send(FLOW, fields)
+
+    def mark_dirty(self):
+        self.connection.dirty.add(self)
+
+    # -- incoming performatives ---------------------------------------------------------------
+    def on_transfer(self, fields, payload):
+        handle = fields[0] if fields else None
+        link = self.links.get(handle)
+        self.next_incoming_id = (self.next_incoming_id + 1) & MASK32
+        if link is None or link.is_sender:
+            self.fail(errors.UNATTACHED_HANDLE, "transfer on unattached handle %s" % (handle,))
+            return
+        link.on_transfer(fields, payload)
+
+    def on_flow(self, fields):
+        n = len(fields)
+        nii = fields[0] if n > 0 and fields[0] is not None else 0
+        iw = fields[1] if n > 1 and fields[1] is not None else 0
+        was_blocked = self.remote_incoming_window <= 0
+        self.remote_incoming_window = (nii + iw - self.next_outgoing_id)
+        handle = fields[4] if n > 4 else None
+        if handle is not None:
+            link = self.links.get(handle)
+            if link is None:
+                self.fail(errors.UNATTACHED_HANDLE, "flow on unattached handle %s" % (handle,))
+                return
+            link.on_flow(fields)
+        elif n > 9 and fields[9]:
+            self.send(FLOW, self.flow_fields())
+        if was_blocked and self.remote_incoming_window > 0:
+            self.resume_outgoing()
+
+    def on_disposition(self, fields):
+        n = len(fields)
+        role = fields[0]
+        first = fields[1]
+        last = fields[2] if n > 2 and fields[2] is not None else first
+        settled = fields[3] if n > 3 and fields[3] is not None else False
+        state = fields[4] if n > 4 else None
+        if not role:
+            return  # the peer settling its own transfers to us: we settled them already
+        outcome = None
+        if state is not None:
+            outcome = OUTCOMES.get(getattr(state, "descriptor", None))
+            if outcome is None:
+                if not settled:
+                    return  # a non-terminal state (received): nothing to do yet
+        elif not settled:
+            return
+        else:
+            outcome = "accepted"
+        unsettled = self.unsettled
+        if (last - first) & MASK32 < 64 or len(unsettled) > ((last - first) & MASK32):
+            ids = [(first + i) & MASK32 for i in range(((last - first) & MASK32) + 1)]
+        else:
+            ids = [d for d in unsettled if ((d - first) & MASK32) <= ((last - first) & MASK32)]
+        done = []
+        for did in ids:
+            entry = unsettled.pop(did, None)
+            if entry is None:
+                continue
+            link, msg, queue = entry
+            link.unsettled_count -= 1
+            done.append(did)
+            if outcome == "accepted":
+                queue.dequeued(msg)
+            elif outcome == "released":
+                queue.release(msg)
+            elif outcome == "rejected":
+                queue.reject(msg)
+            else:  # modified
+                value = state.value or []
+                failed = bool(value[0]) if len(value) > 0 else False
+                annotations = value[2] if len(value) > 2 else None
+                if annotations:
+                    self.broker.log.debug("modified annotations on %s ignored", queue.name)
+                queue.release(msg, count_failure=failed)
+        if not settled and done:
+            # The peer waits for us to settle (rcv-settle-mode second): confirm with the same state.
+            for did in done:
+                self.send(DISPOSITION, [True, uint(did), None, True, state])
+
+    def on_attach(self, fields):
+        handle = fields[1]
+        if handle in self.links:
+            self.fail(errors.HANDLE_IN_USE, "attach on handle %s already in use" % handle)
+            return
+        role = fields[2]
+        local = 0
+        while local in self.local_handles:
+            local += 1
+        link = (OutgoingLink if role else IncomingLink)(self, local, fields)
+        self.links[handle] = link
+        self.local_handles[local] = link
+        link.attach()
+
+    def on_detach(self, fields):
+        handle = fields[0]
+        link = self.links.get(handle)
+        if link is None:
+            self.fail(errors.UNATTACHED_HANDLE, "detach on unattached handle %s" % (handle,))
+            return
+        closed = fields[1] if len(fields) > 1 else False
+        link.on_detach(bool(closed))
+
+    def link_detached(self, link):
+        self.links.pop(link.remote_handle, None)
+        self.local_handles.pop(link.handle, None)
+
+    def on_end(self, fields):
+        if not self.ended:
+            self.abandon()
+            self.send(END, [])
+        self.connection.session_ended(self)
+
+    # -- outcomes for incoming deliveries -----------------------------------------------------
+    def settle_incoming(self, delivery_id, outcome):
+        if outcome is None:
+            self.accepts.append(delivery_id)
+        else:
+            self.other_outcomes.append((delivery_id, outcome))
+        self.connection.dirty.add(self)
+
+    def want_credit(self, link):
+        self.wants_credit.append(link)
+        self.connection.dirty.add(self)
+
+    def flush(self):
+        """Send the dispositions and credit this burst left behind, as few frames as possible."""
+        if self.ended:
+            return
+        accepts = self.accepts
+        if accepts:
+            first = last = accepts[0]
+            for did in accepts[1:]:
+                if did == ((last + 1) & MASK32):
+                    last = did
+                    continue
+                self.send(DISPOSITION, [True, uint(first), uint(last), True, ACCEPTED])
+                first = last = did
+            self.send(DISPOSITION, [True, uint(first), uint(last), True, ACCEPTED])
+            accepts.clear()
+        if self.other_outcomes:
+            for did, outcome in self.other_outcomes:
+                self.send(DISPOSITION, [True, uint(did), None, True, outcome])
+            self.other_outcomes.clear()
+        if self.wants_credit:
+            for link in self.wants_credit:
+                link.refill()
+            self.wants_credit.clear()
+
+    # -- outgoing ------------------------------------------------------------------------------
+    def resume_outgoing(self):
+        for link in list(self.local_handles.values()):
+            if link.is_sender:
+                link.pump()
+
+    # -- ending --------------------------------------------------------------------------------
+    def fail(self, condition, description):
+        """End this session with an error; the connection and its other sessions carry on."""
+        if self.ended:
+            return
+        self.broker.log.warning("Session %d on %s ended: %s: %s", self.channel,
+                                self.connection.address, condition, description)
+        self.abandon()
+        self.send(END, [make_error(condition, description)])
+        # The channel stays taken (its frames ignored) until the peer answers with its own end.
+
+    def abandon(self):
+        """The session is gone: release what its links held and forget them."""
+        if self.ended:
+            return
+        self.ended = True
+        for link in list(self.local_handles.values()):
+            link.abandon()
+        # Deliveries a consumer never settled go back to their queues, counted as a failed attempt.
+        for link, msg, queue in self.unsettled.values():
+            queue.release(msg, count_failure=True)
+        self.unsettled.clear()
+        self.links.clear()
+        self.local_handles.clear()
+        self.broker.nodes.session_ended(self)
+
+
+__all__ = ["Session", "AmqpError"]
