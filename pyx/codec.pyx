@@ -440,13 +440,13 @@ cdef object _decode_body(FRBuffer* b, uint8_t code, int depth):
 
 cdef inline Py_ssize_t _open_compound(FRBuffer* b, bint wide, uint32_t* count, str what,
                                       int depth, Py_ssize_t min_item) except -1:
-    """Read size and count of a list/map/array, check them, and narrow b to the contents.
-
-    Returns the number of bytes that follow the compound (to restore with _close_compound)."""
+    """Read size and count of a list/map/array (its constructor just read), check them, and
+    narrow b to the contents.  Returns the bytes that follow the compound, for _close_compound."""
     cdef Py_ssize_t size, body
+    cdef Py_ssize_t at = frb_offset(b) - 1
     cdef const char* p
     if depth >= MAX_DEPTH:
-        raise _err(b, "values nested deeper than %d" % MAX_DEPTH)
+        raise _DecodeError("values nested deeper than %d at offset %d" % (MAX_DEPTH, at))
     if wide:
         p = _need(b, 8, what + " header")
         size = load_u32(p)
@@ -458,15 +458,12 @@ cdef inline Py_ssize_t _open_compound(FRBuffer* b, bint wide, uint32_t* count, s
         count[0] = <uint8_t>p[1]
         body = size - 1
     if body < 0:
-        b.buf -= (8 if wide else 2)
-        b.len += (8 if wide else 2)
-        raise _err(b, "%s size %d is smaller than its count field" % (what, size))
+        raise _DecodeError("%s at offset %d: size %d is smaller than its count field" % (what, at, size))
     if body > b.len:
         raise _DecodeError("%s at offset %d declares %d bytes, only %d left"
-                           % (what, frb_offset(b) - (8 if wide else 2), size, b.len + (4 if wide else 1)))
+                           % (what, at, size, b.len + (4 if wide else 1)))
     if <uint64_t>count[0] * <uint64_t>min_item > <uint64_t>body:
-        raise _DecodeError("%s at offset %d: %d items cannot fit in %d bytes"
-                           % (what, frb_offset(b) - (8 if wide else 2), count[0], body))
+        raise _DecodeError("%s at offset %d: %d items cannot fit in %d bytes" % (what, at, count[0], body))
     cdef Py_ssize_t rest = b.len - body
     b.len = body
     return rest
@@ -556,7 +553,10 @@ cdef int skip_value(FRBuffer* b, int depth) except -1:
         code = _u8(b, "value constructor")
     w = _width[code]
     if w >= 0:
-        _need(b, w, "value")
+        if w > b.len:
+            raise _DecodeError("truncated value at offset %d (constructor 0x%02x): need %d bytes, %d left"
+                               % (frb_offset(b) - 1, code, w, b.len))
+        frb_take(b, w)
         if code == 0x56 and <uint8_t>(b.buf - 1)[0] > 1:
             b.buf -= 1
             b.len += 1
@@ -570,7 +570,10 @@ cdef int skip_value(FRBuffer* b, int depth) except -1:
         b.buf -= 1
         b.len += 1
         raise _err(b, "invalid constructor 0x%02x" % code)
-    _need(b, n, "value")
+    if n > b.len:
+        raise _DecodeError("value at offset %d (constructor 0x%02x) declares %d bytes, only %d left"
+                           % (frb_offset(b) - (2 if w == -1 else 5), code, n, b.len))
+    frb_take(b, n)
     return 0
 
 
@@ -1718,9 +1721,13 @@ cdef class MessageInfo:
         return wb.to_bytes()
 
 
-cpdef MessageInfo scan_message(bytes data):
-    """Scan an encoded message's sections; reads header fields and to/subject/reply-to only."""
+cpdef MessageInfo scan_message(object data):
+    """Scan an encoded message's sections; reads header fields and to/subject/reply-to only.
+
+    data is bytes (kept as info.data); other bytes-likes are copied to bytes first."""
     cdef MessageInfo info = MessageInfo.__new__(MessageInfo)
+    if not PyBytes_CheckExact(data):
+        data = bytes(data)
     cdef FRBuffer b
     cdef int code, prev = 0
     cdef Py_ssize_t sec_start
