@@ -15,7 +15,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_DecodeASCII
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from libc.stdint cimport uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, uint64_t, int64_t, INT64_MIN, INT64_MAX
+from cpython.long cimport PyLong_Check
+from libc.stdint cimport (uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, uint64_t, int64_t,
+                         INT32_MIN, INT32_MAX, INT64_MIN, INT64_MAX, UINT32_MAX, UINT64_MAX)
 from libc.string cimport memcpy, memmove, memcmp, strlen
 
 from cypid.pyx.frb cimport (FRBuffer, frb_init, frb_offset, frb_has, frb_take,
@@ -690,15 +692,29 @@ cdef int _enc_long(WriteBuffer wb, object v) except -1:
 
 
 cdef inline uint64_t _uint_in(object v, uint64_t hi, str name) except? 0xffffffffffffffff:
-    if not (0 <= v <= hi):
+    cdef uint64_t x
+    if not PyLong_Check(v):
+        raise _EncodeError("%s needs an int, not %r" % (name, v))
+    try:
+        x = v
+    except OverflowError:
+        raise _EncodeError("%r out of range for %s" % (v, name)) from None
+    if x > hi:
         raise _EncodeError("%r out of range for %s" % (v, name))
-    return <uint64_t>v
+    return x
 
 
 cdef inline int64_t _int_in(object v, int64_t lo, int64_t hi, str name) except? -1:
-    if not (lo <= v <= hi):
+    cdef int64_t x
+    if not PyLong_Check(v):
+        raise _EncodeError("%s needs an int, not %r" % (name, v))
+    try:
+        x = v
+    except OverflowError:
+        raise _EncodeError("%r out of range for %s" % (v, name)) from None
+    if x < lo or x > hi:
         raise _EncodeError("%r out of range for %s" % (v, name))
-    return <int64_t>v
+    return x
 
 
 cdef int _enc_vbin(WriteBuffer wb, const char* p, Py_ssize_t n, uint8_t code8, uint8_t code32) except -1:
@@ -708,7 +724,7 @@ cdef int _enc_vbin(WriteBuffer wb, const char* p, Py_ssize_t n, uint8_t code8, u
         wb.buf[wb.len + 1] = <char>n
         wb.len += 2
     else:
-        if n > 0xFFFFFFFF:
+        if n > UINT32_MAX:
             raise _EncodeError("value of %d bytes is too long for AMQP" % n)
         wb_reserve(wb, n + 5)
         wb.buf[wb.len] = <char>code32
@@ -742,7 +758,7 @@ cdef int _finish_compound(WriteBuffer wb, Py_ssize_t start, Py_ssize_t count,
         wb.buf[start + 1] = <char>(payload + 1)
         wb.buf[start + 2] = <char>count
         return 0
-    if payload + 4 > 0xFFFFFFFF or count > 0xFFFFFFFF:
+    if payload + 4 > UINT32_MAX or count > UINT32_MAX:
         raise _EncodeError("compound value of %d bytes is too large for AMQP" % payload)
     wb_reserve(wb, 6)
     memmove(wb.buf + start + 9, wb.buf + start + 3, <size_t>payload)
@@ -803,17 +819,19 @@ cdef int _enc_array_payload(WriteBuffer wb, Array a, int depth) except -1:
     if code == 0x70 or code == 0x80:
         ec = 0x52 if code == 0x70 else 0x53
         for e in elems:
-            if not (0 <= e <= 255):
+            if not (PyLong_Check(e) and 0 <= e <= 255):
                 ec = code
                 break
     elif code == 0x71 or code == 0x81:
         ec = 0x54 if code == 0x71 else 0x55
         for e in elems:
-            if not (-128 <= e <= 127):
+            if not (PyLong_Check(e) and -128 <= e <= 127):
                 ec = code
                 break
     elif code == 0xa0 or code == 0xa1 or code == 0xa3:
         for e in elems:
+            if not isinstance(e, (bytes, bytearray, memoryview) if code == 0xa0 else str):
+                raise _EncodeError("array of 0x%02x holds a %s" % (code, type(e).__name__))
             if code == 0xa0:
                 n = len(e)
             elif code == 0xa1:
@@ -873,7 +891,7 @@ cdef int _enc_compound_elements(WriteBuffer wb, int code, list elems, int depth)
                 _enc_array_payload(wb, <Array>e, depth + 1)
                 cnt = len((<Array>e).elements)
             size = wb.len - start - 4
-            if size > 0xFFFFFFFF or cnt > 0xFFFFFFFF:
+            if size > UINT32_MAX or cnt > UINT32_MAX:
                 raise _EncodeError("array element too large for AMQP")
             store_u32(wb.buf + start, <uint32_t>size)
             store_u32(wb.buf + start + 4, <uint32_t>cnt)
@@ -927,22 +945,24 @@ cdef int _enc_payload(WriteBuffer wb, uint8_t code, object v, int depth) except 
     elif code == 0x61:
         wb_u16(wb, <uint16_t><int16_t>_int_in(v, -0x8000, 0x7fff, "short"))
     elif code == 0x70:
-        wb_u32(wb, <uint32_t>_uint_in(v, 0xffffffff, "uint"))
+        wb_u32(wb, <uint32_t>_uint_in(v, UINT32_MAX, "uint"))
     elif code == 0x71:
-        wb_u32(wb, <uint32_t><int32_t>_int_in(v, -0x80000000, 0x7fffffff, "int"))
+        wb_u32(wb, <uint32_t><int32_t>_int_in(v, INT32_MIN, INT32_MAX, "int"))
     elif code == 0x80:
-        wb_u64(wb, _uint_in(v, 0xffffffffffffffff, "ulong"))
+        wb_u64(wb, _uint_in(v, UINT64_MAX, "ulong"))
     elif code == 0x81 or code == 0x83:
         wb_u64(wb, <uint64_t>_int_in(v, INT64_MIN, INT64_MAX,
                                      "long" if code == 0x81 else "timestamp"))
-    elif code == 0x72:
+    elif code == 0x72 or code == 0x82:
+        if not isinstance(v, (float, int)) or isinstance(v, bool):
+            raise _EncodeError("array of floats holds %r" % (v,))
+        if code == 0x82:
+            d = <double>v
+            memcpy(&u64, &d, 8)
+            return wb_u64(wb, u64)
         f = <float>v
         memcpy(&u32, &f, 4)
         wb_u32(wb, u32)
-    elif code == 0x82:
-        d = <double>v
-        memcpy(&u64, &d, 8)
-        wb_u64(wb, u64)
     elif code == 0x73:
         if not isinstance(v, str) or len(v) != 1:
             raise _EncodeError("char must be a single character, not %r" % (v,))
@@ -1013,7 +1033,7 @@ cdef int encode_value(WriteBuffer wb, object v, int depth) except -1:
         encode_value(wb, (<Described>v).descriptor, depth + 1)
         return encode_value(wb, (<Described>v).value, depth + 1)
     if t is _ulong_t:
-        x = _uint_in(v, 0xffffffffffffffff, "ulong")
+        x = _uint_in(v, UINT64_MAX, "ulong")
         if x == 0:
             return wb_u8(wb, 0x44)
         if x < 256:
@@ -1022,7 +1042,7 @@ cdef int encode_value(WriteBuffer wb, object v, int depth) except -1:
         wb_u8(wb, 0x80)
         return wb_u64(wb, x)
     if t is _uint_t:
-        x = _uint_in(v, 0xffffffff, "uint")
+        x = _uint_in(v, UINT32_MAX, "uint")
         if x == 0:
             return wb_u8(wb, 0x43)
         if x < 256:
@@ -1038,7 +1058,7 @@ cdef int encode_value(WriteBuffer wb, object v, int depth) except -1:
     if t is Array:
         return _enc_array(wb, <Array>v, depth)
     if t is _int32_t:
-        n = _int_in(v, -0x80000000, 0x7fffffff, "int")
+        n = _int_in(v, INT32_MIN, INT32_MAX, "int")
         if -128 <= n <= 127:
             wb_u8(wb, 0x54)
             return wb_u8(wb, <uint8_t><int8_t>n)
@@ -1330,7 +1350,7 @@ cpdef bytes encode_frame(int channel, uint64_t code, object fields, object paylo
         finally:
             if release:
                 PyBuffer_Release(&pb)
-    if wb.len > 0xFFFFFFFF:
+    if wb.len > UINT32_MAX:
         raise _EncodeError("frame of %d bytes is too large" % wb.len)
     store_u32(wb.buf, <uint32_t>wb.len)
     wb.buf[4] = 2
@@ -1384,8 +1404,8 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
         raise _EncodeError("channel %d out of range" % channel)
     if tl > 255:
         raise _EncodeError("delivery-tag of %d bytes is too long (the spec allows 32)" % tl)
-    if max_frame_size == 0 or max_frame_size > 0xFFFFFFFF:
-        max_frame_size = 0xFFFFFFFF
+    if max_frame_size == 0 or max_frame_size > UINT32_MAX:
+        max_frame_size = UINT32_MAX
     # First performative: [handle, delivery-id, tag, format=0, settled, more]
     n1 = _put_uint(items1, handle)
     n1 += _put_uint(items1 + n1, delivery_id)
@@ -1605,7 +1625,7 @@ cdef int _scan_header(FRBuffer* b, MessageInfo info) except -1:
                 info.priority = <int>u
         elif i == 2:
             if _scan_uint(b, &u, "header ttl"):
-                if u > 0xFFFFFFFF:
+                if u > UINT32_MAX:
                     raise _err(b, "header ttl %d out of range" % u)
                 info.ttl = <uint32_t>u
         elif i == 3:
@@ -1613,7 +1633,7 @@ cdef int _scan_header(FRBuffer* b, MessageInfo info) except -1:
                 info.first_acquirer = flag
         elif i == 4:
             if _scan_uint(b, &u, "header delivery-count"):
-                if u > 0xFFFFFFFF:
+                if u > UINT32_MAX:
                     raise _err(b, "header delivery-count %d out of range" % u)
                 info.delivery_count = <uint32_t>u
         else:
@@ -1811,7 +1831,7 @@ cpdef bytes encode_header(bint durable, int priority, uint64_t ttl, bint first_a
     cdef Py_ssize_t n = 0, last = 0, h
     if priority < 0 or priority > 255:
         raise _EncodeError("priority %d out of range" % priority)
-    if ttl > 0xFFFFFFFF or delivery_count > 0xFFFFFFFF:
+    if ttl > UINT32_MAX or delivery_count > UINT32_MAX:
         raise _EncodeError("ttl/delivery-count out of range for uint")
     # durable
     items[n] = <char>(0x41 if durable else 0x40)

@@ -134,6 +134,9 @@ def test_decode_at():
     c.short(-32769), c.int32(2**31), 2**63, -(2**63) - 1, c.timestamp(2**63), c.symbol("é"),
     c.decimal32(b"123"), c.char("ab"), "\ud800", c.Array(0x70, [-1]), c.Array(0x56, [1]),
     c.Array(0x40, [1]), c.Array(0xc0, [1]), c.Array(0xe0, [[1]]), object(), {1, 2},
+    c.Array(0x70, [1.5]), c.Array(0x71, [None]), c.Array(0x81, ["1"]), c.Array(0x72, ["x"]),
+    c.Array(0x82, [None]), c.Array(0xa1, [1]), c.Array(0xa3, [b"x"]), c.Array(0xa0, ["x"]),
+    c.Array(0x98, ["x"]), c.Array(0x73, [1]), c.Array(0x74, [b"12"]),
 ])
 def test_encode_errors(value):
     with pytest.raises(EncodeError):
