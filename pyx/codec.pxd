@@ -228,8 +228,8 @@ cdef int skip_value(FRBuffer* b, int depth) except -1
 
 cpdef tuple decode_performative(object body)
 cpdef bytes encode_frame(int channel, uint64_t code, object fields, object payload=*, int frame_type=*)
-cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, bytes tag,
-                                   bint settled, bytes message, uint64_t max_frame_size)
+cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
+                                   bint settled, object message, uint64_t max_frame_size)
 cpdef MessageInfo scan_message(object data)
 cpdef bytes encode_header(bint durable, int priority, uint64_t ttl, bint first_acquirer,
                           uint64_t delivery_count)

@@ -1385,8 +1385,8 @@ cdef inline Py_ssize_t _put_list_header(char* p, Py_ssize_t payload, uint32_t co
     return 9
 
 
-cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, bytes tag,
-                                   bint settled, bytes message, uint64_t max_frame_size):
+cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
+                                   bint settled, object message, uint64_t max_frame_size):
     """Every frame of one delivery: transfer performatives plus the message split so that no frame
     exceeds max_frame_size (more=true on all but the last).  Only the first frame carries
     delivery-id, delivery-tag, message-format and settled; continuations carry handle and more."""
@@ -1394,12 +1394,19 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
     cdef char perf1[320]
     cdef char items2[16]
     cdef char perf2[32]
-    cdef Py_ssize_t tl = PyBytes_GET_SIZE(tag)
-    cdef Py_ssize_t L = PyBytes_GET_SIZE(message)
+    cdef Py_ssize_t tl = PyBytes_GET_SIZE(tag) if PyBytes_CheckExact(tag) else 0
+    cdef Py_ssize_t L = PyBytes_GET_SIZE(message) if PyBytes_CheckExact(message) else 0
     cdef Py_ssize_t n1, n2, p1, p2, cap1, capn, nframes, total, chunk, off, fs
-    cdef const char* msg = PyBytes_AS_STRING(message)
+    cdef const char* msg = PyBytes_AS_STRING(message) if PyBytes_CheckExact(message) else NULL
     cdef char* out
     cdef char* w
+    if not PyBytes_CheckExact(tag):
+        tag = bytes(memoryview(tag))
+        tl = PyBytes_GET_SIZE(tag)
+    if not PyBytes_CheckExact(message):
+        message = bytes(memoryview(message))
+        L = PyBytes_GET_SIZE(message)
+        msg = PyBytes_AS_STRING(message)
     if channel < 0 or channel > 0xffff:
         raise _EncodeError("channel %d out of range" % channel)
     if tl > 255:

@@ -324,6 +324,11 @@ def test_transfer_large_handle_and_ids():
     assert decode_performative(body) == (0x14, [0xFFFFFFFF, 0xFFFFFFFE, b"", 0, False, False], b"m")
 
 
+def test_transfer_accepts_bytes_likes():
+    a = encode_transfer_frames(0, 1, 2, bytearray(b"t"), True, memoryview(b"abc"), 512)
+    assert a == encode_transfer_frames(0, 1, 2, b"t", True, b"abc", 512)
+
+
 def test_transfer_frame_too_small():
     with pytest.raises(ValueError):
         encode_transfer_frames(0, 0, 0, b"t" * 32, False, b"x" * 100, 40)
