@@ -1222,8 +1222,9 @@ cdef class FrameReader:
             raise _DecodeError("frame data offset %d (%d bytes) is beyond the frame size %d"
                                % (doff, doff * 4, size))
         if avail < size:
-            if size > self._cap:
-                # Make room for the whole frame now; the rest arrives by feed().
+            if size > self._cap and size <= (1 << 20):
+                # Make room for the whole frame now, so feed() does not grow step by step (a peer's
+                # claim of a bigger frame is not trusted with memory before the bytes arrive).
                 self._grow_for(size)
             return 0
         out.frame_type = <uint8_t>p[5]

@@ -37,8 +37,9 @@ SEEDS = [
     encode({"m": {"n": [None, True, 1.0, c.float32(2.0), c.char("x"), c.timestamp(5)]}}),
 ] + [encode_frame(0, code, fields)[8:] for code, fields in PERFORMATIVES.items()]
 
-STREAM = b"AMQP\x00\x01\x00\x00" + b"".join(encode_frame(1, code, fields) for code, fields in PERFORMATIVES.items()) \
-    + encode_transfer_frames(1, 0, 0, b"t", False, MESSAGE, 512)
+STREAM = (b"AMQP\x00\x01\x00\x00"
+          + b"".join(encode_frame(1, code, fields) for code, fields in PERFORMATIVES.items())
+          + encode_transfer_frames(1, 0, 0, b"t", False, MESSAGE, 512))
 
 
 def check_all(data):

@@ -6,7 +6,6 @@ Generated values use exactly the Python types cypid's decoder returns, so that
 """
 import math
 import struct
-import uuid
 
 import proton
 from hypothesis import strategies as st

@@ -5,8 +5,8 @@ from hypothesis import strategies as st
 
 import proton
 from cypid.pyx import codec as c
-from cypid.pyx.codec import (DecodeError, Described, decode, encode, encode_header, scan_message, symbol, uint,
-                             ulong)
+from cypid.pyx.codec import (DecodeError, Described, decode, encode, encode_header, scan_message, symbol,
+                             uint, ulong)
 
 
 def section(code, value, symbolic=False):
@@ -89,7 +89,8 @@ def test_multiple_data_and_sequence_sections():
     (b"\x00\x53\x75\xa0\x05ab", "declares 5 bytes"),
     (b"\x00\x53\x70\xc0\x02\x01", "declares 2 bytes"),
     (b"\x00\x53", "truncated section descriptor"),
-    (b"\x00\x53\x73\xc0\x03\x01\xa1\x05", "value at offset 6 \\(constructor 0xa1\\) declares 5 bytes, only 0 left"),
+    (b"\x00\x53\x73\xc0\x03\x01\xa1\x05",
+     r"value at offset 6 \(constructor 0xa1\) declares 5 bytes, only 0 left"),
 ])
 def test_scan_errors(msg, match):
     with pytest.raises(DecodeError, match=match):
@@ -164,13 +165,15 @@ def test_encode_header_range():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.booleans(), st.integers(0, 255), st.integers(0, 2**32 - 1), st.booleans(), st.integers(0, 2**32 - 1))
+@given(st.booleans(), st.integers(0, 255), st.integers(0, 2**32 - 1), st.booleans(),
+       st.integers(0, 2**32 - 1))
 def test_encode_header_property(durable, priority, ttl, first, count):
     h = encode_header(durable, priority, ttl, first, count)
     i = scan_message(h + encode(Described(ulong(0x77), None)))
-    assert (i.durable, i.priority, i.ttl, i.first_acquirer, i.delivery_count) == (durable, priority, ttl, first,
-                                                                                   count)
+    expected = (durable, priority, ttl, first, count)
+    assert (i.durable, i.priority, i.ttl, i.first_acquirer, i.delivery_count) == expected
     if h:
         m = proton.Message()
         m.decode(h + encode(Described(ulong(0x77), None)))
-        assert (m.durable, m.priority, m.delivery_count, m.first_acquirer) == (durable, priority, count, first)
+        assert (m.durable, m.priority, m.delivery_count, m.first_acquirer) == (durable, priority, count,
+                                                                               first)

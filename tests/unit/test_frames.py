@@ -14,9 +14,9 @@ from cypid.pyx.codec import (AMQP_HEADER, EMPTY_FRAME, SASL_HEADER, DecodeError,
 from test_codec_helpers import proton_decode, same
 
 ERROR = Described(ulong(0x1D), [symbol("amqp:internal-error"), "went wrong", {symbol("k"): 1}])
+SELECTOR = Described(symbol("apache.org:selector-filter:string"), "a = 1")
 SOURCE = Described(ulong(0x28), ["queue-a", uint(0), symbol("session-end"), uint(0), False, None,
-                                 symbol("move"), {symbol("f"): Described(symbol("apache.org:selector-filter:string"),
-                                                                        "a = 1")},
+                                 symbol("move"), {symbol("f"): SELECTOR},
                                  Described(ulong(0x26), []), c.Array(0xA3, [symbol("amqp:accepted:list")]),
                                  c.Array(0xA3, [symbol("queue")])])
 TARGET = Described(ulong(0x29), ["queue-b", uint(1), symbol("never"), uint(30), False,
@@ -30,8 +30,9 @@ PERFORMATIVES = {
            c.Array(0xA3, [symbol("en-US")]), c.Array(0xA3, [symbol("en-GB")]), CAPS, CAPS,
            {symbol("product"): "cypid", symbol("version"): "0.1"}],
     0x11: [ushort(0), uint(1), uint(2048), uint(2048), uint(0xFFFFFFFF), CAPS, CAPS, {symbol("p"): None}],
-    0x12: ["link-name", uint(3), True, ubyte(2), ubyte(1), SOURCE, TARGET, {b"tag": Described(ulong(0x24), [])},
-           False, uint(0), ulong(1 << 20), CAPS, CAPS, {symbol("x"): 1}],
+    0x12: ["link-name", uint(3), True, ubyte(2), ubyte(1), SOURCE, TARGET,
+           {b"tag": Described(ulong(0x24), [])}, False, uint(0), ulong(1 << 20), CAPS, CAPS,
+           {symbol("x"): 1}],
     0x13: [uint(7), uint(2048), uint(9), uint(2048), uint(3), uint(10), uint(100), uint(5), True, False,
            {symbol("y"): "z"}],
     0x14: [uint(3), uint(42), b"\x00\x01", uint(0), False, True, ubyte(0), Described(ulong(0x24), []), False,
@@ -187,6 +188,12 @@ def test_max_frame_size_changes_after_open():
     assert r.next_frame()[2][-1:] == b"x"
 
 
+def test_huge_declared_frame_does_not_allocate():
+    r = FrameReader()   # default max-frame-size: 4 GiB
+    r.feed(struct.pack(">IBBH", 0xFFFFFFF0, 2, 0, 0))
+    assert r.next_frame() is None and r.buffered == 8
+
+
 def test_extended_header_is_skipped():
     body = encode(Described(ulong(0x18), []))
     f = struct.pack(">IBBH", 12 + len(body), 3, 0, 9) + b"EXTN" + body
@@ -243,8 +250,8 @@ def test_performative_field_tables_match_spec():
     found = {}
     for name in ("transport.xml", "security.xml"):
         text = (ref / name).read_text()
-        for m in re.finditer(r'<type name="([^"]+)" class="composite"[^>]*provides="[^"]*frame[^"]*"[^>]*>(.*?)</type>',
-                             text, re.S):
+        pattern = r'<type name="([^"]+)" class="composite"[^>]*provides="[^"]*frame[^"]*"[^>]*>(.*?)</type>'
+        for m in re.finditer(pattern, text, re.S):
             code = int(re.search(r'code="0x00000000:(0x[0-9a-f]+)"', m.group(2)).group(1), 16)
             found[code] = tuple(re.findall(r'<field name="([^"]+)"', m.group(2)))
     assert found == c.PERFORMATIVE_FIELDS
