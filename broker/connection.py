@@ -4,6 +4,7 @@ An asyncio Protocol: bytes go to the Cython FrameReader; frames are dispatched t
 frames are gathered and written once per loop turn. Work that a read burst leaves behind (dispositions
 and credit for producers) is flushed at the end of the burst, so many messages share one frame.
 """
+import logging
 import os
 
 from cypid.pyx.codec import (
@@ -13,6 +14,7 @@ from cypid.pyx.codec import (
 
 from . import errors
 from .errors import AmqpError
+from .performatives import check_fields
 from .session import Session
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -95,6 +97,10 @@ class Connection:
             session.resume_outgoing()
 
     def eof_received(self):
+        if self.state != S_CLOSED and self.reader.buffered:
+            # The peer stopped sending in the middle of a protocol header or a frame.
+            self.fail(errors.FRAMING_ERROR, "connection ended inside a %s (%d bytes received)"
+                      % ("protocol header" if self.state == S_HEADER else "frame", self.reader.buffered))
         return False
 
     def data_received(self, data):
@@ -111,16 +117,21 @@ class Connection:
                         break
                     self._on_header(header)
                     continue
-                frame = reader.next_frame()
+                try:
+                    frame = reader.next_frame()
+                except DecodeError as e:   # no valid frame header: size < 8, > max-frame-size, doff < 2
+                    raise errors.FramingError(str(e)) from None
                 if frame is None:
                     break
                 self._on_frame(frame)
-        except DecodeError as e:
-            self.fail(errors.DECODE_ERROR if self.state == S_OPENED else errors.FRAMING_ERROR, str(e))
+            if self.dirty:
+                self.flush_dirty()
+        except DecodeError as e:   # a performative or a value inside it that does not decode
+            self.fail(errors.DECODE_ERROR, str(e))
         except AmqpError as e:
             self.fail(e.condition, e.description)
-        if self.dirty:
-            self.flush_dirty()
+        except Exception as e:     # a broker bug: this connection goes, the broker carries on
+            self.internal_error(e)
 
     # -- output -------------------------------------------------------------------------
     def write(self, data):
@@ -195,17 +206,21 @@ class Connection:
             if self.state != S_SASL:
                 raise errors.FramingError("SASL frame outside SASL negotiation")
             code, fields, _ = decode_performative(body)
+            check_fields(code, fields)
             self._on_sasl(code, fields)
             return
         if self.state == S_SASL:
             raise errors.FramingError("AMQP frame during SASL negotiation")
+        if ftype != 0:
+            raise errors.FramingError("unknown frame type %d" % ftype)
         if not body:
             return  # heartbeat
         code, fields, payload = decode_performative(body)
+        check_fields(code, fields)
         if code == TRANSFER:
             session = self.sessions.get(channel)
             if session is None:
-                raise errors.FramingError("transfer on unknown channel %d" % channel)
+                raise errors.NotAllowed("transfer on unknown channel %d" % channel)
             if not session.ended:
                 session.on_transfer(fields, payload)
             return
@@ -224,7 +239,7 @@ class Connection:
             raise errors.FramingError("second open on connection")
         session = self.sessions.get(channel)
         if session is None:
-            raise errors.FramingError("frame 0x%x on unknown channel %d" % (code, channel))
+            raise errors.NotAllowed("frame 0x%x on unknown channel %d" % (code, channel))
         if session.ended:
             if code == END:   # the peer's answer to the end we sent
                 self.session_ended(session)
@@ -325,18 +340,31 @@ class Connection:
         self.close_transport()
 
     # -- ending ------------------------------------------------------------------------
-    def fail(self, condition, description):
+    def fail(self, condition, description, level=logging.WARNING):
         """Close this connection with an error; everyone else carries on."""
         if self.state == S_CLOSED:
             return
-        self.log.warning("Connection %s closed: %s: %s", self.address, condition, description)
+        self.log.log(level, "Connection %s closed: %s: %s", self.address, condition, description)
         if self.state in (S_OPEN_WAIT, S_OPENED):
             if not self.open_sent:
                 self.send(0, OPEN, [self.broker.container_id])
                 self.open_sent = True
             self.send(0, CLOSE, [error_value(condition, description)])
+        elif self.state == S_SASL:
+            # No AMQP layer yet to carry a close: end the SASL exchange as failed (sys-perm).
+            self.write(encode_frame(0, SASL_OUTCOME, [ubyte(3)], frame_type=SASL_FRAME))
         self.state = S_CLOSED
         self.close_transport()
+
+    def internal_error(self, exc):
+        """An unexpected exception while handling this connection's input: one error line (the
+        traceback goes to the debug log), amqp:internal-error to the peer."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = " at %s:%d" % (os.path.basename(tb.tb_frame.f_code.co_filename), tb.tb_lineno) if tb else ""
+        self.log.debug("Connection %s: unexpected error", self.address, exc_info=exc)
+        self.fail(errors.INTERNAL_ERROR, "%s: %s%s" % (type(exc).__name__, exc, where), level=logging.ERROR)
 
     def close_transport(self):
         self.state = S_CLOSED
