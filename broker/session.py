@@ -72,6 +72,8 @@ class Session:
         if link is None or link.is_sender:
             self.fail(errors.UNATTACHED_HANDLE, "transfer on unattached handle %s" % (handle,))
             return
+        if link.detached:
+            return   # sent before the peer saw our detach (e.g. of a refused link): dropped
         link.on_transfer(fields, payload)
 
     def on_flow(self, fields):
@@ -86,7 +88,8 @@ class Session:
             if link is None:
                 self.fail(errors.UNATTACHED_HANDLE, "flow on unattached handle %s" % (handle,))
                 return
-            link.on_flow(fields)
+            if not link.detached:   # else: sent before the peer saw our detach
+                link.on_flow(fields)
         elif n > 9 and fields[9]:
             self.send(FLOW, self.flow_fields())
         if was_blocked and self.remote_incoming_window > 0:
@@ -131,7 +134,7 @@ class Session:
             elif outcome == "rejected":
                 queue.reject(msg)
             else:  # modified
-                value = state.value or []
+                value = state.value if isinstance(state.value, list) else []
                 failed = bool(value[0]) if len(value) > 0 else False
                 annotations = value[2] if len(value) > 2 else None
                 if annotations:

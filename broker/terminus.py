@@ -1,6 +1,8 @@
 """Source and target termini of an attach: parsed into named fields, and re-encoded for the reply."""
 from cypid.pyx.codec import Array, Described, symbol, uint, ulong
 
+from . import errors
+
 SOURCE_CODES = (0x28, "amqp:source:list")
 TARGET_CODES = (0x29, "amqp:target:list")
 COORDINATOR_CODES = (0x30, "amqp:coordinator:list")
@@ -29,8 +31,17 @@ class Terminus:
 
     @classmethod
     def parse(cls, value):
+        """A Terminus from an attach's source/target field (None stays None); a malformed one
+        raises errors.AmqpDecodeError."""
         if value is None:
             return None
+        try:
+            return cls._parse(value)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise errors.AmqpDecodeError("malformed terminus %.60r: %s" % (value, e)) from None
+
+    @classmethod
+    def _parse(cls, value):
         t = cls()
         descriptor = getattr(value, "descriptor", None)
         fields = list(getattr(value, "value", None) or [])
