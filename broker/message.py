@@ -7,6 +7,8 @@ import time
 
 from cypid.pyx.codec import encode_header, scan_message
 
+_FIRST_HEADERS = {}   # (durable, priority) -> header section of a first delivery without ttl
+
 
 class Message:
     __slots__ = ("body", "durable", "priority", "ttl", "expires", "to", "subject", "size", "_info",
@@ -44,9 +46,17 @@ class Message:
         ttl = self.ttl
         if ttl and self.expires:
             ttl = max(1, int((self.expires - time.monotonic()) * 1000))
-        if not self.durable and self.priority == 4 and not ttl and not self.delivery_count \
-                and not self.acquired_before:
-            return self.body
+        if not ttl and not self.delivery_count:
+            if self.acquired_before:
+                if not self.durable and self.priority == 4:
+                    return self.body      # every header field at its default: no header section
+            else:
+                # A first delivery says first-acquirer=true (its default is false), as qpidd does.
+                key = (self.durable, self.priority)
+                header = _FIRST_HEADERS.get(key)
+                if header is None:
+                    header = _FIRST_HEADERS[key] = encode_header(self.durable, self.priority, 0, True, 0)
+                return header + self.body
         return encode_header(self.durable, self.priority, ttl, not self.acquired_before,
                              self.delivery_count) + self.body
 
