@@ -66,6 +66,8 @@ cdef class Journal:
     cdef uint64_t woff                  # write offset in w's data area
     cdef uint64_t next_seq
     cdef uint64_t synced_upto           # every record with seq <= this is durable
+    cdef int dur_w                      # write position at the last completed sync's snapshot
+    cdef uint64_t dur_woff
     cdef uint64_t ckpt_head             # head file number of the last durable checkpoint
     cdef uint64_t ckpt_gen
     cdef uint64_t total_live

@@ -392,6 +392,8 @@ cdef class Journal:
         self.synced_upto = 0
         self.ckpt_head = 1
         self.ckpt_gen = 0
+        self.dur_w = 0
+        self.dur_woff = 0
         self.end = Damage(file_path(self.directory, 0), JRNL_HDR_PAGE, "new journal")
 
     def _alloc(self, int count, int pages):
@@ -950,9 +952,9 @@ cdef class Journal:
     cdef int _make_room(self, uint64_t alen, bint enq) except -1:
         cdef int rounds = 0
         cdef uint64_t rem, k, j
+        if enq and self.total_live + alen > <uint64_t>(self.file_count - 2) * self.dsz:
+            raise JournalFull(_errno.ENOSPC, self._capacity_message(alen))
         if alen > self._avail(enq) and not self.compacting:
-            if enq and self.total_live + alen > <uint64_t>(self.file_count - 2) * self.dsz:
-                raise JournalFull(_errno.ENOSPC, self._capacity_message(alen))
             while alen > self._avail(enq) and self.head != self.w and rounds < self.file_count:
                 if self.live_bytes[self.head] > self._avail(False):
                     break
@@ -1279,6 +1281,8 @@ cdef class Journal:
             # and its dirty range marked, before this point, so the ranges read next cover it.
             head_num = self.fnum[self.head]
             upto = self.next_seq - 1
+            snap_w = self.w
+            snap_woff = self.woff
             ranges = []
             for i in range(self.file_count):
                 if self.hdr_dirty[i]:
@@ -1312,6 +1316,8 @@ cdef class Journal:
                     raise JournalError(err, "journal %s: msync failed: %s" % (self.name, os.strerror(err)))
             if upto > self.synced_upto:
                 self.synced_upto = upto
+            self.dur_w = snap_w
+            self.dur_woff = snap_woff
             if head_num > self.ckpt_head:
                 self._write_checkpoint(head_num)
                 self.hdr_dirty[0] = 0
@@ -1342,6 +1348,17 @@ cdef class Journal:
     def synced_seq(self):
         """Every record with a seq up to this one is durable."""
         return self.synced_upto
+
+    @property
+    def position(self):
+        """(file index, offset in its data area) where the next record byte goes."""
+        return self.w, self.woff
+
+    @property
+    def durable_position(self):
+        """The write position when the last completed sync took its snapshot: every byte before
+        it (in ring order from the head) is durable."""
+        return self.dur_w, self.dur_woff
 
     @property
     def capacity(self):
