@@ -725,7 +725,9 @@ cdef class Journal:
             self.fnum[i] = 0
             self._write_file_header(i, 0)
         for j in range(ci + 1, len(chain)):
-            self.fnum[chain[j]] = 0             # dropped: reusable
+            self.fnum[chain[j]] = 0             # dropped (reported above): free from now on
+            self.fro[chain[j]] = 0
+            self._write_file_header(chain[j], 0)
         if chain:
             self.head = chain[0]
             self.w = chain[ci]
