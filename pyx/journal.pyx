@@ -681,6 +681,7 @@ cdef class Journal:
             else:
                 probe = self._probe(idx, off, last_seq)
                 if probe is not None:
+                    stop_damage = True
                     damage.append(Damage(self.end.file, self.end.offset,
                                          "%s, but a valid record (seq %d) follows at offset %d: the records"
                                          " between are lost" % (end_reason, probe[0], probe[1])))
@@ -732,6 +733,12 @@ cdef class Journal:
             self.head = chain[0]
             self.w = chain[ci]
             self.woff = min(off, dsz)
+            if stop_damage and self.woff < dsz:
+                # Repair (as etcd's wal does): clear the rest of the file from the stop point, so
+                # that the damage is reported once and the next open ends cleanly here.
+                memset(self.base[self.w] + JRNL_HDR_PAGE + self.woff, 0, dsz - self.woff)
+                self.dirty_lo[self.w] = self.woff
+                self.dirty_hi[self.w] = dsz
         else:
             # nothing usable: start a fresh lap in file 0 (numbers above any seen)
             self.head = self.w = 0
