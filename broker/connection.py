@@ -28,6 +28,10 @@ ERROR_DESCRIPTOR = 0x1D
 S_HEADER, S_SASL, S_OPEN_WAIT, S_OPENED, S_CLOSED = range(5)
 SASL_FRAME = 1
 MIN_MAX_FRAME = 512
+# After our last frame (a close, a refused header) the socket is half-closed and input is read and
+# dropped until the peer's EOF, at most this many seconds: closing with unread input would send a
+# TCP reset, which can destroy the close frame before the peer reads it.
+LINGER = 2.0
 
 
 def error_value(condition, description):
@@ -66,6 +70,7 @@ class Connection:
         self.open_sent = False
         self.remote_properties = {}
         self.stats_frames_in = 0
+        self.output_closed = False  # the last frame is written: later writes are dropped
 
     # -- asyncio Protocol ----------------------------------------------------------
     def connection_made(self, transport):
@@ -135,6 +140,8 @@ class Connection:
 
     # -- output -------------------------------------------------------------------------
     def write(self, data):
+        if self.output_closed:
+            return
         self.out.append(data)
         if not self.flush_scheduled:
             self.flush_scheduled = True
@@ -142,10 +149,11 @@ class Connection:
 
     def _flush(self):
         self.flush_scheduled = False
-        if self.dirty:
+        if self.dirty and self.state != S_CLOSED:
             self.flush_dirty()
         out = self.out
-        if out and self.transport is not None and not self.transport.is_closing():
+        if out and self.transport is not None and not self.transport.is_closing() \
+                and not self.output_closed:
             self.transport.writelines(out)
             self.last_write = self.loop.time()
         out.clear()
@@ -216,6 +224,8 @@ class Connection:
         if not body:
             return  # heartbeat
         code, fields, payload = decode_performative(body)
+        if code > CLOSE or code < OPEN:
+            raise errors.AmqpDecodeError("frame body holds 0x%x, not an AMQP performative" % code)
         check_fields(code, fields)
         if code == TRANSFER:
             session = self.sessions.get(channel)
@@ -335,9 +345,18 @@ class Connection:
         err = fields[0] if fields else None
         if err is not None:
             self.log.info("Connection %s closed by peer with error %s", self.address, err)
-        self.send(0, CLOSE, [])
+        self._send_close([])
         self.state = S_CLOSED
         self.close_transport()
+
+    def _send_close(self, fields):
+        """The close frame, after the dispositions and credit still owed (nothing may follow it)."""
+        if self.dirty:
+            try:
+                self.flush_dirty()
+            except Exception:   # pragma: no cover - a broker bug; the close matters more
+                self.dirty = set()
+        self.send(0, CLOSE, fields)
 
     # -- ending ------------------------------------------------------------------------
     def fail(self, condition, description, level=logging.WARNING):
@@ -349,7 +368,7 @@ class Connection:
             if not self.open_sent:
                 self.send(0, OPEN, [self.broker.container_id])
                 self.open_sent = True
-            self.send(0, CLOSE, [error_value(condition, description)])
+            self._send_close([error_value(condition, description)])
         elif self.state == S_SASL:
             # No AMQP layer yet to carry a close: end the SASL exchange as failed (sys-perm).
             self.write(encode_frame(0, SASL_OUTCOME, [ubyte(3)], frame_type=SASL_FRAME))
@@ -369,8 +388,18 @@ class Connection:
     def close_transport(self):
         self.state = S_CLOSED
         self._flush()
-        if self.transport is not None:
-            self.transport.close()
+        self.output_closed = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        try:
+            transport.write_eof()   # FIN once the output is written; eof_received then closes
+        except Exception:
+            transport.close()
+            return
+        self.idle_timer = self.loop.call_later(LINGER, transport.close)
 
     def __repr__(self):
         return "<Connection %s pid=%d>" % (self.address, os.getpid())
