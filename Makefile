@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench build lint clean
+.PHONY: run test bench build lint clean neutral-client
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
-bench: $(STAMP)
+# The Proton-C load client in ../shared/tools/neutral-client (not ours), built into build/neutral-client.
+NEUTRAL_SRC ?= $(firstword $(wildcard ../shared/tools/neutral-client ../../shared/tools/neutral-client))
+NEUTRAL := build/neutral-client
+neutral-client: $(NEUTRAL)/amqp_send $(NEUTRAL)/amqp_recv
+$(NEUTRAL)/%: $(NEUTRAL_SRC)/%.c
+	pkg-config --exists libqpid-proton || (apt-get update -qq && apt-get install -y -qq libqpid-proton11-dev pkg-config)
+	mkdir -p $(NEUTRAL)
+	gcc -O2 -o $@ $< $$(pkg-config --cflags --libs libqpid-proton)
+
+bench: $(STAMP) neutral-client
 	$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only tests/bench
 
 lint: $(STAMP)
