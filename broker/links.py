@@ -204,8 +204,9 @@ class OutgoingLink(Link):
         return SETTLE_SETTLED if self.presettled else SETTLE_UNSETTLED
 
     def can_take(self):
-        return self.credit > 0 and not self.connection.paused and self.session.remote_incoming_window > 0 \
-            and not self.detached
+        session = self.session
+        return self.credit > 0 and not self.connection.paused and session.remote_incoming_window > 0 \
+            and session.pending_frames is None and not self.detached
 
     def deliver(self, msg, queue):
         session = self.session
@@ -214,11 +215,10 @@ class OutgoingLink(Link):
         data = msg.encoded()
         conn = self.connection
         settled = self.presettled or self.browsing
-        conn.write(encode_transfer_frames(session.channel, self.handle, did, did.to_bytes(4, "big"),
-                                          settled, data, conn.remote_max_frame))
-        frames = 1 if len(data) < conn.remote_max_frame - 64 else len(data) // (conn.remote_max_frame - 64) + 1
-        session.next_outgoing_id = (session.next_outgoing_id + frames) & MASK32
-        session.remote_incoming_window -= frames
+        max_frame = conn.remote_max_frame
+        frames = encode_transfer_frames(session.channel, self.handle, did, did.to_bytes(4, "big"),
+                                        settled, data, max_frame)
+        session.write_transfer(frames, max_frame, self)
         self.credit -= 1
         self.delivery_count = (self.delivery_count + 1) & MASK32
         if self.browsing:
@@ -253,6 +253,7 @@ class OutgoingLink(Link):
         if self.detached:
             return
         self.detached = True
+        self.session.drop_pending(self)
         queue = self.queue
         if queue is None:
             return

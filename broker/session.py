@@ -42,6 +42,8 @@ class Session:
         self.other_outcomes = []   # (delivery-id, outcome) to settle otherwise
         self.wants_credit = []     # incoming links to top up
         self.blocked = []          # outgoing links waiting for the remote incoming window
+        self.pending_frames = None  # [frames, offset, max_frame, link]: a delivery's frames the
+                                    # peer's incoming window has not let through yet
         self.ended = False
 
     # -- framing helpers ---------------------------------------------------------------
@@ -80,8 +82,10 @@ class Session:
         n = len(fields)
         nii = fields[0] if n > 0 and fields[0] is not None else 0
         iw = fields[1] if n > 1 and fields[1] is not None else 0
-        was_blocked = self.remote_incoming_window <= 0
+        was_blocked = self.remote_incoming_window <= 0 or self.pending_frames is not None
         self.remote_incoming_window = (nii + iw - self.next_outgoing_id)
+        if self.pending_frames is not None:
+            self.send_pending()
         handle = fields[4] if n > 4 else None
         if handle is not None:
             link = self.links.get(handle)
@@ -92,7 +96,7 @@ class Session:
                 link.on_flow(fields)
         elif n > 9 and fields[9]:
             self.send(FLOW, self.flow_fields())
-        if was_blocked and self.remote_incoming_window > 0:
+        if was_blocked and self.remote_incoming_window > 0 and self.pending_frames is None:
             self.resume_outgoing()
 
     def on_disposition(self, fields):
@@ -215,6 +219,42 @@ class Session:
             self.wants_credit.clear()
 
     # -- outgoing ------------------------------------------------------------------------------
+    def write_transfer(self, frames, max_frame, link):
+        """Write one delivery's transfer frames (from encode_transfer_frames: every frame but the
+        last is exactly max_frame bytes) as far as the peer's incoming window allows; the rest
+        follow as its flows open the window. Links take nothing new while some are held back."""
+        n = (len(frames) + max_frame - 1) // max_frame
+        if n <= self.remote_incoming_window and self.pending_frames is None:
+            self.connection.write(frames)
+            self.next_outgoing_id = (self.next_outgoing_id + n) & MASK32
+            self.remote_incoming_window -= n
+            return
+        self.pending_frames = [frames, 0, max_frame, link]
+        self.send_pending()
+
+    def send_pending(self):
+        frames, offset, max_frame, _ = self.pending_frames
+        window = self.remote_incoming_window
+        if window <= 0:
+            return
+        end = min(len(frames), offset + window * max_frame)
+        n = (end - offset + max_frame - 1) // max_frame
+        self.connection.write(frames[offset:end])
+        self.next_outgoing_id = (self.next_outgoing_id + n) & MASK32
+        self.remote_incoming_window -= n
+        if end == len(frames):
+            self.pending_frames = None
+        else:
+            self.pending_frames[1] = end
+
+    def drop_pending(self, link):
+        """``link`` is going: the rest of its held-back delivery is never sent (the peer drops a
+        delivery left incomplete by a detach)."""
+        if self.pending_frames is not None and self.pending_frames[3] is link:
+            self.pending_frames = None
+            if self.remote_incoming_window > 0:
+                self.connection.loop.call_soon(self.resume_outgoing)
+
     def resume_outgoing(self):
         for link in list(self.local_handles.values()):
             if link.is_sender:
@@ -236,6 +276,7 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self.pending_frames = None
         for link in list(self.local_handles.values()):
             link.abandon()
         # Deliveries a consumer never settled go back to their queues, counted as a failed attempt.
