@@ -78,6 +78,7 @@ setup(
     entry_points={
         "console_scripts": [
             "qpidd = cypid.broker.main:main",
+            "qpid-journal = cypid.tools.journal_tool:main",
         ],
     },
     zip_safe=False,

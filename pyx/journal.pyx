@@ -271,6 +271,21 @@ def _parse_ckpt(bytes b):
     return int.from_bytes(b[8:16], "little"), int.from_bytes(b[16:24], "little")
 
 
+def read_file_header(path):
+    """The header fields of one journal file (for tools): a dict with valid (crc ok), index,
+    count, pages, number, first_seq, fro, entered_ns, name. JournalCorrupt on a bad magic or
+    version, OSError if unreadable."""
+    with open(path, "rb") as f:
+        raw = f.read(JRNL_HDR_PAGE)
+    if len(raw) < FH_SIZE:
+        raise JournalCorrupt(_errno.EINVAL, "journal file %s is %d bytes: no header" % (path, len(raw)))
+    h = _parse_header(raw)
+    if len(raw) >= CKPT_OFF1 + CKPT_SIZE:
+        h["checkpoints"] = [c for c in (_parse_ckpt(raw[CKPT_OFF0:CKPT_OFF0 + CKPT_SIZE]),
+                                        _parse_ckpt(raw[CKPT_OFF1:CKPT_OFF1 + CKPT_SIZE])) if c]
+    return h
+
+
 def _fsync_dir(directory):
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -337,7 +352,18 @@ cdef class Journal:
         if file_size < 1 or file_size > 0x7FFFFFFF // JRNL_PAGE:
             raise ValueError("file_size must be at least 1 page of 64 KiB, not %d" % file_size)
         self.directory = os.fspath(directory)
-        self.name = name if name is not None else os.path.basename(os.path.normpath(self.directory))
+        self.name = name
+        if name is None:            # an existing journal's own name, else the directory's
+            for i, path in sorted(self._existing_files().items()):
+                try:
+                    h = read_file_header(path)
+                except OSError:
+                    continue
+                if h["valid"] and h["name"]:
+                    self.name = h["name"]
+                    break
+            else:
+                self.name = os.path.basename(os.path.normpath(self.directory))
         nb = str(self.name).encode("utf-8")[:MAX_NAME]
         self.cname_len = len(nb)
         memcpy(self.cname, PyBytes_AS_STRING(nb), self.cname_len)
