@@ -160,5 +160,6 @@ cdef class Queue:
     cdef Py_ssize_t _next_for(self, object link) except -2
     cdef int _browse(self, object link) except -1
     cdef int _dispatch(self) except -1
+    cdef int _run_dispatch(self) except -1
     cdef Py_ssize_t _find_acquired(self, object msg) except -2
     cdef int _flush(self) except -1

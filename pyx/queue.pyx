@@ -66,6 +66,7 @@ from cypid.pyx.messages cimport (
     store_clear, store_delete, store_find, store_first_available, store_lower_bound,
     priority_level, store_made_available, store_next_available,
 )
+from cypid.pyx.message cimport Message
 
 cdef enum Event:
     EV_REROUTE = 0      # (EV_REROUTE, msg, exchange)
@@ -111,6 +112,22 @@ cdef inline int64_t _mono_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+# Message fields: read at C level from a cypid.pyx.message.Message, else as Python attributes (any
+# object with broker/message.py's attributes works).
+cdef inline int64_t _get_seq(object msg) except? -1:
+    if type(msg) is Message:
+        return (<Message>msg).seq
+    return msg.seq
+
+
+cdef inline int _set_seq(object msg, int64_t seq) except -1:
+    if type(msg) is Message:
+        (<Message>msg).seq = seq
+    else:
+        msg.seq = seq
+    return 0
 
 
 cdef object _as_text(object value):
@@ -346,9 +363,9 @@ cdef class Queue:
     def enqueue(self, msg):
         """Queue a message. Returns True if it was queued, False if the policy dropped it (ring with
         nothing droppable, self-destruct); raises QueueLimitExceeded if the policy refuses it."""
-        cdef int64_t size = msg.size
-        cdef bint durable = msg.durable
-        cdef double expires = msg.expires or 0.0
+        cdef int64_t size
+        cdef bint durable
+        cdef double expires
         cdef int priority = 0
         cdef int level = 0
         cdef bint ftd = False
@@ -356,9 +373,22 @@ cdef class Queue:
         cdef Entry* e
         cdef Group g = None
         cdef int verdict
+        cdef Message m
+        if type(msg) is Message:
+            m = <Message>msg
+            size = m.size
+            durable = m.durable
+            expires = m.expires
+            if self.levels:
+                priority = m.priority
+        else:
+            size = msg.size
+            durable = msg.durable
+            expires = msg.expires or 0.0
+            if self.levels:
+                priority = msg.priority
         key = None
         if self.levels:
-            priority = msg.priority
             level = priority_level(priority, self.levels)
         if self.lvq:
             key = _as_text(msg.application_properties().get(self.lvq_key))
@@ -374,7 +404,7 @@ cdef class Queue:
         if self.lvq and self._lvq_replace(msg, key, size, durable, expires, ftd):
             self._flush()
             if self.consumers:
-                self.dispatch()
+                self._run_dispatch()
             return True
         if self.groups:
             g = self.group_map.get(key)
@@ -385,7 +415,7 @@ cdef class Queue:
             g.total += 1
         seq = self.next_seq
         self.next_seq += 1
-        msg.seq = seq
+        _set_seq(msg, seq)
         e = store_append(&self.store)
         e.msg = <PyObject*>msg
         Py_INCREF(msg)
@@ -419,7 +449,7 @@ cdef class Queue:
         if self._events:
             self._flush()
         if self.consumers:
-            self.dispatch()
+            self._run_dispatch()
         return True
 
     cdef int _check_limits(self, object msg, int64_t size, int priority) except -1:
@@ -500,7 +530,7 @@ cdef class Queue:
             self._drop(i)
             return 0
         # In place: the old message is dequeued, the new one enqueued at the same position.
-        msg.seq = old
+        _set_seq(msg, old)
         e = store_at(&self.store, i)
         self._count_dequeue(e)
         if e.durable and self.durable and self.dequeue_hook is not None:
@@ -563,9 +593,12 @@ cdef class Queue:
 
     def dispatch(self):
         """Hand waiting messages to the consumers that can take them, round robin."""
+        self._run_dispatch()
+
+    cdef int _run_dispatch(self) except -1:
         if self._dispatching:
-            self._redispatch = True
-            return
+            self._redispatch = True     # the running dispatch goes round once more
+            return 0
         self._dispatching = True
         try:
             while True:
@@ -575,6 +608,7 @@ cdef class Queue:
                     break
         finally:
             self._dispatching = False
+        return 0
 
     cdef int _dispatch(self) except -1:
         cdef Py_ssize_t n, idle = 0, i
@@ -700,7 +734,7 @@ cdef class Queue:
 
     # -- settlement of acquired messages --------------------------------------------------------------
     cdef Py_ssize_t _find_acquired(self, object msg) except -2:
-        cdef Py_ssize_t i = store_find(&self.store, msg.seq)
+        cdef Py_ssize_t i = store_find(&self.store, _get_seq(msg))
         cdef Entry* e
         if i < 0:
             return -1
@@ -738,9 +772,14 @@ cdef class Queue:
         if i < 0:
             return
         self.releases += 1
-        msg.acquired_before = True
-        if count_failure:
-            msg.delivery_count += 1
+        if type(msg) is Message:
+            (<Message>msg).acquired_before = True
+            if count_failure:
+                (<Message>msg).delivery_count += 1
+        else:
+            msg.acquired_before = True
+            if count_failure:
+                msg.delivery_count += 1
         if self.deleted:
             self._drop(i)
             if self.alternate_exchange:
@@ -756,7 +795,7 @@ cdef class Queue:
         if self._events:
             self._flush()
         if self.consumers:
-            self.dispatch()
+            self._run_dispatch()
 
     def reject(self, msg):
         """An acquired message was rejected: dequeued, and rerouted to the alternate exchange (with

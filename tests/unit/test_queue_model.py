@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from cypid.broker.settings import QueueSettings
 from cypid.pyx import queue as cqueue
+from cypid.pyx.codec import Described, encode, encode_header, ulong
+from cypid.pyx.message import Message
 from tests.support import reference_queue
-from tests.support.queue_fakes import FakeConsumer, FakeMessage
+from tests.support.queue_fakes import LABELS, FakeConsumer, FakeMessage, label
 
 IMPLS = {"cython": cqueue.Queue, "model": reference_queue.ReferenceQueue}
 LIMIT_ERRORS = (cqueue.QueueLimitExceeded, reference_queue.QueueLimitExceeded)
@@ -20,7 +22,8 @@ LIMIT_ERRORS = (cqueue.QueueLimitExceeded, reference_queue.QueueLimitExceeded)
 class World:
     """One queue implementation with its own clock, fakes and a log of everything it called back."""
 
-    def __init__(self, impl, props, hooks=True):
+    def __init__(self, impl, props, hooks=True, real=False):
+        self.real = real            # send cypid.pyx.message.Message (the queue's C fast path)
         self.now = 1000.0
         self.log = []
         self.consumers = []
@@ -28,26 +31,34 @@ class World:
         q = self.queue
         q.clock = lambda: self.now
         if hooks:
-            q.dequeue_hook = lambda m: self.log.append(("dequeue", m.id))
+            q.dequeue_hook = lambda m: self.log.append(("dequeue", label(m)))
             q.on_flow_resume = lambda queue: self.log.append(("resume",))
             q.on_self_destruct = lambda queue: self.log.append(("destruct",))
             if props.get("qpid.policy_type") == "flow_to_disk" and props.get("x-test-ftd-hook"):
-                q.ftd_hook = lambda m: self.log.append(("ftd", m.id))
+                q.ftd_hook = lambda m: self.log.append(("ftd", label(m)))
 
     def _reroute(self, msg, exchange):
-        self.log.append(("reroute", msg.id, exchange, msg.delivery_count))
+        self.log.append(("reroute", label(msg), exchange, msg.delivery_count))
 
     def _unused(self, queue):
         self.log.append(("unused",))
 
-    def send(self, id, size=100, priority=4, ttl=0.0, durable=False, key=None, group=None):
+    def send(self, id_, size=100, priority=4, ttl=0.0, durable=False, key=None, group=None):
         props = {}
         if key is not None:
             props["k"] = key
             props["qpid.LVQ_key"] = key
         if group is not None:
             props["g"] = group
-        msg = FakeMessage(id, size, priority, self.now + ttl if ttl else 0.0, durable, props)
+        expires = self.now + ttl if ttl else 0.0
+        if self.real:
+            data = encode_header(durable, priority, 0, True, 0) + encode(Described(ulong(0x74), props)) + \
+                encode(Described(ulong(0x75), b"x" * size))
+            msg = Message(data)
+            msg.expires = expires
+            LABELS[id(msg)] = id_
+        else:
+            msg = FakeMessage(id_, size, priority, expires, durable, props)
         return self.queue.enqueue(msg)
 
     def consumer(self, browsing=False, presettled=False, credit=0):
@@ -89,7 +100,7 @@ class World:
         for c in list(self.consumers):
             self.detach(c)
         for msg in q.drain_all():
-            self.log.append(("orphan", msg.id))
+            self.log.append(("orphan", label(msg)))
 
     def snapshot(self):
         q = self.queue
@@ -97,9 +108,9 @@ class World:
         return {
             "log": list(self.log),
             "received": [list(c.received) for c in self.consumers],
-            "unsettled": [[(m.id, m.delivery_count, m.acquired_before) for m in c.unsettled]
+            "unsettled": [[(label(m), m.delivery_count, m.acquired_before) for m in c.unsettled]
                           for c in self.consumers],
-            "waiting": [m.id for m in q.messages_waiting()],
+            "waiting": [label(m) for m in q.messages_waiting()],
             "depth": q.depth,
             "flow_stopped": q.flow_stopped,
             "stats": stats,
@@ -581,13 +592,18 @@ def apply(w, op, n):
     return None
 
 
+@pytest.mark.parametrize("messages", ["fake", "cdef"])
 @pytest.mark.parametrize("ordering", ORDERINGS)
-def test_cython_queue_agrees_with_the_model(ordering):
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_cython_queue_agrees_with_the_model(ordering, messages):
+    """``fake``: tests/support FakeMessage (the queue's generic path); ``cdef``: cypid.pyx.message.Message
+    (the C fast path)."""
+    real = messages == "cdef"
+
+    @settings(max_examples=150 if not real else 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(props=queue_props(ordering), start=CONSUMERS, ops=st.lists(OPS, min_size=10, max_size=50),
            delete=st.booleans())
     def run(props, start, ops, delete):
-        worlds = [World(IMPLS["cython"], props), World(IMPLS["model"], props)]
+        worlds = [World(IMPLS["cython"], props, real=real), World(IMPLS["model"], props, real=real)]
         for n, op in enumerate(start + ops):
             results = [apply(w, op, n) for w in worlds]
             assert results[0] == results[1], (n, op)
