@@ -275,6 +275,17 @@ def test_subscription_queue_is_private_and_goes_away_on_detach(broker, conn):
         other.close()
 
 
+def test_subscription_queue_goes_away_with_its_connection(broker, conn):
+    third = BlockingConnection(broker.url, timeout=20)
+    queue_name = f"{third.container.container_id}_gone-with-conn"
+    subscribe(third, "amq.fanout", name="gone-with-conn")
+    conn.create_sender(queue_name, options=Capabilities("queue")).close()   # exists
+    third.close()    # no detach: the connection just closes
+    with pytest.raises(LinkDetached) as info:
+        conn.create_sender(queue_name, options=Capabilities("queue"))
+    assert "amqp:not-found" in str(info.value)
+
+
 # -- the same with the Container/MessagingHandler API ----------------------------------------------
 class TopicFanIn(ClientHandler):
     """Handler API: three subscribers with different topic patterns on amq.topic, one publisher.
