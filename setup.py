@@ -73,6 +73,7 @@ setup(
             "pytest==9.2.0",
             "pytest-benchmark==5.3.1",
             "hypothesis==6.170.17",
+            "pytest-timeout==2.4.0",
         ],
     },
     entry_points={
