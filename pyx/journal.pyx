@@ -347,8 +347,8 @@ cdef class Journal:
     def __init__(self, directory, int file_count=DEFAULT_FILE_COUNT, int file_size=DEFAULT_FILE_SIZE,
                  *, name=None, writer=None, bint load_data=True, bint readonly=False,
                  bint keep_records=False):
-        if file_count < 2 or file_count > 0xFFFF:
-            raise ValueError("file_count must be 2..65535, not %d" % file_count)
+        if file_count < 3 or file_count > 0xFFFF:
+            raise ValueError("file_count must be 3..65535, not %d" % file_count)
         if file_size < 1 or file_size > 0x7FFFFFFF // JRNL_PAGE:
             raise ValueError("file_size must be at least 1 page of 64 KiB, not %d" % file_size)
         self.directory = os.fspath(directory)
@@ -1065,7 +1065,10 @@ cdef class Journal:
             self.n_compactions += 1
         self.head = (h + 1) % self.file_count
         if self.writer is not None:
-            self.writer.flush(self, None)      # get the checkpoint durable soon
+            try:
+                self.writer.flush(self, None)  # get the checkpoint durable soon
+            except JournalError:
+                pass                            # writer shut down: the next sync() writes it
         return 0
 
     cdef void _write_file_header(self, int i, uint64_t first_seq) noexcept:

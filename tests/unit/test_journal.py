@@ -57,7 +57,7 @@ def test_existing_geometry_wins(jdir):
 
 def test_bad_geometry_arguments(jdir):
     with pytest.raises(ValueError):
-        Journal(jdir, 1, 8)
+        Journal(jdir, 2, 8)
     with pytest.raises(ValueError):
         Journal(jdir, 4, 0)
 
