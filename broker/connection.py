@@ -87,16 +87,25 @@ class Connection:
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
+        self._abandon_sessions()
+        self.broker.connection_closed(self)
+
+    def _abandon_sessions(self):
+        """The connection is finished: release what its sessions held. Its links must not take the
+        deliveries another of its sessions gives back (they would go nowhere and come back counted
+        twice), so the connection is marked paused -- can_take() is false for all its links -- first."""
+        self.paused = True
         for session in list(self.local_sessions.values()):
             session.abandon()
         self.sessions.clear()
         self.local_sessions.clear()
-        self.broker.connection_closed(self)
 
     def pause_writing(self):
         self.paused = True
 
     def resume_writing(self):
+        if self.state == S_CLOSED:
+            return
         self.paused = False
         for session in list(self.local_sessions.values()):
             session.resume_outgoing()
@@ -389,6 +398,7 @@ class Connection:
         self.state = S_CLOSED
         self._flush()
         self.output_closed = True
+        self._abandon_sessions()    # at once: not when the peer's EOF (or the linger timer) comes
         transport = self.transport
         if transport is None or transport.is_closing():
             return
