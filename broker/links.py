@@ -4,7 +4,7 @@ Attach follows qpidd's mapping (../shared/reference/amqp10-mapping.md): the brok
 with an attach, and when the address cannot be resolved it answers with a null terminus and at once
 detaches with the error.
 """
-from cypid.pyx.codec import Described, encode_transfer_frames, symbol, ubyte, uint, ulong
+from cypid.pyx.codec import DecodeError, Described, encode_transfer_frames, symbol, ubyte, uint, ulong
 
 from . import errors
 from .errors import AmqpError
@@ -162,12 +162,13 @@ class IncomingLink(Link):
         """Route one complete message; returns None for accepted, else the outcome to settle with."""
         try:
             msg = Message(data)
-        except ValueError as e:   # codec.DecodeError
+            if self.anonymous:
+                self.broker.nodes.route_anonymous(msg)
+                return None
+            # A headers exchange decodes the application-properties only now (before enqueueing).
+            return self.broker.nodes.route(self.node, msg)
+        except DecodeError as e:
             return Described(ulong(0x25), [make_error(errors.DECODE_ERROR, str(e))])
-        if self.anonymous:
-            self.broker.nodes.route_anonymous(msg)
-            return None
-        return self.broker.nodes.route(self.node, msg)
 
 
 class OutgoingLink(Link):
