@@ -141,6 +141,13 @@ cdef class Queue:
     cdef readonly bint flowStopped
     cdef readonly int64_t flowStoppedCount
 
+    # -- the hot entry points (Python callers see them as methods) -----------------------------------
+    cpdef object enqueue(self, object msg)
+    cpdef dispatch(self)
+    cpdef dequeued(self, object msg)
+    cpdef release(self, object msg, bint count_failure=*)
+    cpdef reject(self, object msg)
+
     # -- internals --------------------------------------------------------------------------------
     cdef double _now(self) except? -1.0
     cdef bint _over(self, int64_t size) noexcept

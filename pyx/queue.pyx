@@ -360,7 +360,7 @@ cdef class Queue:
         return 0
 
     # -- producers ----------------------------------------------------------------------------------
-    def enqueue(self, msg):
+    cpdef object enqueue(self, object msg):
         """Queue a message. Returns True if it was queued, False if the policy dropped it (ring with
         nothing droppable, self-destruct); raises QueueLimitExceeded if the policy refuses it."""
         cdef int64_t size
@@ -591,7 +591,7 @@ cdef class Queue:
         if not self.consumers and self.auto_delete and self._on_unused is not None:
             self._on_unused(self)
 
-    def dispatch(self):
+    cpdef dispatch(self):
         """Hand waiting messages to the consumers that can take them, round robin."""
         self._run_dispatch()
 
@@ -743,7 +743,7 @@ cdef class Queue:
             return -1
         return i
 
-    def dequeued(self, msg):
+    cpdef dequeued(self, object msg):
         """An acquired message was accepted (or sent pre-settled). A message the queue no longer
         holds (an LVQ replaced it) is ignored."""
         cdef Py_ssize_t i = self._find_acquired(msg)
@@ -764,7 +764,7 @@ cdef class Queue:
         if self._events:
             self._flush()
 
-    def release(self, msg, count_failure=False):
+    cpdef release(self, object msg, bint count_failure=False):
         """Put an acquired message back in its place (released or modified). On a deleted queue the
         message is orphaned instead: rerouted to the alternate exchange, if any."""
         cdef Py_ssize_t i = self._find_acquired(msg)
@@ -797,7 +797,7 @@ cdef class Queue:
         if self.consumers:
             self._run_dispatch()
 
-    def reject(self, msg):
+    cpdef reject(self, object msg):
         """An acquired message was rejected: dequeued, and rerouted to the alternate exchange (with
         its delivery count reset, as qpidd) if the queue has one."""
         cdef Py_ssize_t i = self._find_acquired(msg)
