@@ -56,7 +56,8 @@ class Link:
     def refuse(self, error):
         """Answer the attach with a null terminus and close the link with the error."""
         # qpidd logs refused attaches at error level ("Error on attach: ..."): one line per refusal.
-        self.broker.log.warning("Link %r on %s refused: %s", self.name, self.session.connection.address, error)
+        self.broker.log.warning("Link %r on %s refused: %s", self.name, self.session.connection.address,
+                                error)
         if self.is_sender:
             self.send_attach(None, self.target.encode() if self.target else None, 0)
         else:

@@ -67,7 +67,8 @@ SPECS = {
     DETACH: (("handle", UINT, True), ("closed", BOOL, False), ("error", DESCRIBED, False)),
     END: (("error", DESCRIBED, False),),
     CLOSE: (("error", DESCRIBED, False),),
-    SASL_INIT: (("mechanism", STRING, True), ("initial-response", BINARY, False), ("hostname", STRING, False)),
+    SASL_INIT: (("mechanism", STRING, True), ("initial-response", BINARY, False),
+                ("hostname", STRING, False)),
     SASL_RESPONSE: (("response", BINARY, True),),
 }
 
