@@ -35,6 +35,11 @@ class Broker:
 
     async def start(self):
         opts = self.options
+        try:
+            self.nodes.open_store()     # recovers durable config and messages before anyone connects
+        except Exception as e:
+            self.log.critical("Cannot open the store: %s", e)
+            raise SystemExit(1) from None
         port = opts.port
         for host in opts.interface:
             server = await self.loop.create_server(lambda: Connection(self), host, port,
@@ -55,6 +60,7 @@ class Broker:
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()
+        self.nodes.close_store()
 
     # -- connections ----------------------------------------------------------------------------
     def connection_opened(self, conn):

@@ -9,6 +9,7 @@ from cypid.pyx.codec import DecodeError, Described, encode_transfer_frames, symb
 from . import errors
 from .errors import AmqpError
 from .message import Message
+from .store import Pending
 from .terminus import Terminus
 
 ATTACH, FLOW, DETACH = 0x12, 0x13, 0x16
@@ -155,7 +156,10 @@ class IncomingLink(Link):
         self.received += 1
         outcome = self.deliver(data)
         if not settled and did is not None:
-            self.session.settle_incoming(did, outcome)
+            if outcome.__class__ is Pending:    # durable: settled once its journal records are synced
+                outcome.wait(self.session, did)
+            else:
+                self.session.settle_incoming(did, outcome)
         if self.credit <= CREDIT_LOW and self.credit + 1 > CREDIT_LOW:
             self.session.want_credit(self)
 
@@ -164,8 +168,7 @@ class IncomingLink(Link):
         try:
             msg = Message(data)
             if self.anonymous:
-                self.broker.nodes.route_anonymous(msg)
-                return None
+                return self.broker.nodes.route_anonymous(msg)
             # A headers exchange decodes the application-properties only now (before enqueueing).
             return self.broker.nodes.route(self.node, msg)
         except DecodeError as e:
@@ -214,7 +217,10 @@ class OutgoingLink(Link):
         session = self.session
         did = session.next_delivery_id
         session.next_delivery_id = (did + 1) & MASK32
-        data = msg.encoded()
+        if msg.body is not None:
+            data = msg.encoded()
+        else:   # flowed to disk: read back from the queue's journal
+            data = self.broker.nodes.store.encoded(queue, msg, keep=not self.browsing)
         conn = self.connection
         settled = self.presettled or self.browsing
         max_frame = conn.remote_max_frame
@@ -266,6 +272,8 @@ class OutgoingLink(Link):
             for did in [d for d, entry in unsettled.items() if entry[0] is self]:
                 _, msg, q = unsettled.pop(did)
                 q.release(msg, count_failure=True)
+                if msg.durable:
+                    self.broker.nodes.released(q, msg)
             self.unsettled_count = 0
         if self.delete_on_detach and not queue.deleted:
             self.broker.nodes.delete_queue(queue)

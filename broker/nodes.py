@@ -20,6 +20,35 @@ class Nodes:
         self.queues = {}
         self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values)
         self.discards_no_route = 0
+        self.store = None               # broker/store.py's Store, once open_store() found a store dir
+        self._no_store_logged = False
+
+    # -- the store (durable configuration and journals) -------------------------------------------
+    def open_store(self):
+        """Open the store (unless --no-data-dir without --store-dir) and recover what it holds:
+        durable exchanges, queues with their messages, bindings. Blocking: call before listening."""
+        path = self.broker.options.store_path
+        if path is None or self.store is not None:
+            return
+        from .store import Store
+        self.store = Store(self.broker, path)
+        self.store.recover(self)
+
+    def close_store(self):
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def _durable_without_store(self, what):
+        if not self._no_store_logged:
+            self._no_store_logged = True
+            self.log.warning("No store (--no-data-dir): durable %s accepted, but nothing will persist", what)
+
+    def released(self, queue, msg):
+        """A delivery of ``msg`` went back to ``queue`` counting a failed attempt (the caller has
+        called queue.release): a durable message's new delivery count is journalled."""
+        if msg.durable and self.store is not None:
+            self.store.released(queue, msg)
 
     # -- declaring and deleting --------------------------------------------------------------------
     def declare_queue(self, name, properties=None, owner=None):
@@ -36,6 +65,10 @@ class Nodes:
         queue = Queue(name, settings, self.reroute, self._queue_unused)
         if settings.exclusive and owner is not None:
             queue.exclusive_owner = owner
+        if self.store is not None:
+            self.store.queue_declared(queue, properties)    # durable or flow-to-disk: a journal
+        elif settings.durable:
+            self._durable_without_store("queues")
         self.queues[name] = queue
         self.log.info("Queue %r declared%s", name, " (durable)" if settings.durable else "")
         return queue, True
@@ -54,6 +87,11 @@ class Nodes:
             raise errors.NotFound("Alternate exchange not found: %s" % settings.alternate_exchange)
         ex, created = self.exchanges.declare(name, settings.type, settings.durable, settings.auto_delete,
                                              settings.alternate_exchange, settings.arguments)
+        if created and settings.durable:
+            if self.store is not None:
+                self.store.exchange_declared(ex, properties)
+            else:
+                self._durable_without_store("exchanges")
         self.log.info("Exchange %r (%s) declared", name, ex.type)
         return ex, created
 
@@ -62,6 +100,8 @@ class Nodes:
             return
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        if self.store is not None:
+            self.store.queue_deleted(queue)     # its config row, bindings and journal
         self.exchanges.unbind_queue(queue)
         for link in list(queue.consumers):
             link.detach(errors.RESOURCE_DELETED, "Queue %s has been deleted" % queue.name)
@@ -70,6 +110,30 @@ class Nodes:
             for msg in orphans:
                 self.reroute(msg, queue.alternate_exchange)
         self.log.info("Queue %r deleted", queue.name)
+
+    def delete_exchange(self, name):
+        """Delete exchange ``name`` and its bindings (built-ins: NotAllowed, unknown: NotFound)."""
+        ex = self.exchanges.delete(name)
+        for queue, key, _ in list(ex.bindings):
+            ex.unbind(queue, key)
+        if self.store is not None:
+            self.store.exchange_deleted(ex)
+        self.log.info("Exchange %r deleted", name)
+        return ex
+
+    def bind(self, ex, queue, key, arguments=None):
+        """Bind ``queue`` to ``ex``; a binding of a durable queue to a durable exchange is stored.
+        Returns False if it existed."""
+        created = ex.bind(queue, key, arguments)
+        if created and self.store is not None:
+            self.store.binding_added(ex, queue, key, arguments)
+        return created
+
+    def unbind(self, ex, queue, key):
+        removed = ex.unbind(queue, key)
+        if removed and self.store is not None:
+            self.store.binding_removed(ex, queue, key)
+        return removed
 
     def _queue_unused(self, queue):
         timeout = queue.settings.auto_delete_timeout
@@ -95,10 +159,11 @@ class Nodes:
         if type(node) is Queue:
             if node.deleted:
                 return None
+            if msg.durable and self.store is not None:
+                return self.store.enqueue(node, msg)    # None, a Pending (settle once synced) or rejected
             node.enqueue(msg)
             return None
-        self._route_exchange(node, msg)
-        return None
+        return self._route_exchange(node, msg)
 
     def _route_exchange(self, ex, msg):
         queues = ex.route(msg.subject or "", msg, msg.size)
@@ -109,6 +174,8 @@ class Nodes:
         if not queues:
             self.discards_no_route += 1
             return
+        if msg.durable and self.store is not None:
+            return self.store.enqueue_all(queues, msg)
         first = True
         for queue in queues:
             queue.enqueue(msg if first else msg.copy())
@@ -126,12 +193,10 @@ class Nodes:
         dest = msg.to
         queue = self.queues.get(dest) if dest is not None else None
         if queue is not None:
-            queue.enqueue(msg)
-            return
+            return self.route(queue, msg)
         ex = self.exchanges.get(dest) if dest is not None else None
         if ex is not None:
-            self._route_exchange(ex, msg)
-            return
+            return self._route_exchange(ex, msg)
         self.discards_no_route += 1
         self.log.info("Message to unknown address %r dropped", dest)
 
@@ -242,7 +307,7 @@ class Nodes:
         else:
             key, args = "", None
         try:
-            ex.bind(queue, key, args)
+            self.bind(ex, queue, key, args)
         except AmqpError:
             if created:
                 self.delete_queue(queue)

@@ -24,6 +24,8 @@ class Queue:
         self.deleted = False
         self._reroute = reroute           # reroute(msg, exchange_name) for rejected/expired messages
         self._on_unused = on_unused       # called when the last consumer of an auto-delete queue leaves
+        self.dequeue_hook = None          # dequeue_hook(msg): a durable message left a durable queue
+        self.ftd_hook = None              # (flow-to-disk: the Cython queue's; unused here)
         self._messages = deque()
         self._next_seq = 1
         self.consumers = []
@@ -138,6 +140,8 @@ class Queue:
         self.unacked -= 1
         self.msgTotalDequeues += 1
         self.byteTotalDequeues += msg.size
+        if self.dequeue_hook is not None and msg.durable:
+            self.dequeue_hook(msg)
 
     def release(self, msg, count_failure=False):
         """Put an acquired message back where it was."""
@@ -169,6 +173,8 @@ class Queue:
         self.msgTotalDequeues += 1
         self.byteTotalDequeues += msg.size
         self.discardsTtl += 1
+        if self.dequeue_hook is not None and msg.durable:
+            self.dequeue_hook(msg)
         if self.alternate_exchange:
             self._reroute(msg, self.alternate_exchange)
 
@@ -177,6 +183,8 @@ class Queue:
         for msg in self._messages:
             self.msgTotalDequeues += 1
             self.byteTotalDequeues += msg.size
+            if self.dequeue_hook is not None and msg.durable:
+                self.dequeue_hook(msg)
         self._messages.clear()
         self.byteDepth = 0
         return n
@@ -186,4 +194,8 @@ class Queue:
         msgs = list(self._messages)
         self._messages.clear()
         self.byteDepth = 0
+        if self.dequeue_hook is not None:
+            for msg in msgs:
+                if msg.durable:
+                    self.dequeue_hook(msg)
         return msgs

@@ -144,6 +144,8 @@ class Session:
                 if annotations:
                     self.broker.log.debug("modified annotations on %s ignored", queue.name)
                 queue.release(msg, count_failure=failed)
+                if failed and msg.durable:
+                    self.broker.nodes.released(queue, msg)
         if not settled and done:
             # The peer waits for us to settle (rcv-settle-mode second): confirm with the same state.
             for did in done:
@@ -282,6 +284,8 @@ class Session:
         # Deliveries a consumer never settled go back to their queues, counted as a failed attempt.
         for link, msg, queue in self.unsettled.values():
             queue.release(msg, count_failure=True)
+            if msg.durable:
+                self.broker.nodes.released(queue, msg)
         self.unsettled.clear()
         self.links.clear()
         self.local_handles.clear()

@@ -1,0 +1,618 @@
+"""The message store: durable queues' journals, wired to the broker's queues.
+
+The journal (cypid.pyx.journal) sees only bytes; the queue does not know the journal exists. This
+module is the seam between them, for one broker (nothing here is global):
+
+- ``Store`` owns the store directory ``<store-dir or data-dir>/cypid-store/``: the configuration
+  store (``config.sqlite``, broker/config_store.py), one journal per durable queue under ``jrnl/``,
+  the journals of non-durable flow-to-disk queues under ``ftd/`` (emptied at every start), and one
+  ``JournalWriter`` thread that syncs them all.
+- ``QueueJournal`` is one queue's journal plus what the store keeps for it: the record id of each
+  journalled message (a dict keyed by the message object), and the producers waiting for a sync.
+
+Hooks, and what each costs per message:
+
+- Enqueue: ``Nodes.route`` (and exchange routing) call ``Store.enqueue``/``enqueue_all`` only for a
+  message whose header says durable (non-durable messages cost one attribute test). The record
+  is appended (a memcpy into the journal's mapping), the message queued, and a ``Pending`` returned
+  that the producer's link hands its delivery to: the disposition goes out when every journal the
+  message went to has synced past the record. One sync is requested per loop turn for each journal
+  appended to (``loop.call_soon``), on the writer thread; the sync's callback comes back with
+  ``loop.call_soon_threadsafe``, so many producers' records share one sync (group commit) and the
+  loop never waits for the disk.
+- Dequeue: the queue calls ``queue.dequeue_hook(msg)`` when a durable message leaves a durable
+  queue (accepted, expired, purged, replaced, dropped): one dequeue record, synced lazily.
+- Redelivery: ``Nodes.released`` (called by sessions and links only when a release counts a failed
+  attempt) writes an update record with the message's new delivery count.
+- Flow-to-disk: the queue calls ``queue.ftd_hook(msg)`` for a message it takes past its limit; the
+  message's record is written if it was not already (non-durable messages too, flagged transient,
+  as qpidd did) and its body is dropped from memory; ``Store.encoded(queue, msg)`` reads it back
+  when a consumer gets it.
+
+Record data: the message's kept bytes (``msg.body``, from the bare message on), with its header
+fields in the record's 8 user flags (durable, priority up to 15); a message with a ttl or a larger
+priority keeps its header section in front (``F_HEADER``).
+"""
+import collections
+import fcntl
+import os
+import shutil
+import time
+
+from cypid.pyx.codec import Described, encode_header, symbol, ulong
+from cypid.pyx.journal import Journal, JournalCorrupt, JournalError, JournalFull, JournalWriter
+
+from . import errors
+from .config_store import ConfigStore
+
+STORE_DIRNAME = "cypid-store"
+# User flags of an enqueue record.
+F_TRANSIENT = 0x80      # written only to flow a message to disk: not recovered
+F_HEADER = 0x40         # data = header section + body
+F_DURABLE = 0x20        # (no F_HEADER) the message's header said durable
+F_PRIORITY = 0x0F       # (no F_HEADER) its priority
+# Dequeue and update records are synced at most this long after they are written when no
+# enqueue asks for a sync sooner (qpidd's journal-flush-timeout is 500 ms).
+LAZY_FLUSH_DELAY = 0.1
+
+
+def _rejected(condition, description):
+    return Described(ulong(0x25), [Described(ulong(0x1D), [symbol(condition), description])])
+
+
+class Pending:
+    """A producer's delivery waiting for its message's records to be synced. ``count`` journals
+    still to sync; ``session``/``did`` are set by the producer's link (None for a pre-settled
+    send, or a message the broker itself routed)."""
+
+    __slots__ = ("count", "session", "did", "outcome")
+
+    def __init__(self):
+        self.count = 0
+        self.session = None
+        self.did = None
+        self.outcome = None
+
+    def wait(self, session, did):
+        """Settle delivery ``did`` of ``session`` once synced."""
+        if self.count <= 0:
+            session.settle_incoming(did, self.outcome)
+            return
+        self.session = session
+        self.did = did
+
+
+class QueueJournal:
+    """One queue's journal and the store's bookkeeping for it."""
+
+    __slots__ = ("store", "queue", "journal", "rids", "waits", "on_synced", "flush_wanted",
+                 "durable", "ftd", "removed", "ftd_warned")
+
+    def __init__(self, store, queue, journal, durable, ftd):
+        self.store = store
+        self.queue = queue
+        self.journal = journal
+        self.rids = {}                      # message -> rid of its live record
+        self.waits = collections.deque()    # (seq, Pending) in seq order
+        self.flush_wanted = False
+        self.durable = durable              # records of durable messages survive a restart
+        self.ftd = ftd
+        self.removed = False
+        self.ftd_warned = False
+        loop = store.loop
+        synced = store._synced
+        self.on_synced = lambda seq, err: loop.call_soon_threadsafe(synced, self, seq, err)
+
+    # -- hooks the queue calls ------------------------------------------------------------------
+    def dequeued(self, msg):
+        """queue.dequeue_hook: a durable message left the (durable) queue."""
+        rid = self.rids.pop(msg, None)
+        if rid is None or self.removed:
+            return
+        try:
+            self.journal.append_dequeue(rid)
+        except KeyError:
+            return
+        except JournalError as e:
+            self.store.journal_failed(self, e)
+            return
+        self.store.lazy_flush(self)
+
+    def flow_to_disk(self, msg):
+        """queue.ftd_hook: ``msg`` is past the queue's in-memory limit: keep only its record."""
+        if self.removed or msg.body is None:
+            return
+        if msg not in self.rids:
+            rid = self.store.new_rid()
+            data, flags = record_data(msg)
+            try:
+                self.journal.append_enqueue(rid, data, None, flags | F_TRANSIENT)
+            except JournalError as e:
+                if not self.ftd_warned:
+                    self.ftd_warned = True
+                    self.store.log.warning("Queue %r: cannot flow a message to disk (%s); "
+                                           "keeping it in memory", self.queue.name, e)
+                return
+            self.rids[msg] = rid
+            self.store.lazy_flush(self)
+        self.ftd_warned = False
+        msg.body = None
+
+
+def record_data(msg):
+    """(data, flags) of msg's enqueue record."""
+    priority = msg.priority
+    if not msg.ttl and 0 <= priority <= F_PRIORITY:
+        return msg.body, (F_DURABLE if msg.durable else 0) | priority
+    return encode_header(msg.durable, priority, msg.ttl, False, 0) + msg.body, F_HEADER
+
+
+def message_data(data, flags):
+    """The bytes Message() takes, for record data written by record_data."""
+    if flags & F_HEADER:
+        return data
+    if not flags & (F_DURABLE | F_PRIORITY):
+        return data
+    return encode_header(bool(flags & F_DURABLE), flags & F_PRIORITY, 0, False, 0) + data
+
+
+class Store:
+    """``Store(broker, path)``: the store in ``path/cypid-store`` (created if need be)."""
+
+    def __init__(self, broker, path):
+        self.broker = broker
+        self.loop = broker.loop
+        self.log = broker.log.getChild("Store")
+        self.options = broker.options
+        self.directory = os.path.join(os.fspath(path), STORE_DIRNAME)
+        self.jrnl_dir = os.path.join(self.directory, "jrnl")
+        self.ftd_dir = os.path.join(self.directory, "ftd")
+        os.makedirs(self.jrnl_dir, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            raise RuntimeError("store %s is in use by another broker" % self.directory) from None
+        shutil.rmtree(self.ftd_dir, ignore_errors=True)
+        self.config = ConfigStore(self.directory)
+        self.writer = JournalWriter(name="journal-writer")
+        self.journals = {}              # queue -> QueueJournal
+        self._dirty = []                # QueueJournals to sync at the end of this loop turn
+        self._flush_handle = None
+        self._lazy = set()              # QueueJournals with only dequeues/updates unsynced
+        self._lazy_handle = None
+        self._next_rid = 1
+        self._ftd_serial = 0
+        self.recovering = None          # during recover(): queue name -> journal dir
+        self.closed = False
+
+    def new_rid(self):
+        rid = self._next_rid
+        self._next_rid = rid + 1
+        return rid
+
+    # -- producers ------------------------------------------------------------------------------
+    def enqueue(self, queue, msg):
+        """Queue a durable ``msg`` on ``queue``. Returns None (nothing to wait for), a Pending, or
+        a rejected outcome (the journal is full: nothing was queued)."""
+        qj = self.journals.get(queue)
+        if qj is None or not qj.durable:
+            queue.enqueue(msg)
+            return None
+        journal = qj.journal
+        rid = self._next_rid
+        self._next_rid = rid + 1
+        priority = msg.priority
+        if not msg.ttl and 0 <= priority <= F_PRIORITY:
+            data, flags = msg.body, F_DURABLE | priority
+        else:
+            data, flags = record_data(msg)
+        try:
+            seq = journal.append_enqueue(rid, data, None, flags)
+        except JournalFull as e:
+            return self._full(queue, e)
+        except JournalError as e:
+            return self._failed(queue, e)
+        rids = qj.rids
+        rids[msg] = rid
+        pending = Pending()
+        pending.count = 1
+        qj.waits.append((seq, pending))
+        if not qj.flush_wanted:
+            self._want_flush(qj)
+        try:
+            queued = queue.enqueue(msg)
+        except BaseException:
+            self._undo(qj, msg)
+            raise
+        if queued is False:        # the queue's policy dropped it: nothing to keep
+            self._undo(qj, msg)
+        return pending
+
+    def enqueue_all(self, queues, msg):
+        """Route a durable ``msg`` to several queues (copies after the first). Every journal takes
+        its record before any queue takes the message, so a full journal refuses the message
+        everywhere. Returns None, a Pending (settled when all are synced) or a rejected outcome."""
+        if len(queues) == 1:
+            return self.enqueue(queues[0], msg)
+        journals = self.journals
+        pending = None
+        entries = []
+        first = True
+        for queue in queues:
+            m = msg if first else msg.copy()
+            first = False
+            qj = journals.get(queue)
+            if qj is not None and qj.durable:
+                if pending is None:
+                    pending = Pending()
+                rid = self.new_rid()
+                data, flags = record_data(m)
+                try:
+                    seq = qj.journal.append_enqueue(rid, data, None, flags)
+                except JournalError as e:
+                    for qj2, m2, _ in entries:
+                        if qj2 is not None:
+                            self._undo(qj2, m2)
+                    if isinstance(e, JournalFull):
+                        return self._full(queue, e)
+                    return self._failed(queue, e)
+                qj.rids[m] = rid
+                pending.count += 1
+                qj.waits.append((seq, pending))
+                if not qj.flush_wanted:
+                    self._want_flush(qj)
+            else:
+                qj = None
+            entries.append((qj, m, queue))
+        for qj, m, queue in entries:
+            try:
+                queued = queue.enqueue(m)
+            except BaseException:
+                if qj is not None:
+                    self._undo(qj, m)
+                raise
+            if queued is False and qj is not None:
+                self._undo(qj, m)
+        return pending
+
+    def _undo(self, qj, msg):
+        """The queue did not keep ``msg``: drop its record (its producer still waits for the sync,
+        which changes nothing)."""
+        rid = qj.rids.pop(msg, None)
+        if rid is not None and not qj.removed:
+            try:
+                qj.journal.append_dequeue(rid)
+            except (KeyError, JournalError):
+                pass
+
+    def _full(self, queue, e):
+        self.log.warning("Journal full on queue %r: message refused (%s)", queue.name, e.strerror)
+        return _rejected(errors.RESOURCE_LIMIT_EXCEEDED, e.strerror)
+
+    def _failed(self, queue, e):
+        self.log.error("Queue %r: journal error: %s", queue.name, e)
+        return _rejected(errors.INTERNAL_ERROR, "Queue %s: journal error: %s" % (queue.name, e))
+
+    # -- syncing --------------------------------------------------------------------------------
+    def _want_flush(self, qj):
+        qj.flush_wanted = True
+        self._dirty.append(qj)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def lazy_flush(self, qj):
+        """Sync ``qj`` soon (dequeues, updates: nobody waits for them)."""
+        if qj.flush_wanted:
+            return
+        self._lazy.add(qj)
+        if self._lazy_handle is None:
+            self._lazy_handle = self.loop.call_later(LAZY_FLUSH_DELAY, self._flush_lazy)
+
+    def _flush(self):
+        """End of a loop turn: one sync request per journal appended to."""
+        self._flush_handle = None
+        dirty = self._dirty
+        self._dirty = []
+        for qj in dirty:
+            qj.flush_wanted = False
+            self._lazy.discard(qj)
+            if qj.removed:
+                self._synced(qj, 0, None)
+                continue
+            try:
+                qj.journal.flush_async(qj.on_synced)
+            except JournalError as e:
+                self._synced(qj, 0, e)
+
+    def _flush_lazy(self):
+        self._lazy_handle = None
+        lazy = self._lazy
+        self._lazy = set()
+        for qj in lazy:
+            if not qj.removed:
+                try:
+                    qj.journal.flush_async(None)
+                except JournalError:
+                    pass
+
+    def _synced(self, qj, seq, err):
+        """On the loop: journal ``qj`` is synced up to ``seq`` (or failed with ``err``)."""
+        waits = qj.waits
+        if err is not None:
+            self.journal_failed(qj, err)
+            return
+        if qj.removed:
+            seq = 1 << 64
+        touched = set()
+        while waits and waits[0][0] <= seq:
+            pending = waits.popleft()[1]
+            pending.count -= 1
+            if pending.count == 0 and pending.session is not None:
+                session = pending.session
+                session.settle_incoming(pending.did, pending.outcome)
+                touched.add(session.connection)
+        for conn in touched:
+            conn.flush_dirty()
+
+    def journal_failed(self, qj, err):
+        """A sync failed: the journal takes no more records; producers waiting are refused."""
+        self.log.error("Queue %r: journal failed: %s", qj.queue.name, err)
+        outcome = _rejected(errors.INTERNAL_ERROR, "Queue %s: journal failed: %s" % (qj.queue.name, err))
+        touched = set()
+        waits = qj.waits
+        while waits:
+            pending = waits.popleft()[1]
+            pending.outcome = outcome
+            pending.count -= 1
+            if pending.count == 0 and pending.session is not None:
+                pending.session.settle_incoming(pending.did, outcome)
+                touched.add(pending.session.connection)
+        for conn in touched:
+            conn.flush_dirty()
+
+    # -- consumers ------------------------------------------------------------------------------
+    def encoded(self, queue, msg, keep=True):
+        """The bytes to deliver for a message whose body flowed to disk. ``keep``: the body stays
+        in memory (the message was acquired); a browser's copy does not keep it."""
+        qj = self.journals.get(queue)
+        rid = qj.rids.get(msg) if qj is not None else None
+        if rid is None:
+            raise errors.InternalError("message body of queue %s is in no journal" % queue.name)
+        data = qj.journal.read(rid)
+        flags = qj.journal.get(rid, False).flags
+        if flags & F_HEADER:
+            data = data[len(encode_header(msg.durable, msg.priority, msg.ttl, False, 0)):]
+        msg.body = data
+        out = msg.encoded()
+        if not keep:
+            msg.body = None
+        elif flags & F_TRANSIENT:       # in memory again: its record has done its job
+            del qj.rids[msg]
+            try:
+                qj.journal.append_dequeue(rid)
+            except (KeyError, JournalError):
+                pass
+            self.lazy_flush(qj)
+        return out
+
+    def released(self, queue, msg):
+        """A durable message went back to ``queue`` counting a failed delivery attempt."""
+        qj = self.journals.get(queue)
+        if qj is None or qj.removed:
+            return
+        rid = qj.rids.get(msg)
+        if rid is None or not qj.durable:
+            return
+        try:
+            qj.journal.append_update(rid, msg.delivery_count)
+        except (KeyError, JournalError):
+            return
+        self.lazy_flush(qj)
+
+    # -- queues ---------------------------------------------------------------------------------
+    def queue_declared(self, queue, properties):
+        """A queue was made (declared, or recovered): give it a journal if it is durable or flows
+        to disk. Raises an AmqpError (nothing kept) if it cannot have one."""
+        settings = queue.settings
+        ftd = bool(getattr(settings, "flow_to_disk", False))
+        durable = bool(settings.durable)
+        if not durable and not ftd:
+            return None
+        count, pages = settings.file_count, settings.file_size
+        if count < 3:
+            raise errors.InvalidArgument("qpid.file_count: a journal has at least 3 files, not %d" % count)
+        if durable:
+            jdir = self.recovering.get(queue.name) if self.recovering is not None else None
+            if jdir is None:
+                jdir = self.config.add_queue(queue.name, properties)
+                recovering = False
+            else:
+                recovering = True
+            path = os.path.join(self.jrnl_dir, jdir)
+        else:
+            self._ftd_serial += 1
+            path = os.path.join(self.ftd_dir, "%06d" % self._ftd_serial)
+            recovering = False
+        try:
+            journal = self._open(queue, path, count, pages, recovering and not ftd)
+        except (OSError, ValueError) as e:
+            if durable and not recovering:
+                self.config.remove_queue(queue.name)
+            raise errors.ResourceLimitExceeded("Queue %s: cannot create its journal: %s"
+                                               % (queue.name, e)) from None
+        qj = QueueJournal(self, queue, journal, durable, ftd)
+        self.journals[queue] = qj
+        if durable:
+            queue.dequeue_hook = qj.dequeued
+        if ftd:
+            queue.ftd_hook = qj.flow_to_disk
+        if recovering:
+            self._recover_messages(qj)
+        return qj
+
+    def _open(self, queue, path, count, pages, recovering):
+        if not recovering:
+            return Journal(path, count, pages, name=queue.name, writer=self.writer)
+        try:
+            journal = Journal(path, count, pages, name=queue.name, writer=self.writer,
+                              load_data=not queue.settings.flow_to_disk)
+        except JournalCorrupt as e:
+            where = "%s.quarantined-%d" % (path, int(time.time()))
+            os.rename(path, where)
+            self.log.error("Queue %r: journal unreadable, moved to %s; the queue starts empty: %s",
+                           queue.name, where, e)
+            return Journal(path, count, pages, name=queue.name, writer=self.writer)
+        for d in journal.damage:
+            self.log.warning("Queue %r: journal damage in %s at offset %d: %s; recovered what came "
+                             "before it", queue.name, d.file, d.offset, d.reason)
+        return journal
+
+    def _recover_messages(self, qj):
+        from .links import Message        # the broker's message class, whichever it is
+        journal = qj.journal
+        queue = qj.queue
+        rids = qj.rids
+        for xid in list(journal.in_doubt):
+            journal.append_abort(xid)
+        ftd = qj.ftd
+        records = journal.recovered
+        top = self._next_rid
+        n = 0
+        for i in range(len(records)):
+            rec = records[i]
+            records[i] = None
+            rid = rec.rid
+            if rid >= top:
+                top = rid + 1
+            flags = rec.flags
+            if flags & F_TRANSIENT:
+                journal.append_dequeue(rid)
+                continue
+            data = rec.data if not ftd else journal.read(rid)
+            msg = Message(message_data(data, flags))
+            if rec.delivery_count:
+                msg.delivery_count = rec.delivery_count
+                msg.acquired_before = True
+            rids[msg] = rid
+            if queue.enqueue(msg) is False:
+                rids.pop(msg, None)
+                journal.append_dequeue(rid)
+            n += 1
+        records.clear()
+        self._next_rid = top
+        if n or journal.damage:
+            self.log.info("Queue %r: %d messages recovered", queue.name, n)
+        return n
+
+    def queue_deleted(self, queue):
+        """The queue is gone: its row and its journal go too. Producers waiting for a sync of its
+        journal are answered (the message reached the queue before it went)."""
+        qj = self.journals.pop(queue, None)
+        if queue.settings.durable and (qj is None or qj.durable):
+            self.config.remove_queue(queue.name)
+        if qj is None:
+            return
+        qj.removed = True
+        queue.dequeue_hook = None
+        queue.ftd_hook = None
+        qj.rids.clear()
+        self._synced(qj, 1 << 64, None)
+        qj.journal.remove()
+
+    # -- exchanges and bindings -----------------------------------------------------------------
+    def exchange_declared(self, ex, properties):
+        if ex.durable and self.recovering is None:
+            self.config.add_exchange(ex.name, ex.type, properties)
+
+    def exchange_deleted(self, ex):
+        if ex.durable:
+            self.config.remove_exchange(ex.name)
+
+    def binding_added(self, ex, queue, key, arguments):
+        if ex.durable and queue.durable and self.recovering is None:
+            self.config.add_binding(ex.name, queue.name, key, arguments)
+
+    def binding_removed(self, ex, queue, key):
+        if ex.durable and queue.durable:
+            self.config.remove_binding(ex.name, queue.name, key)
+
+    # -- recovery -------------------------------------------------------------------------------
+    def recover(self, nodes):
+        """Declare every durable exchange, queue (with its messages) and binding again."""
+        t0 = time.monotonic()
+        log = self.log
+        config = self.config
+        exchanges = config.exchanges()
+        queues = config.queues()
+        bindings = config.bindings()
+        self.recovering = {name: jdir for name, _, jdir in queues}
+        counts = [0, 0, 0, 0]
+        try:
+            for name, _type, props in exchanges:
+                try:
+                    nodes.declare_exchange(name, props)
+                    counts[0] += 1
+                except Exception as e:
+                    log.error("Exchange %r not recovered: %s", name, e)
+            for name, props, _jdir in queues:
+                try:
+                    queue, _ = nodes.declare_queue(name, props)
+                    counts[1] += 1
+                    qj = self.journals.get(queue)
+                    if qj is not None:
+                        counts[3] += len(qj.rids)
+                except Exception as e:
+                    log.error("Queue %r not recovered: %s", name, e)
+            for exname, qname, key, args in bindings:
+                ex = nodes.exchanges.get(exname)
+                queue = nodes.queues.get(qname)
+                if ex is None or queue is None:
+                    log.warning("Binding %r -> %r (key %r) not recovered: %s not found", exname,
+                                qname, key, "exchange" if ex is None else "queue")
+                    continue
+                try:
+                    nodes.bind(ex, queue, key, args)
+                    counts[2] += 1
+                except Exception as e:
+                    log.error("Binding %r -> %r (key %r) not recovered: %s", exname, qname, key, e)
+        finally:
+            self.recovering = None
+        self._remove_orphans({jdir for _, _, jdir in queues})
+        if any(counts):
+            log.log(25, "Recovered %d exchanges, %d queues, %d bindings, %d messages in %.3f s",
+                    counts[0], counts[1], counts[2], counts[3], time.monotonic() - t0)
+
+    def _remove_orphans(self, known):
+        """Journal directories no queue owns (a crash between a delete and its files' removal)."""
+        for name in os.listdir(self.jrnl_dir):
+            if name in known or ".quarantined-" in name:
+                continue
+            path = os.path.join(self.jrnl_dir, name)
+            self.log.info("Removing journal %s: no durable queue owns it", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- closing --------------------------------------------------------------------------------
+    def close(self):
+        """Sync and close every journal, stop the writer, close the config store."""
+        if self.closed:
+            return
+        self.closed = True
+        for handle in (self._flush_handle, self._lazy_handle):
+            if handle is not None:
+                handle.cancel()
+        self.writer.drain(30)
+        self.writer.close(30)
+        for qj in self.journals.values():
+            try:
+                qj.journal.close()
+            except JournalError as e:
+                self.log.error("Queue %r: journal close failed: %s", qj.queue.name, e)
+        self.journals.clear()
+        self.config.close()
+        shutil.rmtree(self.ftd_dir, ignore_errors=True)
+        os.close(self._lock_fd)
+
+
+__all__ = ["Store", "QueueJournal", "Pending", "F_TRANSIENT", "F_HEADER", "F_DURABLE"]
