@@ -57,7 +57,7 @@ cdef class Queue:
     cdef int64_t next_seq
     cdef Py_ssize_t available               # entries AVAILABLE
     cdef Py_ssize_t rr                      # round-robin position in consumers
-    cdef list _events                       # callbacks to run once the state is consistent
+    cdef object _events                     # deque: callbacks to run once the state is consistent
     cdef bint _dispatching
     cdef bint _redispatch
 

@@ -68,6 +68,8 @@ from cypid.pyx.messages cimport (
 )
 from cypid.pyx.message cimport Message
 
+from collections import deque
+
 cdef enum Event:
     EV_REROUTE = 0      # (EV_REROUTE, msg, exchange)
     EV_DEQUEUE = 1      # (EV_DEQUEUE, msg): dequeue_hook
@@ -172,7 +174,7 @@ cdef class Queue:
         self.on_self_destruct = None
         self.clock = None
         self.track_latency = False
-        self._events = []
+        self._events = deque()
         self.next_seq = 1
 
         policy = getattr(settings, "policy_type", "reject") or "reject"
@@ -338,10 +340,10 @@ cdef class Queue:
 
     cdef int _flush(self) except -1:
         """Run the callbacks the last changes queued, oldest first (they may re-enter the queue)."""
-        cdef list events = self._events
+        events = self._events
         cdef tuple ev
         while events:
-            ev = events.pop(0)
+            ev = events.popleft()
             kind = ev[0]
             if kind == EV_REROUTE:
                 self._reroute(ev[1], ev[2])
