@@ -115,6 +115,36 @@ def test_amqp_header_when_sasl_is_required_is_answered_with_sasl_header(auth_bro
         assert_logged_once(broker, c.address_tag, bystander, "bad protocol header")
 
 
+@pytest.mark.parametrize("stage", ["nothing", "sasl-header", "amqp-header"])
+def test_silent_client_is_dropped_after_max_negotiate_time(broker_factory, stage):
+    broker = broker_factory("--max-negotiate-time", "300")
+    bystander = Bystander(broker)
+    try:
+        with RawClient.connect(broker) as c:
+            if stage == "sasl-header":
+                c.send(SASL_HEADER)
+                assert c.read_header() == SASL_HEADER
+                c.expect(SASL_MECHANISMS)
+            elif stage == "amqp-header":
+                assert c.sasl() == 0
+                assert c.amqp_header() == AMQP_HEADER
+            c.expect_eof()
+            assert_logged_once(broker, c.address_tag, bystander, "no open within the negotiation time")
+    finally:
+        bystander.close()
+
+
+def test_silent_peer_is_closed_after_the_idle_timeout(broker, bystander):
+    with RawClient.connect(broker) as c:
+        assert c.sasl() == 0
+        assert c.amqp_header() == AMQP_HEADER
+        remote = c.open(idle_time_out=100)
+        assert remote.field(4)                 # the broker advertises its own idle timeout
+        close = c.expect_close("amqp:resource-limit-exceeded")
+        assert "idle-timeout" in close.error.description
+        assert_logged_once(broker, c.address_tag, bystander, "resource-limit-exceeded")
+
+
 def test_header_cut_short_by_eof(broker, bystander):
     with RawClient.connect(broker) as c:
         c.send(b"AMQ")

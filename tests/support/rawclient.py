@@ -341,16 +341,18 @@ class RawClient:
         self.send(AMQP_HEADER)
         return self.read_header()
 
-    def send_open(self, container_id: str = "rawclient", max_frame_size: int | None = None, **extra) -> None:
+    def send_open(self, container_id: str = "rawclient", max_frame_size: int | None = None,
+                  idle_time_out: int | None = None) -> None:
         fields = [container_id, "localhost",
                   uint(max_frame_size) if max_frame_size is not None else None]
-        if extra.get("idle_time_out") is not None:
-            fields += [None, uint(extra["idle_time_out"])]
+        if idle_time_out is not None:
+            fields += [None, uint(idle_time_out)]
         self.send_frame(0, OPEN, fields)
 
-    def open(self, container_id: str = "rawclient", max_frame_size: int | None = None) -> Frame:
+    def open(self, container_id: str = "rawclient", max_frame_size: int | None = None,
+             idle_time_out: int | None = None) -> Frame:
         """Send open, wait for the broker's."""
-        self.send_open(container_id, max_frame_size)
+        self.send_open(container_id, max_frame_size, idle_time_out)
         self.remote_open = self.expect(OPEN, 0)
         self.remote_max_frame = self.remote_open.field(2, 0xFFFFFFFF)
         return self.remote_open
