@@ -9,6 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGES = {
     "cypid.pyx": "pyx",
     "cypid.broker": "broker",
+    "cypid.broker.management": "broker/management",
     "cypid.client": "client",
     "cypid.tools": "tools",
     "cypid.perf": "perf",

@@ -7,6 +7,7 @@ import logging
 import uuid
 
 from .connection import Connection
+from .management import NO_EVENTS, ManagementAgent
 from .nodes import Nodes
 
 
@@ -28,7 +29,14 @@ class Broker:
         self.log = log or logging.getLogger("cypid.broker")
         self.container_id = str(uuid.uuid4())
         self.version = _version()
+        # Observer of configuration changes and connections (management events); never per message.
+        self.events = NO_EVENTS
+        self.management = None
+        self.on_shutdown = None         # called when management asks the broker to shut down
         self.nodes = Nodes(self)
+        if getattr(options, "mgmt_enable", True):
+            self.management = ManagementAgent(self)
+            self.events = self.management.events
         self.connections = set()
         self.servers = []
         self.port = None
@@ -40,6 +48,8 @@ class Broker:
         except Exception as e:
             self.log.critical("Cannot open the store: %s", e)
             raise SystemExit(1) from None
+        if self.management is not None:
+            self.management.start()
         port = opts.port
         for host in opts.interface:
             server = await self.loop.create_server(lambda: Connection(self), host, port,
@@ -52,6 +62,8 @@ class Broker:
         self.log.log(25, "Listening on TCP port %d", port)
 
     async def stop(self):
+        if self.management is not None:
+            self.management.stop()
         for server in self.servers:
             server.close()
         for conn in list(self.connections):
@@ -72,7 +84,9 @@ class Broker:
 
     def connection_established(self, conn):
         self.log.info("Connection %s opened by %r (user %s)", conn.address, conn.container_id, conn.user)
+        self.events.connection_opened(conn)
 
     def connection_closed(self, conn):
         self.connections.discard(conn)
         self.log.debug("Connection %s closed", conn.address)
+        self.events.connection_closed(conn)

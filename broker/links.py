@@ -204,6 +204,7 @@ class OutgoingLink(Link):
             return
         self.send_attach(reply, self.target.encode() if self.target else None, 0)
         self.queue.add_consumer(self)
+        self.broker.events.subscribed(self)
 
     def reply_snd_settle_mode(self):
         return SETTLE_SETTLED if self.presettled else SETTLE_UNSETTLED
@@ -266,6 +267,7 @@ class OutgoingLink(Link):
         if queue is None:
             return
         queue.remove_consumer(self)
+        self.broker.events.unsubscribed(self)
         # Deliveries this link left unsettled return to the queue, counted as failed attempts.
         unsettled = self.session.unsettled
         if self.unsettled_count:

@@ -26,6 +26,7 @@ def main(argv=None):
     asyncio.set_event_loop(loop)
     broker = Broker(options, loop, log)
     stopping = asyncio.Event()
+    broker.on_shutdown = stopping.set     # QMF broker.shutdown()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
 

@@ -71,9 +71,10 @@ class Nodes:
             self._durable_without_store("queues")
         self.queues[name] = queue
         self.log.info("Queue %r declared%s", name, " (durable)" if settings.durable else "")
+        self.broker.events.queue_declared(queue, owner)
         return queue, True
 
-    def declare_exchange(self, name, properties=None):
+    def declare_exchange(self, name, properties=None, owner=None):
         ex = self.exchanges.get(name)
         try:
             settings = ExchangeSettings.from_properties(properties or {})
@@ -93,6 +94,8 @@ class Nodes:
             else:
                 self._durable_without_store("exchanges")
         self.log.info("Exchange %r (%s) declared", name, ex.type)
+        if created:
+            self.broker.events.exchange_declared(ex, owner)
         return ex, created
 
     def delete_queue(self, queue):
@@ -110,6 +113,7 @@ class Nodes:
             for msg in orphans:
                 self.reroute(msg, queue.alternate_exchange)
         self.log.info("Queue %r deleted", queue.name)
+        self.broker.events.queue_deleted(queue)
 
     def delete_exchange(self, name):
         """Delete exchange ``name`` and its bindings (built-ins: NotAllowed, unknown: NotFound)."""
@@ -119,20 +123,25 @@ class Nodes:
         if self.store is not None:
             self.store.exchange_deleted(ex)
         self.log.info("Exchange %r deleted", name)
+        self.broker.events.exchange_deleted(ex)
         return ex
 
-    def bind(self, ex, queue, key, arguments=None):
+    def bind(self, ex, queue, key, arguments=None, owner=None):
         """Bind ``queue`` to ``ex``; a binding of a durable queue to a durable exchange is stored.
-        Returns False if it existed."""
+        Returns False if it existed. ``owner``: who asked (a session), for management events."""
         created = ex.bind(queue, key, arguments)
         if created and self.store is not None:
             self.store.binding_added(ex, queue, key, arguments)
+        if created:
+            self.broker.events.bound(ex, queue, key, arguments, owner)
         return created
 
-    def unbind(self, ex, queue, key):
+    def unbind(self, ex, queue, key, owner=None):
         removed = ex.unbind(queue, key)
         if removed and self.store is not None:
             self.store.binding_removed(ex, queue, key)
+        if removed:
+            self.broker.events.unbound(ex, queue, key, owner)
         return removed
 
     def _queue_unused(self, queue):
@@ -226,7 +235,7 @@ class Nodes:
             if not create:
                 raise errors.NotFound("Node not found: %s" % name)
             if want_topic:
-                ex, _ = self.declare_exchange(name, props)
+                ex, _ = self.declare_exchange(name, props, owner=link.session)
             else:
                 qprops = dict(props)
                 if terminus.dynamic and "auto-delete" not in qprops and not qprops.get("durable"):
@@ -307,7 +316,7 @@ class Nodes:
         else:
             key, args = "", None
         try:
-            self.bind(ex, queue, key, args)
+            self.bind(ex, queue, key, args, owner=link.session)
         except AmqpError:
             if created:
                 self.delete_queue(queue)

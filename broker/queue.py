@@ -178,15 +178,25 @@ class Queue:
         if self.alternate_exchange:
             self._reroute(msg, self.alternate_exchange)
 
-    def purge(self):
-        n = len(self._messages)
-        for msg in self._messages:
+    def purge(self, request=0, exchange=None):
+        """Remove up to ``request`` waiting messages (0: all), oldest first; rerouted through the
+        exchange named ``exchange`` if given, else discarded. Returns how many (QMF purge/reroute;
+        the same contract as pyx/queue.pyx)."""
+        messages = self._messages
+        n = len(messages) if not request else min(request, len(messages))
+        for _ in range(n):
+            msg = messages.popleft()
             self.msgTotalDequeues += 1
             self.byteTotalDequeues += msg.size
+            self.byteDepth -= msg.size
             if self.dequeue_hook is not None and msg.durable:
                 self.dequeue_hook(msg)
-        self._messages.clear()
-        self.byteDepth = 0
+            if exchange:
+                self._reroute(msg, exchange)
+        if exchange:
+            self.reroutes = getattr(self, "reroutes", 0) + n
+        else:
+            self.discardsPurge = getattr(self, "discardsPurge", 0) + n
         return n
 
     def drain_all(self):

@@ -1,0 +1,479 @@
+"""The broker's QMF v2 agent, as qpidd's (../shared/reference/qmf2.md): requests arrive on
+``qmf.default.direct`` (key ``broker`` or the agent's name) and ``qmf.default.topic``
+(``console.request.agent_locate``); answers go to each request's reply-to; heartbeats and events go
+to ``qmf.default.topic``.
+
+Transport: the agent binds a small sink object to those exchanges as if it were a queue; the
+exchange hands it each request (``enqueue``) and the agent handles it on the next loop turn. Replies
+are ordinary messages (built with cypid.pyx.codec) put on the reply queue, or routed through the
+reply exchange with the reply key. Nothing here runs per message on the broker's data path.
+"""
+import os
+import time
+import uuid
+
+from cypid.pyx.codec import Described, decode_at, encode, encode_header, scan_message, symbol, uint, ulong
+
+from .. import links as _links
+from ..errors import AmqpError
+from . import schema
+from .events import AgentEvents
+from .methods import STATUS_EXCEPTION, STATUS_PARAMETER_INVALID, STATUS_UNKNOWN_METHOD, \
+    STATUS_NOT_IMPLEMENTED, STATUS_UNKNOWN_OBJECT, MethodError, Methods, exception_text
+from .objects import BROKER_LEVELS, BROKER_SUMS, Snapshot, queue_counters, queue_depth
+
+DIRECT, TOPIC = "qmf.default.direct", "qmf.default.topic"
+VENDOR, PRODUCT = "apache.org", "qpidd"
+MAX_REQUEST = 65536        # larger requests are ignored, as qpidd does
+CHUNK = 100                # objects per query-response message
+IDENTITY_FILE = ".mbrokerdata"
+
+PROPERTIES, APP_PROPERTIES, AMQP_VALUE = ulong(0x73), ulong(0x74), ulong(0x77)
+
+
+class AgentSink:
+    """Stands in a binding's queue place: the exchanges give it the agent's requests."""
+
+    name = "qmf.agent"   # never in the queue registry; hidden from QMF binding lists
+    durable = auto_delete = deleted = False
+    alternate_exchange = None
+    exclusive_owner = None
+    consumers = ()
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def enqueue(self, msg):
+        self.agent.loop.call_soon(self.agent.on_request, msg)
+        return True
+
+    def __repr__(self):
+        return "<QMF agent sink>"
+
+
+class RequestContext:
+    """Who asked for a QMF method (for the events it causes). rhost is not known to the agent."""
+    is_request = True
+
+    def __init__(self, user):
+        self.address = ""
+        self.user = user or ""
+
+
+def load_identity(data_dir):
+    """(uuid, boot sequence): kept in ``<data-dir>/.mbrokerdata`` across restarts (the boot sequence
+    counts them; qpidd's agent epoch), a fresh uuid and 1 without a data dir."""
+    if not data_dir:
+        return uuid.uuid4(), 1
+    path = os.path.join(data_dir, IDENTITY_FILE)
+    ident, boot = None, 0
+    try:
+        with open(path) as f:
+            words = f.read().split()
+        ident, boot = uuid.UUID(words[0]), int(words[1])
+    except (OSError, ValueError, IndexError):
+        ident, boot = None, 0
+    ident = ident or uuid.uuid4()
+    boot = boot % 0xFFFF + 1
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%s %d\n" % (ident, boot))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return ident, boot
+
+
+def _correlation(value):
+    """Replies carry the request's correlation-id as a string (qmf2.md section 1)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, int):
+        return str(int(value))
+    return str(value)
+
+
+class ManagementAgent:
+    def __init__(self, broker):
+        self.broker = broker
+        self.loop = broker.loop
+        self.log = broker.log.getChild("Management")
+        opts = broker.options
+        self.interval = max(1.0, float(getattr(opts, "mgmt_pub_interval", 10.0) or 10.0))
+        self.system_id, self.boot_sequence = load_identity(getattr(opts, "data_path", None))
+        self.instance = str(self.system_id)
+        self.name = "%s:%s:%s" % (VENDOR, PRODUCT, self.instance)
+        self.key_suffix = "%s.%s.%s" % (VENDOR.replace(".", "_"), PRODUCT, self.instance.replace(".", "_"))
+        self.start_ns = time.time_ns()
+        self.sink = AgentSink(self)
+        self.events = AgentEvents(self)
+        self.methods = Methods(self)
+        self.current_context = None
+        self.creators = {}
+        self._created = {}                 # object (or binding key) -> create time, ns
+        self._open = {}                    # connection -> create time, ns
+        self._retired = dict.fromkeys(BROKER_SUMS, 0)   # counters of deleted queues
+        self._pending_events = []
+        self._timer = None
+        self._own_topic_bindings = 0
+        self.requests = 0
+
+    # -- life ---------------------------------------------------------------------------------
+    def start(self):
+        exchanges = self.broker.nodes.exchanges
+        direct, topic = exchanges.get(DIRECT), exchanges.get(TOPIC)
+        if direct is not None:
+            direct.bind(self.sink, "broker")
+            direct.bind(self.sink, self.name)
+        if topic is not None:
+            topic.bind(self.sink, "console.request.agent_locate")
+            self._own_topic_bindings = 1
+        for ex in exchanges:
+            self._created.setdefault(ex, self.start_ns)
+        for queue in self.broker.nodes.queues.values():
+            self._created.setdefault(queue, self.start_ns)
+        self._timer = self.loop.call_later(self.interval, self._tick)
+        self.log.info("QMF agent %s started (epoch %d)", self.name, self.boot_sequence)
+
+    def stop(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for name in (DIRECT, TOPIC):
+            ex = self.broker.nodes.exchanges.get(name)
+            if ex is not None:
+                ex.unbind_queue(self.sink)
+
+    def _tick(self):
+        self._timer = self.loop.call_later(self.interval, self._tick)
+        try:
+            self.prune()
+            if self.listening():
+                self._publish(TOPIC, "agent.ind.heartbeat." + self.key_suffix, "_agent_heartbeat_indication",
+                              self._agent_info(), method="indication", ttl_ms=int(self.interval * 2000))
+        except Exception:   # pragma: no cover - management must never stop the broker
+            self.log.exception("QMF agent: periodic work failed")
+
+    # -- bookkeeping the events feed ----------------------------------------------------------------
+    def created_ts(self, obj, now):
+        ts = self._created.get(obj)
+        if ts is None:
+            ts = self._created[obj] = now
+        return ts
+
+    def note_created(self, obj):
+        self._created[obj] = time.time_ns()
+
+    def forget(self, obj):
+        self._created.pop(obj, None)
+
+    def note_open(self, conn):
+        self._open[conn] = self._created[conn] = time.time_ns()
+
+    def note_closed(self, conn):
+        self._created.pop(conn, None)
+        return self._open.pop(conn, None) is not None
+
+    def is_open(self, conn):
+        return conn in self._open
+
+    def retire_queue(self, queue):
+        for name, value in queue_counters(queue).items():
+            self._retired[name] += value
+        self._created.pop(queue, None)
+        self.creators.pop(queue.name, None)
+
+    def broker_totals(self, snap):
+        totals = dict(self._retired)
+        for name in BROKER_LEVELS:
+            totals[name] = 0
+        for queue in list(self.broker.nodes.queues.values()):
+            for name in BROKER_SUMS:
+                totals[name] += getattr(queue, name, 0) or 0
+            totals["msgDepth"] += queue_depth(queue)
+            totals["byteDepth"] += getattr(queue, "byteDepth", 0) or 0
+            totals["msgFtdDepth"] += getattr(queue, "msgFtdDepth", 0) or 0
+            totals["byteFtdDepth"] += getattr(queue, "byteFtdDepth", 0) or 0
+        totals["discardsNoRoute"] = getattr(self.broker.nodes, "discards_no_route", 0)
+        totals["abandoned"] = totals["abandonedViaAlt"] = 0
+        return totals
+
+    def prune(self):
+        """Forget the creation times of objects that are gone (their events may not have come)."""
+        snap = Snapshot(self)
+        alive = set(self._open)
+        alive.update(self.broker.nodes.queues.values())
+        alive.update(self.broker.nodes.exchanges)
+        for ex, q, key, _ in snap.bindings():
+            alive.add((id(ex), id(q), key or ""))
+        for conn in self._open:
+            for session in list(conn.local_sessions.values()):
+                alive.add(session)
+                alive.update(session.local_handles.values())
+        for obj in [o for o in self._created if o not in alive]:
+            del self._created[obj]
+        live_conns = self.broker.connections
+        for conn in [c for c in self._open if c not in live_conns]:
+            del self._open[conn]
+
+    # -- encoding ---------------------------------------------------------------------------------
+    @staticmethod
+    def typed(type_name, value):
+        return schema.encode_value(type_name, value)
+
+    def encode_values(self, cls_name, raw):
+        """A class's raw values as its ``_values`` map: schema order, schema types; optional
+        elements without a value are left out."""
+        out = {}
+        for el in schema.CLASSES[cls_name].elements:
+            base = el.type
+            for vname in el.value_names():
+                value = raw.get(vname, raw.get(el.name) if vname != el.name else None)
+                if value is None:
+                    if el.optional or base == "objId":
+                        continue
+                enc = schema.encode_value(base, value)
+                if enc is not None:
+                    out[vname] = enc
+        return out
+
+    def object_id(self, name):
+        oid = {"_object_name": name, "_agent_name": self.name}
+        if self.boot_sequence:
+            oid["_agent_epoch"] = ulong(self.boot_sequence)
+        return oid
+
+    def object_map(self, cls_name, entry):
+        cls = schema.CLASSES[cls_name]
+        return {
+            "_object_id": self.object_id(schema.object_name(cls_name, entry.key)),
+            "_schema_id": cls.schema_id(),
+            "_values": self.encode_values(cls_name, entry.values),
+            "_create_ts": ulong(entry.create_ts),
+            "_update_ts": ulong(entry.update_ts),
+            "_delete_ts": ulong(0),
+        }
+
+    def _agent_info(self):
+        return {"_values": {
+            "_vendor": VENDOR, "_product": PRODUCT, "_instance": self.instance, "_name": self.name,
+            "_timestamp": ulong(time.time_ns()), "_heartbeat_interval": uint(int(self.interval)),
+            "_epoch": uint(self.boot_sequence),
+        }}
+
+    # -- sending -----------------------------------------------------------------------------------
+    def listening(self):
+        """Whether anything besides the agent is bound to qmf.default.topic."""
+        topic = self.broker.nodes.exchanges.get(TOPIC)
+        return topic is not None and topic.bindingCount > self._own_topic_bindings
+
+    def _message(self, opcode, body, method, agent_name=None, cid=None, to=None, subject=None,
+                 content=None, partial=False, ttl_ms=0):
+        app = {"method": method, "qmf.opcode": opcode, "qmf.agent": agent_name or self.name}
+        if content is not None:
+            app["qmf.content"] = content
+        if partial:
+            app["partial"] = ""
+        ctype = "amqp/list" if isinstance(body, list) else "amqp/map"
+        props = [None, None, to, subject, None, cid, symbol(ctype)]
+        while props and props[-1] is None:
+            props.pop()
+        data = b"".join((
+            encode_header(False, 4, ttl_ms, False, 0) if ttl_ms else b"",
+            encode(Described(PROPERTIES, props)),
+            encode(Described(APP_PROPERTIES, app)),
+            encode(Described(AMQP_VALUE, body)),
+        ))
+        return _links.Message(data)
+
+    def _deliver(self, queues, msg):
+        first = True
+        for queue in queues:
+            if queue is self.sink or getattr(queue, "deleted", False):
+                continue
+            try:
+                queue.enqueue(msg if first else msg.copy())
+            except AmqpError as e:
+                self.log.info("QMF message not queued on %s: %s", queue.name, e.description)
+            except Exception as e:   # e.g. a queue limit
+                self.log.info("QMF message not queued on %s: %s", getattr(queue, "name", "?"), e)
+            first = False
+
+    def _publish(self, exchange_name, key, opcode, body, method="indication", content=None, ttl_ms=0):
+        ex = self.broker.nodes.exchanges.get(exchange_name)
+        if ex is None:
+            return
+        msg = self._message(opcode, body, method, to=exchange_name, subject=key, content=content,
+                            ttl_ms=ttl_ms)
+        self._deliver(ex.route(key, msg, msg.size), msg)
+
+    def _reply_target(self, reply_to):
+        """(queue, None) or (exchange, key) for a reply-to: a queue of that name, else
+        ``exchange/key``, else an exchange of that name with key ""."""
+        nodes = self.broker.nodes
+        address = reply_to.split(";", 1)[0].strip()
+        queue = nodes.queues.get(address)
+        if queue is not None:
+            return queue, None
+        if "/" in address:
+            ex_name, key = address.split("/", 1)
+            ex = nodes.exchanges.get(ex_name)
+            return (ex, key) if ex is not None else (None, None)
+        ex = nodes.exchanges.get(address)
+        return (ex, "") if ex is not None else (None, None)
+
+    def _reply(self, request, opcode, body, method="response", content=None, partial=False):
+        node, key = request.target
+        if node is None:
+            return
+        if key is None:
+            msg = self._message(opcode, body, method, request.agent_name, request.cid, content=content,
+                                partial=partial)
+            self._deliver((node,), msg)
+        else:
+            msg = self._message(opcode, body, method, request.agent_name, request.cid, to=node.name,
+                                subject=key, content=content, partial=partial)
+            self._deliver(node.route(key, msg, msg.size), msg)
+
+    def _exception(self, request, code, text):
+        self._reply(request, "_exception", {"_values": {"error_code": uint(code), "error_text": text}},
+                    method="indication")
+
+    # -- events ------------------------------------------------------------------------------------
+    def raise_event(self, name, **values):
+        """Publish QMF event ``name`` on qmf.default.topic (on the next loop turn, so the engine's
+        state change completes first). Nothing is built when nobody listens."""
+        if not self.listening():
+            return
+        ev = schema.EVENTS[name]
+        encoded = {arg: schema.encode_value(t, values.get(arg)) for arg, t in ev.args}
+        body = [{"_schema_id": ev.schema_id(), "_values": encoded, "_timestamp": ulong(time.time_ns()),
+                 "_severity": uint(ev.severity)}]
+        self._pending_events.append((ev.routing_part + self.key_suffix, body))
+        if len(self._pending_events) == 1:
+            self.loop.call_soon(self._flush_events)
+
+    def _flush_events(self):
+        pending, self._pending_events = self._pending_events, []
+        for key, body in pending:
+            try:
+                self._publish(TOPIC, key, "_data_indication", body, content="_event")
+            except Exception:   # pragma: no cover
+                self.log.exception("QMF agent: event %s not sent", key)
+
+    # -- requests ----------------------------------------------------------------------------------
+    def on_request(self, msg):
+        try:
+            self._on_request(msg)
+        except Exception:
+            self.log.exception("QMF agent: request not handled")
+
+    def _on_request(self, msg):
+        data = msg.body
+        if len(data) > MAX_REQUEST:
+            self.log.debug("QMF request of %d bytes ignored", len(data))
+            return
+        info = scan_message(data)
+        app = info.application_properties() or {}
+        if str(app.get("x-amqp-0-10.app-id", "")) != "qmf2":
+            self.log.debug("Message without app-id qmf2 on the QMF agent's address ignored")
+            return
+        reply_to = info.reply_to
+        if not reply_to:
+            return
+        props = info.properties()
+        request = _Request()
+        request.cid = _correlation(props[5] if len(props) > 5 else None)
+        user = info.user_id
+        request.user = user.decode("utf-8", "replace") if isinstance(user, bytes) else (user or "")
+        request.agent_name = "broker" if msg.subject == "broker" else self.name
+        request.target = self._reply_target(str(reply_to))
+        body = None
+        if 0 <= info.body_offset < len(data):
+            section, _ = decode_at(data, info.body_offset)
+            if getattr(section, "descriptor", None) in (0x77, "amqp:amqp-value:*"):
+                body = section.value
+        if not isinstance(body, dict):
+            body = {}
+        opcode = str(app.get("qmf.opcode", ""))
+        self.requests += 1
+        if opcode == "_query_request":
+            self._query(request, body)
+        elif opcode == "_method_request":
+            self._method(request, body)
+        elif opcode == "_agent_locate_request":
+            self._reply(request, "_agent_locate_response", self._agent_info())
+        else:
+            self.log.debug("QMF opcode %r: TBD", opcode)
+
+    def _query(self, request, body):
+        if "_what" not in body:
+            return self._exception(request, 1, "_what element missing in Query")
+        what = body["_what"]
+        if not isinstance(what, str):
+            return self._exception(request, 1, "_what element is not a string")
+        if what != "OBJECT":
+            return self._exception(request, 1, "Query for _what => '%s' not supported" % what)
+        snap = Snapshot(self)
+        results = []
+        oid = body.get("_object_id")
+        if isinstance(oid, dict) and oid.get("_object_name") is not None:
+            cls_name, key = schema.split_object_name(str(oid["_object_name"]))
+            if cls_name in schema.CLASSES:
+                entry = snap.find(cls_name, key)
+                if entry is not None:
+                    results.append(self.object_map(cls_name, entry))
+        else:
+            sid = body.get("_schema_id")
+            sid = sid if isinstance(sid, dict) else {}
+            cls_name = str(sid.get("_class_name") or "").lower()
+            package = sid.get("_package_name")
+            if cls_name in schema.CLASSES and (not package or str(package) == schema.PACKAGE):
+                results = [self.object_map(cls_name, e) for e in snap.entries(cls_name)]
+        while len(results) >= CHUNK:
+            chunk, results = results[:CHUNK], results[CHUNK:]
+            self._reply(request, "_query_response", chunk, content="_data", partial=True)
+        self._reply(request, "_query_response", results, content="_data")
+
+    def _method(self, request, body):
+        oid = body.get("_object_id")
+        method = body.get("_method_name")
+        if not isinstance(oid, dict) or not method or oid.get("_object_name") is None:
+            return self._exception(request, STATUS_PARAMETER_INVALID, "InvalidParameter")
+        name = str(oid["_object_name"])
+        args = body.get("_arguments")
+        args = {str(k): v for k, v in args.items()} if isinstance(args, dict) else {}
+        cls_name, key = schema.split_object_name(name)
+        entry = Snapshot(self).find(cls_name, key) if cls_name in schema.CLASSES else None
+        if entry is None:
+            return self._exception(request, STATUS_UNKNOWN_OBJECT, "No object found with ID=%s" % name)
+        if str(method) not in schema.CLASSES[cls_name].methods:
+            return self._exception(request, STATUS_UNKNOWN_METHOD, "UnknownMethod")
+        handler = self.methods.find(cls_name, str(method))
+        if handler is None:
+            return self._exception(request, STATUS_NOT_IMPLEMENTED, "NotImplemented")
+        self.current_context = RequestContext(request.user)
+        try:
+            out = handler(entry.obj, args)
+        except MethodError as e:
+            return self._exception(request, e.code, e.text)
+        except AmqpError as e:
+            return self._exception(request, STATUS_EXCEPTION, exception_text(e))
+        except Exception as e:
+            self.log.info("QMF method %s on %s failed: %s", method, name, e)
+            return self._exception(request, STATUS_EXCEPTION, str(e))
+        finally:
+            self.current_context = None
+        self.log.debug("QMF method %s on %s done", method, name)
+        self._reply(request, "_method_response", {"_arguments": out or {}})
+
+
+class _Request:
+    __slots__ = ("cid", "user", "agent_name", "target")
+
+
+__all__ = ["ManagementAgent", "AgentSink", "load_identity"]

@@ -1,0 +1,396 @@
+"""The broker's state as QMF objects: one reader per class, producing qpidd's property and statistic
+values from the engine's objects (queues, exchanges, connections, sessions, links).
+
+Everything here runs only when a console asks (a query, a method, a publish): it reads the engine's
+plain attributes and never adds work to the message path. Values are plain Python; ``agent.py``
+encodes them by the schema's types.
+"""
+import os
+import time
+
+from . import schema
+from .schema import PACKAGE, object_name
+
+VHOST_NAME = object_name("vhost", schema.BROKER_OBJECT_NAME + ",/")
+SYSTEM_CLS = "system"
+
+
+def queue_ref(name):
+    return object_name("queue", name)
+
+
+def exchange_ref(name):
+    return object_name("exchange", name)
+
+
+class Entry:
+    """One live object: its key (the part of the object name after the class), its values, times."""
+    __slots__ = ("key", "values", "create_ts", "update_ts", "obj")
+
+    def __init__(self, key, values, create_ts, update_ts, obj=None):
+        self.key = key
+        self.values = values
+        self.create_ts = create_ts
+        self.update_ts = update_ts
+        self.obj = obj
+
+
+def _get(obj, name, default=0):
+    value = getattr(obj, name, default)
+    return default if value is None else value
+
+
+def queue_depth(queue):
+    """qpidd's msgDepth: messages enqueued and not yet dequeued (waiting + acquired, unsettled)."""
+    depth = getattr(queue, "msgDepth", None)
+    if depth is not None:
+        return depth
+    return _get(queue, "depth") + _get(queue, "unacked")
+
+
+def queue_unacked(queue):
+    value = getattr(queue, "unackedMessages", None)
+    return value if value is not None else _get(queue, "unacked")
+
+
+def connection_address(conn):
+    return "qpid." + str(conn.address)
+
+
+def session_name(session):
+    return "%s/%d" % (session.connection.address, session.channel)
+
+
+def _links(conn):
+    for session in list(conn.local_sessions.values()):
+        for link in list(session.local_handles.values()):
+            yield session, link
+
+
+def _loop_to_wall_ns(loop, loop_time):
+    return int((time.time() - (loop.time() - loop_time)) * 1e9)
+
+
+class Snapshot:
+    """Reads one query's worth of state; indexes that span classes are computed once, on demand."""
+
+    def __init__(self, agent):
+        self.agent = agent
+        self.broker = agent.broker
+        self.nodes = agent.broker.nodes
+        self.now = time.time_ns()
+        self._binding_counts = None
+        self._producer_counts = None
+
+    # -- shared indexes ----------------------------------------------------------------------
+    def bindings(self):
+        """(exchange, queue, key, arguments) of every binding, the agent's own left out."""
+        own = self.agent.sink
+        for ex in self.nodes.exchanges:
+            for queue, key, args in ex.bindings:
+                if queue is not own:
+                    yield ex, queue, key, args
+
+    def binding_count(self, queue):
+        if self._binding_counts is None:
+            counts = {}
+            for _, q, _, _ in self.bindings():
+                counts[id(q)] = counts.get(id(q), 0) + 1
+            self._binding_counts = counts
+        return self._binding_counts.get(id(queue), 0)
+
+    def producer_count(self, ex):
+        if self._producer_counts is None:
+            counts = {}
+            for conn in list(self.broker.connections):
+                for _, link in _links(conn):
+                    node = getattr(link, "node", None)
+                    if not link.is_sender and node is not None and not link.detached:
+                        counts[id(node)] = counts.get(id(node), 0) + 1
+            self._producer_counts = counts
+        return self._producer_counts.get(id(ex), 0)
+
+    def created(self, obj):
+        return self.agent.created_ts(obj, self.now)
+
+    # -- classes ------------------------------------------------------------------------------
+    def entries(self, cls_name):
+        reader = getattr(self, "cls_" + cls_name, None)
+        return reader() if reader is not None else ()
+
+    def find(self, cls_name, key):
+        finder = getattr(self, "find_" + cls_name, None)
+        if finder is not None:
+            return finder(key)
+        for entry in self.entries(cls_name):
+            if entry.key == key:
+                return entry
+        return None
+
+    def cls_broker(self):
+        agent, broker, opts = self.agent, self.broker, self.broker.options
+        stats = agent.broker_totals(self)
+        values = {
+            "name": "amqp-broker",
+            "systemRef": object_name(SYSTEM_CLS, str(agent.system_id)),
+            "port": broker.port or 0,
+            "workerThreads": getattr(opts, "worker_threads", None) or 1,
+            "maxConns": getattr(opts, "max_connections", 0),
+            "connBacklog": getattr(opts, "connection_backlog", 0),
+            "stagingThreshold": 0,
+            "mgmtPublish": bool(getattr(opts, "mgmt_publish", False)),
+            "mgmtPubInterval": int(agent.interval),
+            "version": broker.version,
+            "uptime": self.now - agent.start_ns,
+            "queueCount": len(self.nodes.queues),
+        }
+        data_dir = getattr(opts, "data_path", None)
+        if data_dir:
+            values["dataDir"] = os.path.abspath(data_dir)
+        values.update(stats)
+        return [Entry("amqp-broker", values, agent.start_ns, self.now, broker)]
+
+    def cls_system(self):
+        u = os.uname()
+        values = {"systemId": self.agent.system_id, "osName": u.sysname, "nodeName": u.nodename,
+                  "release": u.release, "version": u.version, "machine": u.machine}
+        return [Entry(str(self.agent.system_id), values, self.agent.start_ns, self.now)]
+
+    def cls_memory(self):
+        return [Entry("amqp-broker", {"name": "amqp-broker"}, self.agent.start_ns, self.now)]
+
+    def cls_vhost(self):
+        values = {"brokerRef": schema.BROKER_OBJECT_NAME, "name": "/",
+                  "federationTag": str(self.agent.system_id)}
+        return [Entry(schema.BROKER_OBJECT_NAME + ",/", values, self.agent.start_ns, self.now)]
+
+    # queues
+    def queue_entry(self, q):
+        settings = getattr(q, "settings", None)
+        exclusive = bool(getattr(settings, "exclusive", False)) or q.exclusive_owner is not None
+        args = settings.as_arguments() if settings is not None and hasattr(settings, "as_arguments") else {}
+        values = {
+            "vhostRef": VHOST_NAME,
+            "name": q.name,
+            "durable": bool(q.durable),
+            "autoDelete": bool(q.auto_delete),
+            "exclusive": exclusive,
+            "arguments": args,
+        }
+        if q.alternate_exchange:
+            values["altExchange"] = exchange_ref(q.alternate_exchange)
+        for name in schema._FLOW_STATS:
+            values[name] = _get(q, name)
+        values["msgDepth"] = queue_depth(q)
+        consumers = len(q.consumers)
+        values["consumerCount"] = consumers
+        values["consumerCountHigh"] = max(consumers, _get(q, "consumerCountHigh"))
+        values["consumerCountLow"] = min(consumers, _get(q, "consumerCountLow", consumers))
+        bindings = self.binding_count(q)
+        values["bindingCount"] = values["bindingCountHigh"] = values["bindingCountLow"] = bindings
+        unacked = queue_unacked(q)
+        values["unackedMessages"] = unacked
+        values["unackedMessagesHigh"] = max(unacked, _get(q, "unackedMessagesHigh"))
+        values["unackedMessagesLow"] = min(unacked, _get(q, "unackedMessagesLow", unacked))
+        samples = _get(q, "messageLatencySamples")
+        values["messageLatencyCount"] = samples
+        values["messageLatencyMin"] = _get(q, "messageLatencyMin")
+        values["messageLatencyMax"] = _get(q, "messageLatencyMax")
+        values["messageLatencyAvg"] = _get(q, "messageLatencyTotal") // samples if samples else 0
+        values["flowStopped"] = bool(_get(q, "flowStopped", False))
+        values["flowStoppedCount"] = _get(q, "flowStoppedCount")
+        values["redirectPeer"] = ""
+        values["redirectSource"] = False
+        values["creator"] = self.agent.creators.get(q.name, "")
+        return Entry(q.name, values, self.created(q), self.now, q)
+
+    def cls_queue(self):
+        return [self.queue_entry(q) for q in list(self.nodes.queues.values())]
+
+    def find_queue(self, key):
+        q = self.nodes.queues.get(key)
+        return self.queue_entry(q) if q is not None else None
+
+    # exchanges
+    def exchange_entry(self, ex):
+        bindings = ex.bindingCount
+        if ex.name == "qmf.default.direct" or ex.name == "qmf.default.topic":
+            bindings -= sum(1 for q, _, _ in ex.bindings if q is self.agent.sink)
+        producers = self.producer_count(ex)
+        values = {
+            "vhostRef": VHOST_NAME,
+            "name": ex.name,
+            "type": ex.type,
+            "durable": bool(ex.durable),
+            "autoDelete": bool(ex.auto_delete),
+        }
+        if ex.alternate:
+            values["altExchange"] = exchange_ref(ex.alternate)
+        values["arguments"] = dict(ex.arguments)
+        values["producerCount"] = values["producerCountHigh"] = values["producerCountLow"] = producers
+        values["bindingCount"] = values["bindingCountHigh"] = values["bindingCountLow"] = bindings
+        for name in ("msgReceives", "msgDrops", "msgRoutes", "byteReceives", "byteDrops", "byteRoutes"):
+            values[name] = _get(ex, name)
+        return Entry(ex.name, values, self.created(ex), self.now, ex)
+
+    def cls_exchange(self):
+        return [self.exchange_entry(ex) for ex in self.nodes.exchanges]
+
+    def find_exchange(self, key):
+        ex = self.nodes.exchanges.get(key)
+        return self.exchange_entry(ex) if ex is not None else None
+
+    # bindings
+    def cls_binding(self):
+        out = []
+        for ex, q, key, args in self.bindings():
+            eref, qref = exchange_ref(ex.name), queue_ref(q.name)
+            values = {"exchangeRef": eref, "queueRef": qref, "bindingKey": key or "",
+                      "arguments": dict(args or {}), "msgMatched": 0}
+            out.append(Entry("%s,%s,%s" % (eref, qref, key or ""), values,
+                             self.agent.created_ts((id(ex), id(q), key), self.now), self.now))
+        return out
+
+    # connections, sessions, links
+    def cls_connection(self):
+        out = []
+        loop = self.broker.loop
+        for conn in list(self.broker.connections):
+            if not self.agent.is_open(conn):
+                continue
+            props = {str(k): v for k, v in (getattr(conn, "remote_properties", None) or {}).items()}
+            msgs_in = msgs_out = 0
+            for _, link in _links(conn):
+                if link.is_sender:
+                    msgs_out += _get(link, "delivery_count")
+                else:
+                    msgs_in += _get(link, "received")
+            values = {
+                "vhostRef": VHOST_NAME,
+                "address": connection_address(conn),
+                "incoming": True,
+                "SystemConnection": False,
+                "userProxyAuth": False,
+                "federationLink": False,
+                "authIdentity": conn.user or "",
+                "shadow": False,
+                "saslMechanism": getattr(conn, "sasl_mechanism", None) or "",
+                "saslSsf": 0,
+                "remoteProperties": props,
+                "protocol": "AMQP 1.0",
+                "closing": False,
+                "framesFromClient": _get(conn, "stats_frames_in"),
+                "framesToClient": _get(conn, "stats_frames_out"),
+                "bytesFromClient": _get(conn, "stats_bytes_in"),
+                "bytesToClient": _get(conn, "stats_bytes_out"),
+                "msgsFromClient": msgs_in,
+                "msgsToClient": msgs_out,
+            }
+            for prop, key in (("remoteProcessName", "qpid.client_process"), ("remotePid", "qpid.client_pid"),
+                              ("remoteParentPid", "qpid.client_ppid")):
+                if props.get(key) is not None:
+                    values[prop] = props[key]
+            last = max(getattr(conn, "last_read", 0) or 0, getattr(conn, "last_write", 0) or 0)
+            update = _loop_to_wall_ns(loop, last) if last else self.now
+            out.append(Entry(values["address"], values, self.created(conn), min(update, self.now), conn))
+        return out
+
+    def _sessions(self):
+        for conn in list(self.broker.connections):
+            if not self.agent.is_open(conn):
+                continue
+            for session in list(conn.local_sessions.values()):
+                if not session.ended:
+                    yield conn, session
+
+    def cls_session(self):
+        out = []
+        for conn, session in self._sessions():
+            name = session_name(session)
+            values = {
+                "vhostRef": VHOST_NAME,
+                "name": name,
+                "channelId": session.channel,
+                "connectionRef": object_name("connection", connection_address(conn)),
+                "detachedLifespan": 0,
+                "attached": True,
+                "unackedMessages": len(session.unsettled),
+                "TxnStarts": 0, "TxnCommits": 0, "TxnRejects": 0, "TxnCount": 0,
+                "clientCredit": 0, "framesOutstanding": 0,
+            }
+            out.append(Entry(name, values, self.created(session), self.now, session))
+        return out
+
+    def _link_entries(self, want_sender):
+        for conn, session in self._sessions():
+            for link in list(session.local_handles.values()):
+                if link.is_sender == want_sender and not link.detached:
+                    yield conn, session, link
+
+    def cls_subscription(self):
+        """cypid extension: qpidd lists no subscription objects for AMQP 1.0 consumers (only
+        ``outgoing``); cypid lists each consumer link on a queue, so that qpid-stat -u shows them."""
+        out = []
+        for conn, session, link in self._link_entries(True):
+            queue = getattr(link, "queue", None)
+            if queue is None:
+                continue
+            sref = object_name("session", session_name(session))
+            qref = queue_ref(queue.name)
+            values = {
+                "sessionRef": sref, "queueRef": qref, "name": str(link.name),
+                "browsing": bool(link.browsing), "acknowledged": not (link.presettled or link.browsing),
+                "exclusive": queue.exclusive_owner is session, "creditMode": "CREDIT", "arguments": {},
+                "delivered": _get(link, "delivery_count"),
+            }
+            out.append(Entry("%s,%s,%s" % (sref, qref, link.name), values, self.created(link), self.now,
+                             link))
+        return out
+
+    def _terminus_address(self, terminus):
+        return (getattr(terminus, "address", None) or "") if terminus is not None else ""
+
+    def _link_class(self, sender):
+        out = []
+        for conn, session, link in self._link_entries(sender):
+            container = conn.container_id or ""
+            values = {
+                "sessionRef": object_name("session", session_name(session)),
+                "containerid": container,
+                "name": str(link.name),
+                "source": self._terminus_address(link.source) or (
+                    link.queue.name if sender and getattr(link, "queue", None) is not None else ""),
+                "target": self._terminus_address(link.target) or (
+                    getattr(link.node, "name", "") if not sender and getattr(link, "node", None) is not None
+                    else ""),
+                "domain": "",
+                "transfers": _get(link, "delivery_count") if sender else _get(link, "received"),
+            }
+            out.append(Entry("%s,%s" % (container, link.name), values, self.created(link), self.now, link))
+        return out
+
+    def cls_outgoing(self):
+        return self._link_class(True)
+
+    def cls_incoming(self):
+        return self._link_class(False)
+
+
+#: queue statistics the broker object sums (live queues + those deleted since start)
+BROKER_SUMS = (
+    "msgTotalEnqueues", "msgTotalDequeues", "byteTotalEnqueues", "byteTotalDequeues",
+    "msgPersistEnqueues", "msgPersistDequeues", "bytePersistEnqueues", "bytePersistDequeues",
+    "msgTxnEnqueues", "msgTxnDequeues", "byteTxnEnqueues", "byteTxnDequeues", "msgFtdEnqueues",
+    "msgFtdDequeues", "byteFtdEnqueues", "byteFtdDequeues", "releases", "acquires", "discardsTtl",
+    "discardsRing", "discardsLvq", "discardsOverflow", "discardsSubscriber", "discardsPurge", "reroutes",
+)
+#: those that are levels, not totals (not carried over from deleted queues)
+BROKER_LEVELS = ("msgDepth", "byteDepth", "msgFtdDepth", "byteFtdDepth")
+
+
+def queue_counters(queue):
+    return {name: _get(queue, name) for name in BROKER_SUMS}
+
+
+__all__ = ["Snapshot", "Entry", "PACKAGE", "queue_depth", "queue_counters", "connection_address",
+           "session_name", "BROKER_SUMS", "BROKER_LEVELS"]
