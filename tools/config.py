@@ -290,7 +290,7 @@ class Config:
             alt = ex.get("altExchange")
             if alt:
                 line += " --alternate-exchange=%s" % alt
-            self.out(line)
+            self.out(line.rstrip())
         return 0
 
     def _bindings(self) -> list[qmf.QmfObject]:

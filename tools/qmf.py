@@ -258,7 +258,8 @@ class QmfEvent:
 def parse_events(message) -> list[QmfEvent]:
     """The events in one indication message (qpidd sends one per message, in a list)."""
     props = message.properties or {}
-    if props.get("qmf.content") not in (None, "_event"):
+    if props.get("qmf.content") not in (None, "_event") or \
+            props.get("qmf.opcode") not in (None, "_data_indication"):
         return []
     body = message.body
     if isinstance(body, dict):
@@ -266,7 +267,7 @@ def parse_events(message) -> list[QmfEvent]:
     if not isinstance(body, (list, tuple)):
         return []
     agent = props.get("qmf.agent")
-    return [QmfEvent(entry, agent) for entry in body if isinstance(entry, dict)]
+    return [QmfEvent(entry, agent) for entry in body if isinstance(entry, dict) and "_schema_id" in entry]
 
 
 # -- the AMQP connection -----------------------------------------------------------------------------
