@@ -81,6 +81,10 @@ setup(
         "console_scripts": [
             "qpidd = cypid.broker.main:main",
             "qpid-journal = cypid.tools.journal_tool:main",
+            "qpid-config = cypid.tools.config:main",
+            "qpid-stat = cypid.tools.stat:main",
+            "qpid-tool = cypid.tools.tool:main",
+            "qpid-printevents = cypid.tools.printevents:main",
         ],
     },
     zip_safe=False,

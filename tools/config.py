@@ -678,6 +678,7 @@ def run(opts, agent: qmf.BrokerAgent, out: Callable[[str], None] = print) -> int
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    qmf.PROGRAM = "qpid-config"
     try:
         opts = build_parser().parse_intermixed_args(preprocess(argv))
         if opts.help:

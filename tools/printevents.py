@@ -105,6 +105,7 @@ class Watcher(threading.Thread):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    qmf.PROGRAM = "qpid-printevents"
     p = QuietParser(prog="qpid-printevents", add_help=False, allow_abbrev=False)
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--heartbeats", action="store_true")

@@ -15,7 +15,9 @@ Nothing here imports the broker: it is a plain AMQP client.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import socket
 import time
 import uuid
 from typing import Any, Iterable
@@ -35,6 +37,17 @@ EVENT_KEY = "agent.ind.event.#"
 TOPIC_FILTER = "apache.org:legacy-amqp-topic-binding:string"
 DEFAULT_PORT = 5672
 DEFAULT_SSL_PORT = 5671
+#: the running tool's name (each tool's main sets it): the connection's container id and the
+#: ``qpid.client_process`` property start with it, so the broker's listings say who is connected
+PROGRAM = "qpid-tools"
+_connection_count = itertools.count(1)
+
+
+def container_id() -> str:
+    """``<tool>.<host>.<pid>`` (``-N`` added from the second connection of a process on)."""
+    n = next(_connection_count)
+    base = "%s.%s.%d" % (PROGRAM, socket.gethostname() or "localhost", os.getpid())
+    return base if n == 1 else "%s-%d" % (base, n)
 
 # -- broker addresses -----------------------------------------------------------------------------
 
@@ -298,7 +311,8 @@ class Connection:
             kwargs["allowed_mechs"] = sasl_mechanisms
         if sasl_service:
             kwargs["sasl_service"] = sasl_service  # ignored by proton builds without cyrus
-        props = {symbol("product"): "cypid-tools", symbol("qpid.client_process"): "cypid-tools"}
+        props = {symbol("product"): "cypid-tools", symbol("qpid.client_process"): PROGRAM,
+                 symbol("qpid.client_pid"): os.getpid()}
         if ha_admin:
             props[symbol("qpid.ha-admin")] = 1
         if properties:
@@ -310,6 +324,7 @@ class Connection:
             if ssl_certificate:
                 ssl_domain.set_credentials(ssl_certificate, ssl_key or ssl_certificate, None)
         kwargs.pop("sasl_service", None)
+        kwargs["container_id"] = container_id()
         self.timeout = timeout
         try:
             self._conn = BlockingConnection(self.url.proton_url(), timeout=timeout,
@@ -324,7 +339,7 @@ class Connection:
         from proton import Message  # noqa: F401  (import check: proton is there)
         try:
             self.sender = self._conn.create_sender(REQUEST_EXCHANGE)
-            self.replies = self._conn.create_receiver(None, dynamic=True, credit=credit)
+            self.replies = self._conn.create_receiver(None, dynamic=True, credit=credit, name="reply")
         except Exception as e:
             raise ConnectError("cannot open the QMF request links on %s: %s" % (self.url.hostport, _text(e))) \
                 from None
@@ -338,7 +353,7 @@ class Connection:
         from proton.reactor import Filter
         filt = Filter({symbol("subject-filter"): Described(symbol(TOPIC_FILTER), key)})
         try:
-            return self._conn.create_receiver(TOPIC_EXCHANGE, credit=credit, options=[filt])
+            return self._conn.create_receiver(TOPIC_EXCHANGE, credit=credit, options=[filt], name="events")
         except Exception as e:
             raise ConnectError("cannot subscribe to %s/%s on %s: %s" % (TOPIC_EXCHANGE, key, self.url.hostport,
                                                                          _text(e))) from None

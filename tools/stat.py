@@ -312,6 +312,7 @@ def run(opts, agent, out=print) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    qmf.PROGRAM = "qpid-stat"
     try:
         opts = build_parser().parse_intermixed_args(argv)
         if opts.help:

@@ -459,6 +459,7 @@ def _split_args(text: str) -> list[str]:
 def main(argv: list[str] | None = None, stdin=None, stdout=None,
          connect: Callable[..., qmf.BrokerAgent] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    qmf.PROGRAM = "qpid-tool"
     p = QuietParser(prog="qpid-tool", add_help=False, allow_abbrev=False)
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("-b", "--broker")
