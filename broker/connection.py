@@ -214,6 +214,7 @@ class Connection:
             self.close_transport()
             return
         self.sasl_done = True
+        self.sasl_mechanism = str(mech)     # management (connection saslMechanism)
         self.state = S_HEADER
 
     # -- frames -------------------------------------------------------------------------

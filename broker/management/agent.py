@@ -16,6 +16,7 @@ from cypid.pyx.codec import Described, decode_at, encode, encode_header, scan_me
 
 from .. import links as _links
 from ..errors import AmqpError
+from ..exchanges import topic_match
 from . import schema
 from .events import AgentEvents
 from .methods import STATUS_EXCEPTION, STATUS_PARAMETER_INVALID, STATUS_UNKNOWN_METHOD, \
@@ -120,6 +121,8 @@ class ManagementAgent:
         self._pending_events = []
         self._timer = None
         self._own_topic_bindings = 0
+        self._published = {}               # class -> {object name: last published map}
+        self.publish = bool(getattr(opts, "mgmt_publish", True))
         self.requests = 0
 
     # -- life ---------------------------------------------------------------------------------
@@ -155,8 +158,47 @@ class ManagementAgent:
             if self.listening():
                 self._publish(TOPIC, "agent.ind.heartbeat." + self.key_suffix, "_agent_heartbeat_indication",
                               self._agent_info(), method="indication", ttl_ms=int(self.interval * 2000))
+            if self.publish:
+                self.publish_data()
         except Exception:   # pragma: no cover - management must never stop the broker
             self.log.exception("QMF agent: periodic work failed")
+
+    def publish_data(self):
+        """--mgmt-publish: the objects of each class someone subscribed to (``agent.ind.data.<pkg>.
+        <class>.<vendor>.<product>.<instance>``) that changed since the last publish, and those
+        deleted since (with ``_delete_ts``), as ``_data_indication`` lists of at most 100. Then the
+        queues' High/Low watermarks start a new period, as qpidd's do at each publish."""
+        topic = self.broker.nodes.exchanges.get(TOPIC)
+        patterns = [key for q, key, _ in topic.bindings if q is not self.sink] if topic is not None else []
+        snap = None
+        pkg = schema.PACKAGE.replace(".", "_")
+        for cls_name in schema.CLASSES:
+            key = "agent.ind.data.%s.%s.%s" % (pkg, cls_name, self.key_suffix)
+            if not any(topic_match(p, key) for p in patterns):
+                self._published.pop(cls_name, None)
+                continue
+            snap = snap or Snapshot(self)
+            last = self._published.get(cls_name, {})
+            seen, out = {}, []
+            for entry in snap.entries(cls_name):
+                m = self.object_map(cls_name, entry)
+                name = m["_object_id"]["_object_name"]
+                seen[name] = m
+                prev = last.get(name)
+                if prev is None or prev["_values"] != m["_values"]:
+                    out.append(m)
+            for name, prev in last.items():
+                if name not in seen:
+                    gone = dict(prev)
+                    gone["_delete_ts"] = gone["_update_ts"] = ulong(snap.now)
+                    out.append(gone)
+            self._published[cls_name] = seen
+            for i in range(0, len(out), CHUNK):
+                self._publish(TOPIC, key, "_data_indication", out[i:i + CHUNK], content="_data")
+        for queue in list(self.broker.nodes.queues.values()):
+            reset = getattr(queue, "reset_watermarks", None)
+            if reset is not None:
+                reset()
 
     # -- bookkeeping the events feed ----------------------------------------------------------------
     def created_ts(self, obj, now):

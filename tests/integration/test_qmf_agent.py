@@ -469,3 +469,26 @@ def test_heartbeats(console):
     accept(beats)
     assert second.body["_values"]["_timestamp"] > values["_timestamp"]
     beats.close()
+
+
+def test_data_indications(console):
+    """--mgmt-publish (on by default): new, changed and deleted objects are published."""
+    data = console.conn.create_receiver("qmf.default.topic", credit=1000,
+                                        options=topic_filter("agent.ind.data.org_apache_qpid_broker.queue.#"))
+    name = unique("published")
+    console.create("queue", name)
+    oid = "%s:queue:%s" % (PKG, name)
+
+    def has(predicate):
+        def match(msg):
+            return msg.properties.get("qmf.opcode") == "_data_indication" and \
+                msg.properties.get("qmf.content") == "_data" and \
+                any(o["_object_id"]["_object_name"] == oid and predicate(o) for o in msg.body)
+        return match
+    found = receive_until(data, {"live": has(lambda o: o["_delete_ts"] == 0)})
+    live = [o for o in found["live"].body if o["_object_id"]["_object_name"] == oid][0]
+    assert live["_values"]["name"] == name and live["_schema_id"]["_class_name"] == "queue"
+    assert found["live"].subject.startswith("agent.ind.data.org_apache_qpid_broker.queue.apache_org.qpidd.")
+    console.delete("queue", name)
+    receive_until(data, {"deleted": has(lambda o: o["_delete_ts"] > 0)})
+    data.close()
