@@ -35,6 +35,7 @@ priority keeps its header section in front (``F_HEADER``).
 """
 import collections
 import fcntl
+import logging
 import os
 import shutil
 import time
@@ -54,6 +55,19 @@ F_PRIORITY = 0x0F       # (no F_HEADER) its priority
 # Dequeue and update records are synced at most this long after they are written when no
 # enqueue asks for a sync sooner (qpidd's journal-flush-timeout is 500 ms).
 LAZY_FLUSH_DELAY = 0.1
+
+
+class _JournalLog(logging.Handler):
+    """Hands the journal module's errors to the broker's log (category Store). Its damage
+    warnings are not wanted: the store logs each damage once, naming the queue."""
+
+    def __init__(self, target):
+        super().__init__(logging.ERROR)
+        self.target = target
+
+    def emit(self, record):
+        record.category = "Store"
+        self.target.handle(record)
 
 
 def _rejected(condition, description):
@@ -175,6 +189,13 @@ class Store:
             os.close(self._lock_fd)
             raise RuntimeError("store %s is in use by another broker" % self.directory) from None
         shutil.rmtree(self.ftd_dir, ignore_errors=True)
+        self._journal_log = logging.getLogger("cypid.journal")
+        for handler in list(self._journal_log.handlers):
+            if isinstance(handler, _JournalLog):
+                self._journal_log.removeHandler(handler)
+        self._journal_log.addHandler(_JournalLog(self.log))
+        self._journal_log.setLevel(logging.ERROR)
+        self._journal_log.propagate = False
         self.config = ConfigStore(self.directory)
         self.writer = JournalWriter(name="journal-writer")
         self.journals = {}              # queue -> QueueJournal
@@ -612,6 +633,9 @@ class Store:
         self.journals.clear()
         self.config.close()
         shutil.rmtree(self.ftd_dir, ignore_errors=True)
+        for handler in list(self._journal_log.handlers):
+            if isinstance(handler, _JournalLog) and handler.target is self.log:
+                self._journal_log.removeHandler(handler)
         os.close(self._lock_fd)
 
 
