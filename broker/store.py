@@ -55,6 +55,8 @@ F_PRIORITY = 0x0F       # (no F_HEADER) its priority
 # Dequeue and update records are synced at most this long after they are written when no
 # enqueue asks for a sync sooner (qpidd's journal-flush-timeout is 500 ms).
 LAZY_FLUSH_DELAY = 0.1
+# A full journal is logged at most this often (seconds) while producers keep trying.
+FULL_LOG_INTERVAL = 10.0
 
 
 class _JournalLog(logging.Handler):
@@ -100,7 +102,7 @@ class QueueJournal:
     """One queue's journal and the store's bookkeeping for it."""
 
     __slots__ = ("store", "queue", "journal", "rids", "waits", "on_synced", "flush_wanted",
-                 "durable", "ftd", "removed", "ftd_warned")
+                 "durable", "ftd", "removed", "ftd_warned", "full_logged")
 
     def __init__(self, store, queue, journal, durable, ftd):
         self.store = store
@@ -113,6 +115,7 @@ class QueueJournal:
         self.ftd = ftd
         self.removed = False
         self.ftd_warned = False
+        self.full_logged = -FULL_LOG_INTERVAL
         loop = store.loop
         synced = store._synced
         self.on_synced = lambda seq, err: loop.call_soon_threadsafe(synced, self, seq, err)
@@ -232,7 +235,7 @@ class Store:
         try:
             seq = journal.append_enqueue(rid, data, None, flags)
         except JournalFull as e:
-            return self._full(queue, e)
+            return self._full(qj, e)
         except JournalError as e:
             return self._failed(queue, e)
         rids = qj.rids
@@ -277,7 +280,7 @@ class Store:
                         if qj2 is not None:
                             self._undo(qj2, m2)
                     if isinstance(e, JournalFull):
-                        return self._full(queue, e)
+                        return self._full(qj, e)
                     return self._failed(queue, e)
                 qj.rids[m] = rid
                 pending.count += 1
@@ -308,8 +311,11 @@ class Store:
             except (KeyError, JournalError):
                 pass
 
-    def _full(self, queue, e):
-        self.log.warning("Journal full on queue %r: message refused (%s)", queue.name, e.strerror)
+    def _full(self, qj, e):
+        now = time.monotonic()
+        if now - qj.full_logged >= FULL_LOG_INTERVAL:     # once per episode, not per message
+            qj.full_logged = now
+            self.log.warning("%s: messages refused", e.strerror)
         return _rejected(errors.RESOURCE_LIMIT_EXCEEDED, e.strerror)
 
     def _failed(self, queue, e):
