@@ -44,7 +44,8 @@ cdef class Queue:
     cdef public list consumers              # links, in round-robin order
     # -- hooks (None = unused) ----------------------------------------------------------------------
     cdef public object on_flow_resume       # on_flow_resume(queue): producer flow control lifted
-    cdef public object dequeue_hook         # dequeue_hook(msg): a durable message left a durable queue
+    cdef public object dequeue_hook         # dequeue_hook(msg): a durable message left a durable queue,
+                                            # or a flowed-to-disk one left any queue (its record goes)
     cdef public object ftd_hook             # ftd_hook(msg): flow_to_disk: msg is past the limit
     cdef public object on_self_destruct     # on_self_destruct(queue): self-destruct policy hit its limit
     cdef public object clock                # clock() -> monotonic seconds (tests); None = the C clock

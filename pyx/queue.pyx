@@ -53,6 +53,9 @@ Flow control (qpid.flow_stop_*/flow_resume_*, as qpidd's QueueFlowLimit): after 
 (flowStoppedCount += 1); after a removal it becomes false when both are below their resume
 thresholds, and ``on_flow_resume(queue)`` is called.
 
+``dequeue_hook(msg)`` is called when a durable message leaves a durable queue, for any reason, and when
+a message flowed to disk (``ftd_hook``) leaves any queue: the journal drops its record.
+
 Callbacks (reroute, hooks, on_flow_resume) run after the queue's state is consistent, in the order
 their causes happened; they may call back into the queue.
 """
@@ -317,7 +320,7 @@ cdef class Queue:
                 g.total -= 1
                 if g.total == 0 and g.acquired == 0:
                     self.group_map.pop(g.name, None)
-        if e.durable and self.durable and self.dequeue_hook is not None:
+        if ((e.durable and self.durable) or e.ftd) and self.dequeue_hook is not None:
             self._events.append((EV_DEQUEUE, msg))
         store_delete(&self.store, i)
         if self.flowStopped:
@@ -535,7 +538,7 @@ cdef class Queue:
         _set_seq(msg, old)
         e = store_at(&self.store, i)
         self._count_dequeue(e)
-        if e.durable and self.durable and self.dequeue_hook is not None:
+        if ((e.durable and self.durable) or e.ftd) and self.dequeue_hook is not None:
             self._events.append((EV_DEQUEUE, <object>e.msg))
         Py_INCREF(msg)
         old_msg = <object>e.msg

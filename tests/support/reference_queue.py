@@ -165,7 +165,7 @@ class ReferenceQueue:
         if self.settings.lvq_key is not None and self.lvq_index.get(r.key) == r.seq:
             del self.lvq_index[r.key]
         self._free_groups()
-        if r.durable and self.durable and self.dequeue_hook is not None:
+        if ((r.durable and self.durable) or r.ftd) and self.dequeue_hook is not None:
             self.events.append(("dequeue", r.msg))
         self._check_resume()
         return r.msg
@@ -247,7 +247,7 @@ class ReferenceQueue:
                 # the new message takes the old one's place and sequence number
                 msg.seq = old.seq
                 self._counted_out(old)
-                if old.durable and self.durable and self.dequeue_hook is not None:
+                if ((old.durable and self.durable) or old.ftd) and self.dequeue_hook is not None:
                     self.events.append(("dequeue", old.msg))
                 new = Rec(msg, old.seq, size, durable, expires, level, key, ftd)
                 self.recs[self.recs.index(old)] = new

@@ -599,7 +599,7 @@ def test_cython_queue_agrees_with_the_model(ordering, messages):
     (the C fast path)."""
     real = messages == "cdef"
 
-    @settings(max_examples=150 if not real else 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=120 if not real else 50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(props=queue_props(ordering), start=CONSUMERS, ops=st.lists(OPS, min_size=10, max_size=50),
            delete=st.booleans())
     def run(props, start, ops, delete):
