@@ -127,7 +127,12 @@ def schema_hash(cls):
 
 P = Prop
 RC, RW = "RC", "RW"
-_ST = lambda name, type="count64", unit="message", desc="": Prop(name, type, unit=unit, desc=desc)  # noqa: E731
+
+
+def _ST(name, type="count64", unit="message", desc=""):
+    """A statistic."""
+    return Prop(name, type, unit=unit, desc=desc)
+
 
 _FLOW_STATS = (
     "msgTotalEnqueues", "msgTotalDequeues", "msgTxnEnqueues", "msgTxnDequeues", "msgPersistEnqueues",
@@ -266,7 +271,7 @@ CONNECTION = SchemaClass("connection", [
     P("vhostRef", "objId", RC, index=True),
     P("address", "sstr", RC, index=True),
     P("incoming", "bool", RC),
-    P("SystemConnection", "bool", RC, desc="Infrastructure/ Inter-system connection (Cluster, Federation, ...)"),
+    P("SystemConnection", "bool", RC, desc="Infrastructure/ Inter-system connection"),
     P("userProxyAuth", "bool", RW, desc="Authorization to proxy for users not on broker"),
     P("federationLink", "bool", desc="Is this a federation link"),
     P("authIdentity", "sstr", desc="authId of connection if authentication enabled"),

@@ -492,3 +492,13 @@ def test_data_indications(console):
     console.delete("queue", name)
     receive_until(data, {"deleted": has(lambda o: o["_delete_ts"] > 0)})
     data.close()
+
+
+def test_shutdown(broker_factory):
+    """The broker exits (a tool sees its connection drop; it is not closed here: proton would wait
+    for a close the broker never sends)."""
+    broker = broker_factory()
+    console = Console(broker.url)
+    assert console.method(BROKER_ID, "shutdown") == {}
+    wait_until(lambda: not broker.is_running(), timeout=TIMEOUT)
+    assert broker.returncode == 0
