@@ -3,10 +3,11 @@
 (``console.request.agent_locate``); answers go to each request's reply-to; heartbeats and events go
 to ``qmf.default.topic``.
 
-Transport: the agent binds a small sink object to those exchanges as if it were a queue; the
-exchange hands it each request (``enqueue``) and the agent handles it on the next loop turn. Replies
-are ordinary messages (built with cypid.pyx.codec) put on the reply queue, or routed through the
-reply exchange with the reply key. Nothing here runs per message on the broker's data path.
+Transport: the agent has a private queue (an ordinary engine queue, not in the broker's registry,
+so no console lists it) bound to those exchanges, and is its only consumer: the queue hands each
+request to ``AgentConsumer.deliver`` and the agent handles it on the next loop turn. Replies are
+ordinary messages (built with cypid.pyx.codec) put on the reply queue, or routed through the reply
+exchange with the reply key. Nothing here runs per message on the broker's data path.
 """
 import os
 import time
@@ -15,8 +16,10 @@ import uuid
 from cypid.pyx.codec import Described, decode_at, encode, encode_header, scan_message, symbol, uint, ulong
 
 from .. import links as _links
+from .. import nodes as _nodes
 from ..errors import AmqpError
 from ..exchanges import topic_match
+from ..settings import QueueSettings
 from . import schema
 from .events import AgentEvents
 from .methods import STATUS_EXCEPTION, STATUS_PARAMETER_INVALID, STATUS_UNKNOWN_METHOD, \
@@ -32,24 +35,25 @@ IDENTITY_FILE = ".mbrokerdata"
 PROPERTIES, APP_PROPERTIES, AMQP_VALUE = ulong(0x73), ulong(0x74), ulong(0x77)
 
 
-class AgentSink:
-    """Stands in a binding's queue place: the exchanges give it the agent's requests."""
+class AgentConsumer:
+    """The agent's consumer on its private request queue (the interface queues expect of a link):
+    takes every message at once, settled, and hands it to the agent on the next loop turn."""
 
-    name = "qmf.agent"   # never in the queue registry; hidden from QMF binding lists
-    durable = auto_delete = deleted = False
-    alternate_exchange = None
-    exclusive_owner = None
-    consumers = ()
+    browsing = False
+    browse_position = 0
 
     def __init__(self, agent):
         self.agent = agent
 
-    def enqueue(self, msg):
-        self.agent.loop.call_soon(self.agent.on_request, msg)
+    def can_take(self):
         return True
 
+    def deliver(self, msg, queue):
+        queue.dequeued(msg)
+        self.agent.loop.call_soon(self.agent.on_request, msg)
+
     def __repr__(self):
-        return "<QMF agent sink>"
+        return "<QMF agent consumer>"
 
 
 class RequestContext:
@@ -110,7 +114,7 @@ class ManagementAgent:
         self.name = "%s:%s:%s" % (VENDOR, PRODUCT, self.instance)
         self.key_suffix = "%s.%s.%s" % (VENDOR.replace(".", "_"), PRODUCT, self.instance.replace(".", "_"))
         self.start_ns = time.time_ns()
-        self.sink = AgentSink(self)
+        self.sink = None                   # the private request queue, once started
         self.events = AgentEvents(self)
         self.methods = Methods(self)
         self.current_context = None
@@ -127,7 +131,11 @@ class ManagementAgent:
 
     # -- life ---------------------------------------------------------------------------------
     def start(self):
-        exchanges = self.broker.nodes.exchanges
+        nodes = self.broker.nodes
+        exchanges = nodes.exchanges
+        settings = QueueSettings.from_properties({}, self.broker.options)
+        self.sink = _nodes.Queue("qmfagent-" + self.instance, settings, nodes.reroute, None)
+        self.sink.add_consumer(AgentConsumer(self))
         direct, topic = exchanges.get(DIRECT), exchanges.get(TOPIC)
         if direct is not None:
             direct.bind(self.sink, "broker")
@@ -146,10 +154,13 @@ class ManagementAgent:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.sink is None:
+            return
         for name in (DIRECT, TOPIC):
             ex = self.broker.nodes.exchanges.get(name)
             if ex is not None:
                 ex.unbind_queue(self.sink)
+        self.sink.deleted = True
 
     def _tick(self):
         self._timer = self.loop.call_later(self.interval, self._tick)
@@ -518,4 +529,4 @@ class _Request:
     __slots__ = ("cid", "user", "agent_name", "target")
 
 
-__all__ = ["ManagementAgent", "AgentSink", "load_identity"]
+__all__ = ["ManagementAgent", "AgentConsumer", "load_identity"]
