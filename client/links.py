@@ -131,10 +131,12 @@ class Link:
 
 
 class _Request:
-    __slots__ = ("message", "remaining", "seq_offset", "seq", "future", "frames")
+    __slots__ = ("message", "remaining", "seq_offset", "seq", "clock", "future", "frames")
 
     def __init__(self, message, count, seq_offset, seq, future, frames):
         self.message = message
+        self.clock = seq if callable(seq) else None
+        seq = 0 if callable(seq) else seq
         self.remaining = count
         self.seq_offset = seq_offset
         self.seq = seq
@@ -177,7 +179,8 @@ class Sender(Link):
     def send_nowait(self, message, count=1, *, seq_offset=-1, seq=0):
         """Queue ``count`` deliveries of ``message`` (bytes from ``Message.encode()``, or a Message, or a
         body); returns a future done once all of them are written. With ``seq_offset >= 0`` the 8 bytes at
-        that offset of each copy carry a big-endian counter from ``seq``."""
+        that offset of each copy carry a big-endian counter from ``seq``; if ``seq`` is callable (e.g.
+        ``time.time_ns``) the counter starts from its value at the moment the copies are encoded."""
         self.check_attached()
         if not isinstance(message, (bytes, bytearray, memoryview)):
             message = message.encode() if isinstance(message, Message) else Message(message).encode()
@@ -255,7 +258,10 @@ class Sender(Link):
             if n <= 0:
                 break
             first = session.did_count
-            data = core.encode(score, request.message, n, max_frame, request.seq_offset, request.seq)
+            seq = request.seq
+            if request.clock is not None:
+                seq = request.clock()
+            data = core.encode(score, request.message, n, max_frame, request.seq_offset, seq)
             session.did_count = first + n
             if not settled:
                 session.add_unsettled(first, n, self)
@@ -263,7 +269,7 @@ class Sender(Link):
             conn._out.append(data)
             budget -= len(data)
             request.remaining -= n
-            request.seq += n
+            request.seq = seq + n
             if request.remaining == 0:
                 queue.popleft()
                 if not request.future.done():
@@ -394,6 +400,11 @@ class Receiver(Link):
         core = self.core
         self.session.send(FLOW, self.session.flow_fields() + [uint(self.handle), uint(core.delivery_count),
                                                               uint(core.credit), None, drain])
+
+    def allow(self, n):
+        """Raise ``limit`` (the deliveries credit is ever granted for) by ``n`` and top the credit up."""
+        self.limit = (self.limit or 0) + n
+        self._refill()
 
     def add_credit(self, n):
         """Grant ``n`` more credit now (beyond the window's own top-ups)."""

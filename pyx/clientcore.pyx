@@ -199,7 +199,8 @@ cdef class ReceiverCore:
             if got != self.next_seq and (self.strict_seq or got < self.next_seq):
                 self.seq_errors += 1
                 if self.seq_error is None:
-                    self.seq_error = "Expected sequence number %d, got %d" % (self.next_seq, got)
+                    self.seq_error = "Sequence error: expected n%s%d but got %d" % (
+                        "==" if self.strict_seq else ">=", self.next_seq, got)
             if got != 0xFFFFFFFFFFFFFFFF:
                 self.next_seq = got + 1
         if self.keep:
