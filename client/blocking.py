@@ -101,7 +101,8 @@ class BlockingSender:
         self.link = link
 
     def send(self, message, count=1, sync=True, timeout=None):
-        """Send ``count`` copies of ``message`` (bytes, a Message, or a body). With ``sync``, wait for
+        """Send ``count`` copies of ``message`` (a Message, an encoded message as bytes from
+        ``encode_message``, or any other body, which becomes an amqp-value message). With ``sync``, wait for
         their outcomes (DeliveryFailed if not accepted); else only until they are written."""
         async def go():
             await self.link.send(message, count)
