@@ -74,6 +74,7 @@ cdef class Journal:
     cdef dict live                      # rid -> _Entry
     cdef dict txns                      # xid -> _Txn
     cdef bint compacting
+    cdef bint opening                   # in __init__: reads do not give their pages back
     cdef bint closed
     cdef int failed_errno               # a sync failed: the journal refuses further work
     cdef object lock                    # threading.Lock: one sync at a time
@@ -99,5 +100,6 @@ cdef class Journal:
                          bint enq, uint32_t* fidx, uint64_t* off) except? 0
     cdef int _copy_out(self, int fidx, uint64_t off, uint64_t skip, char* dest, uint64_t n) except -1
     cdef int _pin(self, int fidx, uint64_t alen, int sign) noexcept
+    cdef void _drop_pages(self, int i, uint64_t lo, uint64_t hi) noexcept nogil
     cdef void _write_file_header(self, int i, uint64_t first_seq) noexcept
     cdef uint64_t _end_txn(self, xid, bint commit) except? 0

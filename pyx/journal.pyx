@@ -31,7 +31,8 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.errno cimport errno
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
-from posix.mman cimport mmap, munmap, msync, PROT_READ, PROT_WRITE, MAP_SHARED, MS_SYNC, MAP_FAILED
+from posix.mman cimport (mmap, munmap, msync, madvise, PROT_READ, PROT_WRITE, MAP_SHARED, MS_SYNC,
+                         MAP_FAILED, MADV_DONTNEED)
 
 log = logging.getLogger("cypid.journal")
 
@@ -48,6 +49,7 @@ SEQ_JUMP = 1 << 40          # seq gap after a reopen (JOURNAL-FORMAT.md, Recover
 FILE_PATTERN = "journal-%04d.cjf"
 
 cdef enum:
+    FAULT_AROUND = 65536        # the kernel maps up to this much around a read fault (fault_around_bytes)
     FH_SIZE = 128
     CKPT_OFF0 = 512
     CKPT_OFF1 = 1024
@@ -373,12 +375,21 @@ cdef class Journal:
         if keep_records:
             self.scanned = []
         existing = self._existing_files()
-        if not existing:
-            if readonly:
-                raise JournalError(_errno.ENOENT, "no journal in %s" % self.directory)
-            self._create(file_count, file_size)
-        else:
-            self._open_existing(existing, file_count, file_size, load_data)
+        self.opening = True
+        try:
+            if not existing:
+                if readonly:
+                    raise JournalError(_errno.ENOENT, "no journal in %s" % self.directory)
+                self._create(file_count, file_size)
+            else:
+                self._open_existing(existing, file_count, file_size, load_data)
+        finally:
+            self.opening = False
+        # Recovery read every page: give the mapped pages back (they stay in the page cache).
+        if self.base != NULL:
+            for i in range(self.file_count):
+                if self.base[i] != NULL:
+                    madvise(self.base[i], self.maplen[i], MADV_DONTNEED)
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -776,6 +787,31 @@ cdef class Journal:
         self._write_checkpoint(self.fnum[self.head])
         self.sync()
 
+    cdef void _drop_pages(self, int i, uint64_t lo, uint64_t hi) noexcept nogil:
+        """Unmap the pages of data range [lo, hi) of file i from this process (MADV_DONTNEED: they
+        stay in the page cache, dirty ones stay dirty; the next touch maps them again), so the
+        journal's mapped data does not count in the broker's resident memory. A range running into
+        the next file is cut at the end of this one. The page holding the write position is never
+        dropped (an append may be writing it on another thread). The range is widened to whole
+        64 KiB windows: a read fault maps the cached pages around it too (the kernel's fault-around)."""
+        cdef uint64_t a, b, wp
+        if self.base == NULL or self.base[i] == NULL:
+            return
+        if hi > self.dsz:
+            hi = self.dsz
+        a = (JRNL_HDR_PAGE + lo) & ~(<uint64_t>FAULT_AROUND - 1)
+        if a < JRNL_HDR_PAGE:
+            a = JRNL_HDR_PAGE
+        b = (JRNL_HDR_PAGE + hi + FAULT_AROUND - 1) & ~(<uint64_t>FAULT_AROUND - 1)
+        if i == self.w:
+            wp = (JRNL_HDR_PAGE + self.woff) & ~(<uint64_t>JRNL_HDR_PAGE - 1)
+            if b > wp:
+                b = wp
+        if b > self.maplen[i]:
+            b = self.maplen[i]
+        if b > a:
+            madvise(self.base[i] + a, b - a, MADV_DONTNEED)
+
     cdef int _pin(self, int fidx, uint64_t alen, int sign) noexcept:
         if sign > 0:
             self.live_bytes[fidx] += alen
@@ -929,8 +965,12 @@ cdef class Journal:
             raise JournalError(_errno.EBADF, "journal %s is closed" % self.name)
         cdef uint64_t pos = e.off + e.doff
         if pos + e.dlen <= self.dsz:            # the common case: one slice
-            return PyBytes_FromStringAndSize(self.base[e.fidx] + JRNL_HDR_PAGE + pos, e.dlen)
-        return self._gather(e.fidx, e.off, e.doff, e.dlen)
+            out = PyBytes_FromStringAndSize(self.base[e.fidx] + JRNL_HDR_PAGE + pos, e.dlen)
+        else:
+            out = self._gather(e.fidx, e.off, e.doff, e.dlen)
+        if not self.opening:                    # flow-to-disk reads: no resident copy stays mapped
+            self._drop_pages(e.fidx, pos, pos + e.dlen)
+        return out
 
     def __contains__(self, rid):
         return rid in self.live
@@ -1309,6 +1349,7 @@ cdef class Journal:
         cdef int i, k, nr = 0, rc = 0, err = 0
         cdef uint64_t lo, hi, upto, head_num
         cdef uint64_t lens[64]
+        cdef uint64_t drop_lens[64]
         cdef char* addrs[64]
         with self.lock:
             if self.closed or self.readonly:
@@ -1341,6 +1382,13 @@ cdef class Journal:
                     i, lo, hi = ranges[k]
                     addrs[nr] = self.base[i] + lo
                     lens[nr] = hi
+                    drop_lens[nr] = 0
+                    if lo >= JRNL_HDR_PAGE:                 # a data range (not a header page)
+                        end = lo + hi
+                        if i == snap_w:
+                            end = min(end, (JRNL_HDR_PAGE + snap_woff) & ~(<uint64_t>JRNL_HDR_PAGE - 1))
+                        if end > lo:
+                            drop_lens[nr] = end - lo
                     nr += 1
                     k += 1
                 with nogil:
@@ -1349,6 +1397,13 @@ cdef class Journal:
                         if rc != 0:
                             err = errno
                             break
+                    if not err:
+                        # Give the synced pages back (they stay in the page cache): the journal's
+                        # data must not count in the broker's resident memory. Never the page of
+                        # the write position at the snapshot, which an append may be writing now.
+                        for i in range(nr):
+                            if drop_lens[i]:
+                                madvise(addrs[i], drop_lens[i], MADV_DONTNEED)
                 if err:
                     self.failed_errno = err
                     raise JournalError(err, "journal %s: msync failed: %s" % (self.name, os.strerror(err)))
