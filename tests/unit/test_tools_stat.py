@@ -2,7 +2,10 @@
 import pytest
 
 from cypid.tools import display, stat
-from test_tools_fakeagent import T0, FakeQpidd, oname, use_fake  # noqa: F401  (fixture)
+import test_tools_fakeagent
+from test_tools_fakeagent import T0, FakeQpidd, oname
+
+use_fake = test_tools_fakeagent.use_fake  # the fixture
 
 
 @pytest.fixture
