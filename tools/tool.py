@@ -277,6 +277,10 @@ class QpidTool(cmd.Cmd):
         self.display().table(None, ["ID", "Created", "Destroyed", "Index"], rows)
 
     def show_ids(self, ids: list[int]):
+        known = set(self.store.ids.values())
+        if any(i not in known for i in ids):
+            for cls in schema.table_classes():  # ids not handed out yet: learn every object first
+                self.store.refresh(cls)
         self.store.refresh_ids(ids)
         unknown = [i for i in ids if i not in self.store.objects]
         for i in unknown:

@@ -78,6 +78,13 @@ def test_list_several_ids_and_ranges(fake):
     assert re.search(r"^    config  name +amq.direct +amq.topic$", text, re.M)
 
 
+def test_list_ids_in_a_fresh_session_learns_the_objects_first(fake):
+    text = session(fake, "list\nlist queue\n")
+    qid = queue_id(text, "perftest0")
+    text = session(fake, "list %s\n" % qid)
+    assert re.search(r"^    config  name +perftest0$", text, re.M)
+
+
 def test_list_unknown_things(fake):
     text = session(fake, "list nosuchclass\nlist 9999\n")
     assert "Unknown class: nosuchclass" in text
