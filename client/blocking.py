@@ -134,7 +134,7 @@ class BlockingReceiver:
         async def go():
             try:
                 return await self.link.get(timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError("no message within %ss" % timeout) from None
         return self.conn._call(go(), timeout + 1)
 

@@ -6,7 +6,6 @@ other frame back here; outgoing frames are gathered in a list and written once p
 the receivers that got messages are told once (``Receiver._on_burst``), whatever the burst held.
 """
 import asyncio
-import collections
 import logging
 import os
 import socket
@@ -14,8 +13,8 @@ import uuid
 
 from cypid.pyx.clientcore import InboundCore, SessionCore
 from cypid.pyx.codec import (
-    AMQP_HEADER, EMPTY_FRAME, SASL_HEADER, Array, DecodeError, Described, decode_performative, encode_frame,
-    symbol, ubyte, uint, ulong, ushort,
+    AMQP_HEADER, EMPTY_FRAME, SASL_HEADER, DecodeError, Described, decode_performative, encode_frame,
+    symbol, uint, ulong, ushort,
 )
 
 from .errors import AuthenticationError, ClientError, ConnectionClosed, SessionEnded, error_from
@@ -352,7 +351,8 @@ class Connection:
     def _on_frame(self, ftype, channel, body):
         if ftype == SASL_FRAME:
             if self.state != S_SASL:
-                raise ProtocolViolation("SASL frame outside SASL negotiation", "amqp:connection:framing-error")
+                raise ProtocolViolation("SASL frame outside SASL negotiation",
+                                        "amqp:connection:framing-error")
             code, fields, _ = decode_performative(body)
             self._on_sasl(code, fields)
             return
@@ -381,7 +381,8 @@ class Connection:
         local = fields[0] if fields else None
         session = self.sessions.get(local) if local is not None else None
         if session is None or session.state != S_BEGIN_SENT:
-            raise ProtocolViolation("begin for channel %s that we did not begin" % (local,), "amqp:not-allowed")
+            raise ProtocolViolation("begin for channel %s that we did not begin" % (local,),
+                                    "amqp:not-allowed")
         self._by_remote[channel] = session
         self.core.add_session(channel, session.core)
         session._on_begin(channel, fields)
@@ -451,7 +452,8 @@ class Connection:
         while channel in self.sessions:
             channel += 1
         if channel > min(self.channel_max, self.remote_channel_max):
-            raise ClientError("no free channel (channel-max %d)" % min(self.channel_max, self.remote_channel_max))
+            raise ClientError("no free channel (channel-max %d)"
+                              % min(self.channel_max, self.remote_channel_max))
         session = Session(self, channel, handle_max)
         self.sessions[channel] = session
         self.send_frame(channel, BEGIN, [None, uint(0), uint(incoming_window), uint(outgoing_window),
@@ -478,7 +480,7 @@ class Connection:
                 self._terminate(ConnectionClosed("connection closed"), clean=True)
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._terminate(ConnectionClosed("no close from the peer within %ss" % timeout), clean=True)
             if self.transport is not None:
                 self.transport.abort()
@@ -792,7 +794,7 @@ class Session:
         if self.state == S_END_SENT:
             try:
                 await asyncio.wait_for(asyncio.shield(self.ended), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._terminate(SessionEnded("no end from the peer within %ss" % timeout))
 
     def __repr__(self):
@@ -824,7 +826,7 @@ async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, **options):
     try:
         await asyncio.wait_for(loop.create_connection(lambda: conn, host, port), timeout)
         await asyncio.wait_for(asyncio.shield(conn.opened), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         conn.abort()
         raise ConnectionClosed("no open from %s:%s within %ss" % (host, port, timeout)) from None
     return conn

@@ -117,7 +117,7 @@ class Link:
         if self.state == L_DETACH_SENT:
             try:
                 await asyncio.wait_for(asyncio.shield(self.detached), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._terminate(LinkDetached("no detach from the peer within %ss" % timeout), clean=True)
 
     def _before_close(self):
@@ -164,8 +164,8 @@ class Sender(Link):
         self._room_waiters = []
 
     def _send_attach(self):
-        self.session.send(ATTACH, self._attach_fields(SND_SETTLED if self.settled else SND_UNSETTLED, RCV_FIRST,
-                                                      None, self.target))
+        mode = SND_SETTLED if self.settled else SND_UNSETTLED
+        self.session.send(ATTACH, self._attach_fields(mode, RCV_FIRST, None, self.target))
 
     @property
     def credit(self):
@@ -224,11 +224,12 @@ class Sender(Link):
             if outcome == "rejected" and isinstance(getattr(state, "value", None), list) and state.value:
                 condition, description, info = error_from(state.value[0])
             text = ", ".join("%d %s" % (v, k) for k, v in sorted(failed.items()))
-            raise DeliveryFailed("deliveries not accepted: %s%s" % (text, (": " + description) if description else ""),
-                                 condition, info, failed)
+            text += (": " + description) if description else ""
+            raise DeliveryFailed("deliveries not accepted: %s" % text, condition, info, failed)
 
     def _pump(self, budget):
-        """Encode and write what credit and windows allow, at most ``budget`` bytes; returns the budget left."""
+        """Encode and write what credit and windows allow, at most ``budget`` bytes; returns what is left
+        of the budget."""
         self._in_pump_list = False
         if self.state != L_ATTACHED:
             return budget
@@ -363,8 +364,8 @@ class Receiver(Link):
         self.draining = False
 
     def _send_attach(self):
-        self.session.send(ATTACH, self._attach_fields(SND_SETTLED if self.settled else SND_UNSETTLED, RCV_FIRST,
-                                                      self.source, None))
+        mode = SND_SETTLED if self.settled else SND_UNSETTLED
+        self.session.send(ATTACH, self._attach_fields(mode, RCV_FIRST, self.source, None))
 
     def _attached(self, fields):
         n = len(fields)

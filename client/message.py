@@ -121,15 +121,16 @@ class Message:
         return m
 
     def __repr__(self):
-        fields = ["%s=%r" % (name, getattr(self, name)) for name in
-                  ("subject", "to", "reply_to", "message_id", "correlation_id") if getattr(self, name) is not None]
+        names = ("subject", "to", "reply_to", "message_id", "correlation_id")
+        fields = ["%s=%r" % (name, getattr(self, name)) for name in names if getattr(self, name) is not None]
         if self.durable:
             fields.append("durable=True")
         if self.application_properties:
             fields.append("application_properties=%r" % (self.application_properties,))
         body = self.body
         text = repr(body if not isinstance(body, (bytes, str)) or len(body) <= 40 else body[:40])
-        fields.append("body=%s%s" % (text, "..." if isinstance(body, (bytes, str)) and len(body) > 40 else ""))
+        cut = isinstance(body, (bytes, str)) and len(body) > 40
+        fields.append("body=%s%s" % (text, "..." if cut else ""))
         return "Message(%s)" % ", ".join(fields)
 
 

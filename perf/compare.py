@@ -50,7 +50,8 @@ def compare(brokers, rounds, perftest_argv, out=sys.stdout, progress=sys.stderr)
     runs = {label: [] for label, _ in brokers}
     for r in range(rounds):
         for label, address in brokers:
-            args = perftest.parse_args(perftest_argv + ["-b", address, "--summary"], out=progress, err=progress)
+            args = perftest.parse_args(perftest_argv + ["-b", address, "--summary"], out=progress,
+                                       err=progress)
             if args.setup or args.control or args.publish or args.subscribe:
                 raise SystemExit("qpid-perf-compare: role options (--setup ...) do not apply")
             print("round %d/%d: %s (%s)" % (r + 1, rounds, label, address), file=progress, flush=True)
@@ -64,13 +65,15 @@ def compare(brokers, rounds, perftest_argv, out=sys.stdout, progress=sys.stderr)
         best = max(x[2] for x in res)
         if base is None:
             base = means[2]
-        rows.append((label, address, means[0], means[1], means[2], means[3], best, means[2] / base if base else 0.0))
+        ratio = means[2] / base if base else 0.0
+        rows.append((label, address, means[0], means[1], means[2], means[3], best, ratio))
     width = max(len("broker"), max(len(r[0]) for r in rows))
-    print("%-*s  %12s  %12s  %14s  %11s  %14s  %6s" % (width, "broker", "pubs/sec", "subs/sec", "transfers/sec",
-                                                        "Mbytes/sec", "best tx/sec", "ratio"), file=out)
+    print("%-*s  %12s  %12s  %14s  %11s  %14s  %6s" % (
+        width, "broker", "pubs/sec", "subs/sec", "transfers/sec", "Mbytes/sec", "best tx/sec", "ratio"),
+        file=out)
     for label, address, pub, sub, tx, mb, best, ratio in rows:
-        print("%-*s  %12s  %12s  %14s  %11s  %14s  %6.2f" % (width, label, g(pub), g(sub), g(tx), g(mb), g(best),
-                                                              ratio), file=out)
+        print("%-*s  %12s  %12s  %14s  %11s  %14s  %6.2f" % (
+            width, label, g(pub), g(sub), g(tx), g(mb), g(best), ratio), file=out)
     out.flush()
     return rows
 

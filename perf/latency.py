@@ -20,20 +20,24 @@ import numpy
 
 from cypid.client import connect, encode_message, run
 
-from .options import add_connection_options, broker_url, connect_options, g, non_negative_int, positive_int, yes_no
+from .options import (
+    add_connection_options, broker_url, connect_options, g, non_negative_int, positive_int, yes_no,
+)
 
 TS_PLACEHOLDER = 0x7EDCBA9876543210     # 8 bytes (a long) in the template, replaced per message
 
 
 def build_parser(prog="qpid-latency-test"):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_options(p)
     flag = dict(nargs="?", const=True, type=yes_no)
     a = p.add_argument_group("latency test options")
     a.add_argument("--size", type=positive_int, default=256, metavar="N", help="message size (default 256)")
     a.add_argument("--count", type=positive_int, default=None, metavar="N",
                    help="messages to send (default 1000; with --rate: stop after N if given)")
-    a.add_argument("--rate", type=non_negative_int, default=0, metavar="N", help="target rate (msgs/s); 0: count mode")
+    a.add_argument("--rate", type=non_negative_int, default=0, metavar="N",
+                   help="target rate (msgs/s); 0: count mode")
     a.add_argument("--sync", default=False, **flag, help="wait for each message's outcome before the next")
     a.add_argument("--report-frequency", type=positive_int, default=1000, metavar="MS",
                    help="ms between reports (rate mode)")
@@ -45,10 +49,12 @@ def build_parser(prog="qpid-latency-test"):
                    help="all tests share one connection")
     a.add_argument("--prefetch", type=non_negative_int, default=100, metavar="N",
                    help="receiver credit window; 0: unlimited credit and no acks")
-    a.add_argument("--ack", type=non_negative_int, default=0, metavar="N", help="accept every N messages (0: prefetch/2)")
+    a.add_argument("--ack", type=non_negative_int, default=0, metavar="N",
+                   help="accept every N messages (0: prefetch/2)")
     a.add_argument("--durable", default=False, **flag, metavar="yes|no", help="durable queue and messages")
     a.add_argument("--csv", default=False, **flag, help="print value,min,max,avg")
-    a.add_argument("--cumulative", default=False, **flag, help="running min/max and smoothed avg (implies --csv)")
+    a.add_argument("--cumulative", default=False, **flag,
+                   help="running min/max and smoothed avg (implies --csv)")
     a.add_argument("--queue-base-name", default="latency-test", metavar="NAME")
     a.add_argument("--timeout", type=float, default=0, metavar="SECS", help="give up after SECS (0: never)")
     return p
@@ -157,7 +163,7 @@ class LatencyTest:
                 return
             try:
                 await rcv._wait_message(0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue        # look at expected() again: the sender may be done
             now = time.time_ns()
             batch = []
@@ -316,7 +322,7 @@ def main(argv=None):
         run(go())
     except KeyboardInterrupt:
         return 1
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print("Error: timed out after %gs" % args.timeout, flush=True)
         return 1
     except Exception as e:

@@ -25,7 +25,9 @@ import time
 
 from cypid.client import Message, connect, encode_message, run
 
-from .options import add_connection_options, broker_url, connect_options, g, non_negative_int, positive_int, yes_no
+from .options import (
+    add_connection_options, broker_url, connect_options, g, non_negative_int, positive_int, yes_no,
+)
 
 HELP = """There are two ways to use perftest: single process or multi-process.
 
@@ -47,7 +49,8 @@ class PerftestError(Exception):
 
 
 def build_parser(prog="qpid-perftest"):
-    p = argparse.ArgumentParser(prog=prog, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_connection_options(p)
     flag = dict(nargs="?", const=True, type=yes_no)
     a = p.add_argument_group("perftest options")
@@ -60,11 +63,14 @@ def build_parser(prog="qpid-perftest"):
                         "fanout: --npubs publishers, --nsubs subscribers, fanout exchange; "
                         "topic: --qt topics, --npubs publishers and --nsubs subscribers per topic.")
     a.add_argument("--npubs", type=positive_int, default=1, metavar="N", help="Create N publishers.")
-    a.add_argument("--count", type=positive_int, default=500000, metavar="N", help="Each publisher sends N messages.")
-    a.add_argument("--size", type=non_negative_int, default=1024, metavar="BYTES", help="Size of messages in bytes.")
+    a.add_argument("--count", type=positive_int, default=500000, metavar="N",
+                   help="Each publisher sends N messages.")
+    a.add_argument("--size", type=non_negative_int, default=1024, metavar="BYTES",
+                   help="Size of messages in bytes.")
     a.add_argument("--headers", type=non_negative_int, default=0, metavar="N",
                    help="Add N application headers hdrI=hdrI to each message.")
-    a.add_argument("--pub-confirm", default=True, **flag, metavar="yes|no", help="Publisher use confirm-mode.")
+    a.add_argument("--pub-confirm", default=True, **flag, metavar="yes|no",
+                   help="Publisher use confirm-mode.")
     a.add_argument("--durable", default=False, **flag, metavar="yes|no", help="Publish messages as durable.")
     a.add_argument("--unique-data", default=False, **flag, metavar="yes|no",
                    help="Make data for each message unique.")
@@ -84,7 +90,8 @@ def build_parser(prog="qpid-perftest"):
                    help="queue policy: count to trigger 'flow to disk'")
     a.add_argument("--queue-max-size", type=non_negative_int, default=0, metavar="N",
                    help="queue policy: accumulated size to trigger 'flow to disk'")
-    a.add_argument("--base-name", default="qpid-perftest", metavar="NAME", help="base name used for queues or topics")
+    a.add_argument("--base-name", default="qpid-perftest", metavar="NAME",
+                   help="base name used for queues or topics")
     a.add_argument("--queue-durable", default=False, **flag, metavar="yes|no",
                    help="Make queue durable (implied if durable set)")
     a.add_argument("--interval_sub", "--interval-sub", dest="interval_sub", type=non_negative_int, default=0,
@@ -280,8 +287,8 @@ async def subscriber(args, i, shared=None):
     else:
         exchange = "amq.fanout" if args.mode == "fanout" else "amq.topic"
         subject = key(args, i) if args.mode == "topic" else None
-        rcv = await session.receiver(exchange, node="topic", subject=subject, durable=1 if args.durable else 0,
-                                     **options)
+        rcv = await session.receiver(exchange, node="topic", subject=subject,
+                                     durable=1 if args.durable else 0, **options)
     if args.npubs == 1:
         rcv.core.check_seq = True
         rcv.core.strict_seq = args.nsubs == 1 or args.mode == "fanout"
@@ -380,7 +387,8 @@ async def controller(args, shared=None, out=None):
     for j in range(args.iterations):
         start = time.perf_counter()
         if not args.summary:
-            print("Sending start %d times to %s" % (args.total_pubs, fqn(args, "pub_start")), file=out, flush=True)
+            print("Sending start %d times to %s" % (args.total_pubs, fqn(args, "pub_start")), file=out,
+                  flush=True)
         await starts.send(start_msg, args.total_pubs)
         if j:
             if not args.summary:
@@ -392,7 +400,8 @@ async def controller(args, shared=None, out=None):
         await process(sub_done, args.total_subs, fqn(args, "sub_done"), sub_rates.add)
         elapsed = time.perf_counter() - start
         if elapsed <= 0:
-            raise PerftestError("ERROR: Test completed in zero seconds. Try again with a larger message count.")
+            raise PerftestError("ERROR: Test completed in zero seconds. "
+                                "Try again with a larger message count.")
         txrate = args.transfers / elapsed
         mbytes = txrate * args.size / (1024 * 1024)
         if not args.summary:
@@ -405,8 +414,8 @@ async def controller(args, shared=None, out=None):
             print("\nTotal transfers/sec:      %s" % g(txrate), file=out)
             print("Total Mbytes/sec: %s" % g(mbytes), file=out, flush=True)
         else:
-            print("%s\t%s\t%s\t%s" % (g(pub_rates.mean()), g(sub_rates.mean()), g(txrate), g(mbytes)), file=out,
-                  flush=True)
+            row = (g(pub_rates.mean()), g(sub_rates.mean()), g(txrate), g(mbytes))
+            print("\t".join(row), file=out, flush=True)
         results.append((pub_rates.mean(), sub_rates.mean(), txrate, mbytes))
     if args.iterations > 1:
         means = [sum(r[k] for r in results) / len(results) for k in range(4)]

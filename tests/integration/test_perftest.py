@@ -11,7 +11,8 @@ G = r"[0-9.e+-]+"        # a number as %g prints it
 
 
 def _run(module, *args, timeout=60):
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -99,8 +100,8 @@ def test_compare_two_brokers(broker_factory):
                         "--timeout", "45")
     assert rc == 0, out + err
     lines = out.splitlines()
-    assert lines[0].split() == ["broker", "pubs/sec", "subs/sec", "transfers/sec", "Mbytes/sec", "best", "tx/sec",
-                                "ratio"]
+    assert lines[0].split() == ["broker", "pubs/sec", "subs/sec", "transfers/sec", "Mbytes/sec", "best",
+                                "tx/sec", "ratio"]
     assert lines[1].split()[0] == "first" and lines[1].split()[-1] == "1.00"
     assert lines[2].split()[0] == b.url and re.fullmatch(r"\d+\.\d\d", lines[2].split()[-1])
     assert "round 1/1: first" in err

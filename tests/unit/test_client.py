@@ -6,7 +6,8 @@ import time
 import pytest
 
 from cypid.client import (
-    BlockingConnection, ConnectionClosed, DeliveryFailed, LinkDetached, Message, connect, encode_message, run,
+    BlockingConnection, ConnectionClosed, DeliveryFailed, LinkDetached, Message, connect, encode_message,
+    run,
 )
 
 
@@ -15,8 +16,9 @@ def test_send_receive_message_fields(broker):
         conn = await connect(broker.url)
         snd = await conn.sender("q1", node="queue", create=True)
         assert snd.address == "q1"
-        await snd.send(Message("hello", subject="greeting", message_id="m-1", correlation_id=7, reply_to="back",
-                               application_properties={"colour": "red", "n": 3}, durable=True, priority=7))
+        await snd.send(Message("hello", subject="greeting", message_id="m-1", correlation_id=7,
+                               reply_to="back", application_properties={"colour": "red", "n": 3},
+                               durable=True, priority=7))
         await snd.send(Message(b"\x00\x01binary"))
         await snd.send(Message({"k": [1, 2.5, None]}))
         await snd.wait_settled()

@@ -2,7 +2,6 @@
 SenderCore are read back by InboundCore (single and multi-frame, aborted, settled), accepts come out
 as ranges, malformed transfers raise DecodeError; Message encode/decode, termini and URLs."""
 import pytest
-
 from cypid.client import Message, make_source, make_target, parse_url
 from cypid.pyx.clientcore import InboundCore, ReceiverCore, SenderCore, SessionCore, frames_per_message
 from cypid.pyx.codec import DecodeError, decode_performative, encode_frame, encode_transfer_frames, uint
@@ -34,7 +33,8 @@ def test_batch_round_trip_counts_ids_and_accept_ranges():
     msg = Message(b"payload").encode()
     data = snd.encode(sess_out, msg, 10, 65536)
     assert (snd.credit, snd.delivery_count, snd.sent) == (0, 10, 10)
-    assert (sess_out.next_delivery_id, sess_out.next_outgoing_id, sess_out.remote_incoming_window) == (10, 10, 90)
+    assert (sess_out.next_delivery_id, sess_out.next_outgoing_id) == (10, 10)
+    assert sess_out.remote_incoming_window == 90
     inbound, session, rc = _pipe()
     rc.credit = 10
     for i in range(0, len(data), 7):            # in small pieces, as a socket may deliver them
