@@ -68,6 +68,27 @@ def test_perftest_durable_completes(broker):
     assert re.fullmatch(r"%s\t%s\t%s\t%s\n" % (G, G, G, G), out)
 
 
+def test_perftest_roles_in_separate_processes(broker):
+    """qpidd's multi-process use: --setup once, then --subscribe, --publish and --control side by side."""
+    common = ["-b", broker.url, "--count", "500", "--base-name", "roles", "--timeout", "45"]
+    rc, out, err = _run("cypid.perf.perftest", "--setup", *common)
+    assert rc == 0 and out == "", out + err
+    clients = [subprocess.Popen([sys.executable, "-m", "cypid.perf.perftest", role, *common],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for role in ("--subscribe", "--publish")]
+    try:
+        rc, out, err = _run("cypid.perf.perftest", "--control", "-s", *common)
+        assert rc == 0, out + err
+        assert re.fullmatch(r"%s\t%s\t%s\t%s\n" % (G, G, G, G), out)
+        for p in clients:
+            assert p.wait(timeout=30) == 0, p.stdout.read()
+    finally:
+        for p in clients:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_perftest_reports_a_dead_broker(broker):
     broker.stop()
     rc, out, _ = perftest(broker, "--count", "10")

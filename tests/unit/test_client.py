@@ -264,3 +264,16 @@ def test_connect_refused_is_an_oserror():
     with pytest.raises(OSError):
         run(connect("127.0.0.1:%d" % port, timeout=5))
     assert time.monotonic() - start < 5
+
+
+def test_plain_asyncio_loop(broker):
+    """Without uvloop too (asyncio's own loop and transports)."""
+    async def main():
+        conn = await connect(broker.url, idle_timeout=5)
+        snd = await conn.sender("q12", node="queue", create=True)
+        await snd.send(encode_message(b"z" * 2000), 300)
+        await snd.wait_settled(timeout=10)
+        rcv = await conn.receiver("q12", credit=50, keep=False)
+        await rcv.wait_for(300, timeout=10)
+        await conn.close()
+    asyncio.run(main())
