@@ -143,13 +143,14 @@ def test_large_multi_frame_message_both_ways(broker):
 
 def test_heartbeats_keep_an_idle_connection_alive(broker):
     async def main():
-        conn = await connect(broker.url, idle_timeout=0.4)
+        conn = await connect(broker.url, idle_timeout=1.0)
         assert conn.remote_idle > 0                 # the broker asks for heartbeats from us too
         start_frames = conn.core.frames
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        # The broker sends an empty frame every 0.2 s; ours go every remote_idle / 2.
-        while conn.core.frames < start_frames + 8:
+        # We ask for a frame every 0.5 s (half our time-out); the broker asks for ours every second.
+        # Four empty frames from the broker: the connection has been idle for well over a second.
+        while conn.core.frames < start_frames + 4:
             assert loop.time() < deadline, "no heartbeats from the broker"
             assert conn.is_open, conn.error
             await asyncio.sleep(0.05)
@@ -277,3 +278,30 @@ def test_plain_asyncio_loop(broker):
         await rcv.wait_for(300, timeout=10)
         await conn.close()
     asyncio.run(main())
+
+
+def test_silent_peer_trips_the_idle_timeout():
+    """A peer that opens and then says nothing: the connection closes with resource-limit-exceeded."""
+    from cypid.pyx.codec import AMQP_HEADER, encode_frame
+
+    async def main():
+        received = []
+
+        async def silent_peer(reader, writer):
+            await reader.readexactly(8)
+            writer.write(AMQP_HEADER + encode_frame(0, 0x10, ["silent-peer"]))
+            received.append(await reader.read(65536))      # our open
+            received.append(await reader.read(65536))      # our close, when the time-out expires
+            writer.close()
+
+        server = await asyncio.start_server(silent_peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = await connect("127.0.0.1:%d" % port, sasl=False, idle_timeout=0.3)
+        start = asyncio.get_running_loop().time()
+        await asyncio.wait_for(asyncio.shield(conn.closed), 10)
+        assert asyncio.get_running_loop().time() - start >= 0.25
+        assert conn.error.condition == "amqp:resource-limit-exceeded"
+        assert b"local-idle-timeout expired" in received[-1]
+        server.close()
+        await server.wait_closed()
+    run(main())
