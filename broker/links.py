@@ -8,7 +8,7 @@ from cypid.pyx.codec import DecodeError, Described, encode_transfer_frames, symb
 
 from . import errors
 from .errors import AmqpError
-from .message import Message
+from cypid.pyx.message import Message
 from .store import Pending
 from .terminus import Terminus
 

@@ -1,5 +1,8 @@
 """A message as the broker holds it: its encoded bytes plus the few fields routing needs.
 
+The broker runs on cypid.pyx.message.Message (C fields, this interface); this pure-Python class is
+its reference, kept so tests run both and compare (tests/unit/test_pyx_message.py).
+
 The bytes kept are the message without its header and delivery-annotations (those belong to one hop);
 the header is rebuilt for each delivery, so delivery-count and first-acquirer are per delivery.
 """

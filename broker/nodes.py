@@ -3,13 +3,22 @@ Session::resolve, amqp10-mapping.md section 2), their creation from node propert
 """
 import uuid
 
+from cypid.pyx.codec import Described, symbol, ulong
+from cypid.pyx.queue import Queue, QueueLimitExceeded
+
 from . import errors
 from .errors import AmqpError
 from .exchanges import ExchangeRegistry
-from .queue import Queue
 from .settings import ExchangeSettings, QueueSettings
+from .store import Pending
 
 SETTLE_SETTLED, SETTLE_UNSETTLED = 1, 0
+
+
+def limit_outcome(e):
+    """A queue's limit refused a message: `rejected` naming the queue and the limit (qpidd answers
+    `released`, which cannot say why; a producer learns more from this)."""
+    return Described(ulong(0x25), [Described(ulong(0x1D), [symbol(e.condition), e.description])])
 
 
 class Nodes:
@@ -21,6 +30,7 @@ class Nodes:
         self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values)
         self.discards_no_route = 0
         self.store = None               # broker/store.py's Store, once open_store() found a store dir
+        self.flow_holds = {}            # flow-stopped queue -> producers' deliveries held until resume
         self._no_store_logged = False
 
     # -- the store (durable configuration and journals) -------------------------------------------
@@ -63,6 +73,7 @@ class Nodes:
         if settings.alternate_exchange and settings.alternate_exchange not in self.exchanges:
             raise errors.NotFound("Alternate exchange not found: %s" % settings.alternate_exchange)
         queue = Queue(name, settings, self.reroute, self._queue_unused)
+        queue.on_self_destruct = self.delete_queue
         if settings.exclusive and owner is not None:
             queue.exclusive_owner = owner
         if self.store is not None:
@@ -103,6 +114,8 @@ class Nodes:
             return
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        if queue in self.flow_holds:
+            self._flow_resumed(queue)     # its held producers are let go
         if self.store is not None:
             self.store.queue_deleted(queue)     # its config row, bindings and journal
         self.exchanges.unbind_queue(queue)
@@ -164,14 +177,22 @@ class Nodes:
 
     # -- routing -------------------------------------------------------------------------------
     def route(self, node, msg):
-        """Deliver msg to a queue or through an exchange; returns None (accepted) or an outcome."""
+        """Deliver msg to a queue or through an exchange. Returns None (accepted), a Pending (settle
+        once its journal records are synced and its queue accepts more), or an outcome."""
         if type(node) is Queue:
             if node.deleted:
                 return None
-            if msg.durable and self.store is not None:
-                return self.store.enqueue(node, msg)    # None, a Pending (settle once synced) or rejected
-            node.enqueue(msg)
-            return None
+            try:
+                if msg.durable and self.store is not None:
+                    outcome = self.store.enqueue(node, msg)
+                else:
+                    node.enqueue(msg)
+                    outcome = None
+            except QueueLimitExceeded as e:
+                return limit_outcome(e)
+            if node.flow_stopped:
+                return self._hold(node, outcome)
+            return outcome
         return self._route_exchange(node, msg)
 
     def _route_exchange(self, ex, msg):
@@ -182,13 +203,50 @@ class Nodes:
                 queues = alt.route(msg.subject or "", msg, msg.size)
         if not queues:
             self.discards_no_route += 1
-            return
+            return None
+        outcome = None
         if msg.durable and self.store is not None:
-            return self.store.enqueue_all(queues, msg)
-        first = True
+            try:
+                outcome = self.store.enqueue_all(queues, msg)
+            except QueueLimitExceeded as e:
+                return limit_outcome(e)
+        else:
+            first = True
+            for queue in queues:
+                try:
+                    queue.enqueue(msg if first else msg.copy())
+                except QueueLimitExceeded as e:
+                    outcome = limit_outcome(e)   # the other queues still get it
+                first = False
         for queue in queues:
-            queue.enqueue(msg if first else msg.copy())
-            first = False
+            if queue.flow_stopped:
+                outcome = self._hold(queue, outcome)
+        return outcome
+
+    # -- producer flow control -------------------------------------------------------------------
+    def _hold(self, queue, outcome):
+        """The queue is flow-stopped: its producer's accept waits until the queue resumes."""
+        if outcome is not None and outcome.__class__ is not Pending:
+            return outcome    # refused anyway
+        if outcome is None:
+            outcome = Pending()
+        outcome.count += 1
+        holds = self.flow_holds.get(queue)
+        if holds is None:
+            holds = self.flow_holds[queue] = []
+            queue.on_flow_resume = self._flow_resumed
+        holds.append(outcome)
+        return outcome
+
+    def _flow_resumed(self, queue):
+        touched = set()
+        for pending in self.flow_holds.pop(queue, ()):
+            pending.count -= 1
+            if pending.count == 0 and pending.session is not None:
+                pending.session.settle_incoming(pending.did, pending.outcome)
+                touched.add(pending.session.connection)
+        for conn in touched:
+            conn.flush_dirty()
 
     def reroute(self, msg, exchange_name):
         ex = self.exchanges.get(exchange_name)
