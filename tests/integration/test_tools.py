@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from proton import Message
+from proton import Timeout
 from proton.utils import BlockingConnection, SendException
 
 from tests.support.broker import wait_until
@@ -262,10 +263,10 @@ def test_group_header_keeps_a_group_with_one_consumer(broker):
         sender = conn.create_sender("grp")
         for i, g in enumerate("AABBAB"):
             sender.send(Message(body="%s%d" % (g, i), properties={"g": g}))
-        first = conn.create_receiver("grp", credit=1)
+        first = conn.create_receiver("grp", credit=1, name="first")
         m = first.receive(timeout=10)  # group A is now owned by `first` (not accepted)
         assert m.properties["g"] == "A"
-        second = conn.create_receiver("grp", credit=10)
+        second = conn.create_receiver("grp", credit=10, name="second")
         got = []
         while True:
             try:
@@ -279,16 +280,25 @@ def test_group_header_keeps_a_group_with_one_consumer(broker):
 
 @pytest.mark.xfail(reason=QUEUE_ENGINE, strict=False)
 def test_flow_stop_and_resume_count(broker):
+    """Past --flow-stop-count the broker holds the producer's transfers (qpidd: flow stops when the
+    count exceeds the threshold) until the depth drops to --flow-resume-count."""
     ok(config(broker, "add", "queue", "flow", "--flow-stop-count", "5", "--flow-resume-count", "2"))
+
+    def flow_row():
+        out = ok(run("qpid-stat", "-b", broker.url, "-q", "flow"))
+        return re.search(r"^  flow +\S+ +\S+ +\S+ +(Y|N) +(\d+) ", out, re.M).groups()
+
     conn = BlockingConnection(broker.url, timeout=30)
     try:
         sender = conn.create_sender("flow")
         for i in range(5):
             sender.send(Message(body=i), timeout=10)
-        out = ok(run("qpid-stat", "-b", broker.url, "-q", "flow"))
-        assert re.search(r"^  flow +\S+ +\S+ +\S+ +Y +1 ", out, re.M), out
-        with pytest.raises(Exception):
-            sender.send(Message(body="blocked"), timeout=1)
+        assert flow_row() == ("N", "0")
+        with pytest.raises(Timeout):
+            sender.send(Message(body="held"), timeout=2)
+        assert flow_row() == ("Y", "1")
+        assert len(receive_all(broker, "flow", limit=5)) == 5  # depth 6 -> 1, below the resume count
+        wait_until(lambda: flow_row()[0] == "N", timeout=30, message="flow to resume")
     finally:
         conn.close()
 
