@@ -38,7 +38,8 @@ def build_parser(prog="qpid-latency-test"):
                    help="messages to send (default 1000; with --rate: stop after N if given)")
     a.add_argument("--rate", type=non_negative_int, default=0, metavar="N",
                    help="target rate (msgs/s); 0: count mode")
-    a.add_argument("--sync", default=False, **flag, help="wait for each message's outcome before the next")
+    a.add_argument("--sync", default=False, **flag, metavar="yes|no",
+                   help="wait for each message's outcome before the next")
     a.add_argument("--report-frequency", type=positive_int, default=1000, metavar="MS",
                    help="ms between reports (rate mode)")
     a.add_argument("--time-limit", "--time", dest="time_limit", type=float, default=0, metavar="SECS",
@@ -52,8 +53,8 @@ def build_parser(prog="qpid-latency-test"):
     a.add_argument("--ack", type=non_negative_int, default=0, metavar="N",
                    help="accept every N messages (0: prefetch/2)")
     a.add_argument("--durable", default=False, **flag, metavar="yes|no", help="durable queue and messages")
-    a.add_argument("--csv", default=False, **flag, help="print value,min,max,avg")
-    a.add_argument("--cumulative", default=False, **flag,
+    a.add_argument("--csv", default=False, **flag, metavar="yes|no", help="print value,min,max,avg")
+    a.add_argument("--cumulative", default=False, **flag, metavar="yes|no",
                    help="running min/max and smoothed avg (implies --csv)")
     a.add_argument("--queue-base-name", default="latency-test", metavar="NAME")
     a.add_argument("--timeout", type=float, default=0, metavar="SECS", help="give up after SECS (0: never)")

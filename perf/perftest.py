@@ -54,10 +54,10 @@ def build_parser(prog="qpid-perftest"):
     add_connection_options(p)
     flag = dict(nargs="?", const=True, type=yes_no)
     a = p.add_argument_group("perftest options")
-    a.add_argument("--setup", default=False, **flag, help="Create shared queues.")
-    a.add_argument("--control", default=False, **flag, help="Run test, print report.")
-    a.add_argument("--publish", default=False, **flag, help="Publish messages.")
-    a.add_argument("--subscribe", default=False, **flag, help="Subscribe for messages.")
+    a.add_argument("--setup", default=False, **flag, metavar="yes|no", help="Create shared queues.")
+    a.add_argument("--control", default=False, **flag, metavar="yes|no", help="Run test, print report.")
+    a.add_argument("--publish", default=False, **flag, metavar="yes|no", help="Publish messages.")
+    a.add_argument("--subscribe", default=False, **flag, metavar="yes|no", help="Subscribe for messages.")
     a.add_argument("--mode", default="shared", choices=MODES,
                    help="shared: --qt queues, --npubs publishers and --nsubs subscribers per queue; "
                         "fanout: --npubs publishers, --nsubs subscribers, fanout exchange; "
@@ -84,7 +84,7 @@ def build_parser(prog="qpid-perftest"):
                    help="Use one connection for multiple sessions (all clients in this process).")
     a.add_argument("--iterations", type=positive_int, default=1, metavar="N",
                    help="Desired number of iterations of the test.")
-    a.add_argument("-s", "--summary", default=False, **flag,
+    a.add_argument("-s", "--summary", default=False, **flag, metavar="yes|no",
                    help="Summary output: pubs/sec subs/sec transfers/sec Mbytes/sec")
     a.add_argument("--queue-max-count", type=non_negative_int, default=0, metavar="N",
                    help="queue policy: count to trigger 'flow to disk'")
