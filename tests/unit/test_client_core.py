@@ -169,3 +169,22 @@ def test_termini_and_urls():
     assert parse_url("amqp://u:p@h:2/vhost") == ("h", 2, "u", "p")
     assert parse_url("[::1]:3") == ("::1", 3, None, None)
     assert parse_url("h") == ("h", 5672, None, None)
+
+
+def test_mutated_transfers_never_crash():
+    """Random byte flips in transfer frames: each burst either decodes or raises DecodeError."""
+    import random
+    rnd = random.Random(1234)
+    good = (encode_transfer_frames(0, 3, 7, b"tag", False, b"\x00Sw\xa1\x05hello", 0)
+            + encode_transfer_frames(0, 3, 8, b"t2", True, bytes(300), 128))
+    for _ in range(3000):
+        data = bytearray(good)
+        for _ in range(rnd.randint(1, 4)):
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        inbound, _, rc = _pipe()
+        inbound.feed(bytes(data))
+        try:
+            _drain(inbound)
+        except DecodeError:
+            pass
+        assert rc.received <= 10
