@@ -145,8 +145,11 @@ def parse_call_arg(text: str):
 class QpidTool(cmd.Cmd):
     prompt = "qpid: "
 
-    def __init__(self, agent: qmf.BrokerAgent, stdin=None, stdout=None, echo: bool = False):
+    def __init__(self, agent: qmf.BrokerAgent, stdin=None, stdout=None, echo: bool = False,
+                 reconnect: Callable[[], qmf.BrokerAgent] | None = None, broker_name: str = ""):
         super().__init__(stdin=stdin, stdout=stdout)
+        self.reconnect = reconnect
+        self.broker_name = broker_name
         if stdin is not None:
             self.use_rawinput = False
         self.agent = agent
@@ -175,13 +178,36 @@ class QpidTool(cmd.Cmd):
     def onecmd(self, line: str):
         try:
             return super().onecmd(line)
-        except (qmf.ConnectError, qmf.QmfTimeout) as e:
+        except qmf.ConnectError as e:
+            self.out("Broker disconnected: %s" % e)
+            if self.reconnect is not None and self._reconnect():
+                try:
+                    return super().onecmd(line)
+                except (qmf.ConnectError, qmf.QmfTimeout, qmf.QmfError) as again:
+                    name, text = error_text(again)
+                    self.out("Failed: %s - %s" % (name, text))
+            return False
+        except qmf.QmfTimeout as e:
             name, text = error_text(e)
             self.out("Failed: %s - %s" % (name, text))
             return False
         except qmf.QmfError as e:
             self.out("Exception in command: %s" % e)
             return False
+
+    def _reconnect(self) -> bool:
+        try:
+            agent = self.reconnect()
+        except Exception as e:
+            self.out("Failed to connect:  %s" % e)
+            return False
+        try:
+            self.agent.close()
+        except Exception:
+            pass
+        self.agent = self.store.agent = agent
+        self.out("Broker connected: %s" % self.broker_name)
+        return True
 
     def emptyline(self):
         return False
@@ -486,15 +512,19 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None,
         print("qpid-tool: error: %s" % e, file=sys.stderr)
         return 1
     broker = opts.broker or (opts.target[0] if opts.target else "localhost")
+    def open_agent() -> qmf.BrokerAgent:
+        return (connect or qmf.connect)(broker, timeout=opts.timeout or None, **conn_opts)
+
     try:
-        agent = (connect or qmf.connect)(broker, timeout=opts.timeout or None, **conn_opts)
+        agent = open_agent()
     except Exception as e:
         name, text = error_text(e)
         print("Failed: %s - %s" % (name, text), file=sys.stderr)
         return 1
     stdin_stream = stdin or sys.stdin
     interactive = stdin is None and sys.stdin.isatty()
-    tool = QpidTool(agent, stdin=None if interactive else stdin_stream, stdout=out, echo=not interactive)
+    tool = QpidTool(agent, stdin=None if interactive else stdin_stream, stdout=out, echo=not interactive,
+                    reconnect=open_agent, broker_name=broker)
     try:
         out.write("Management Tool for QPID\n")
         tool.cmdloop()
@@ -503,7 +533,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None,
     finally:
         out.write("Exiting...\n")
         out.flush()
-        agent.close()
+        tool.agent.close()
     return 0
 
 

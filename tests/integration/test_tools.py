@@ -631,6 +631,23 @@ def test_tool_session(broker):
     assert receive_all(broker, "perftest0", timeout=0.5) == []
 
 
+def test_tool_reconnects_after_a_broker_restart(broker):
+    proc, out = start("qpid-tool", broker.url)
+    try:
+        out.wait_for(r"qpid: $")
+        proc.stdin.write(b"list broker\n")
+        proc.stdin.flush()
+        out.wait_for(r"Objects of type org\.apache\.qpid\.broker:broker\n")
+        mark = len(out.text)
+        broker.restart()
+        proc.stdin.write(b"list broker\n")
+        proc.stdin.flush()
+        out.wait_for(r"Broker disconnected: .*\nBroker connected: %s\n" % re.escape(broker.url), start=mark)
+        out.wait_for(r"Objects of type org\.apache\.qpid\.broker:broker\n", start=mark)
+    finally:
+        stop(proc)
+
+
 def test_tool_commands_from_a_pipe(broker):
     result = run("qpid-tool", broker.url, input="list broker\nschema\nbogus\n")
     assert result.returncode == 0

@@ -179,6 +179,39 @@ def test_timeouts_inside_a_session_do_not_end_it(fake):
     assert "Failed: Timeout - no answer to the QMF query" in out.getvalue()
 
 
+def test_reconnects_when_the_connection_drops(fake):
+    agents = []
+
+    class Dropping(qmf.BrokerAgent):
+        def query(self, *a, **k):
+            if len(agents) == 1:
+                raise qmf.ConnectError("connection to localhost:5672 lost: gone")
+            return super().query(*a, **k)
+
+        def close(self):
+            pass  # the agents share one fake transport
+
+    def connect(*a, **k):
+        agents.append(Dropping(fake, timeout=2))
+        return agents[-1]
+
+    out = io.StringIO()
+    assert tool.main(["localhost"], stdin=io.StringIO("list queue\n"), stdout=out, connect=connect) == 0
+    text = out.getvalue()
+    assert "Broker disconnected: connection to localhost:5672 lost: gone\nBroker connected: localhost\n" in text
+    assert "Objects of type org.apache.qpid.broker:queue" in text
+    assert len(agents) == 2
+
+
+def test_tools_never_import_the_broker():
+    import subprocess
+    import sys
+    code = ("import sys, cypid.tools.config, cypid.tools.stat, cypid.tools.tool, cypid.tools.printevents; "
+            "print([m for m in sys.modules if m.startswith('cypid.broker')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_unreachable(capsys):
     assert tool.main(["127.0.0.1:1"], stdin=io.StringIO("")) == 1
     assert capsys.readouterr().err.startswith("Failed: ConnectError - cannot connect to 127.0.0.1:1")
