@@ -305,3 +305,19 @@ def test_silent_peer_trips_the_idle_timeout():
         server.close()
         await server.wait_closed()
     run(main())
+
+
+def test_two_senders_share_a_session(broker):
+    """Interleaved batches from two links on one session: each sender gets exactly its own outcomes."""
+    async def main():
+        conn = await connect(broker.url)
+        session = await conn.session()
+        a = await session.sender("q13a", node="queue", create=True, window=700)
+        b = await session.sender("q13b", node="queue", create=True, window=300)
+        data = encode_message(b"m" * 100)
+        await asyncio.gather(a.send(data, 6000), b.send(data, 4000))
+        await asyncio.gather(a.wait_settled(timeout=30), b.wait_settled(timeout=30))
+        assert (a.counts["accepted"], b.counts["accepted"]) == (6000, 4000)
+        assert session._unsettled == []
+        await conn.close()
+    run(main())
