@@ -354,8 +354,9 @@ class QueueSettings:
             self.max_size = as_uint("default-queue-limit", limit)
         stop_ratio = _default(defaults, "default_flow_stop_threshold", 80)
         resume_ratio = _default(defaults, "default_flow_resume_threshold", 70)
-        if self.ring:
-            # no producer flow control on ring queues (qpidd)
+        if self.ring or self.flow_to_disk:
+            # no producer flow control on ring queues (qpidd), nor where the limit is where messages
+            # start to flow to disk (flow_to_disk predates qpidd's flow control)
             self.flow_stop_count = self.flow_resume_count = 0
             self.flow_stop_size = self.flow_resume_size = 0
         elif "flow_stop_count" in seen or "flow_stop_size" in seen:
