@@ -123,7 +123,8 @@ class QueueJournal:
 
     # -- hooks the queue calls ------------------------------------------------------------------
     def dequeued(self, msg):
-        """queue.dequeue_hook: a durable message left the (durable) queue."""
+        """queue.dequeue_hook: a durable message left the (durable) queue, or a message that
+        flowed to disk did (its transient record goes, unless reading it back removed it already)."""
         rid = self.rids.pop(msg, None)
         if rid is None or self.removed:
             return
@@ -249,7 +250,9 @@ class Store:
     def enqueue_all(self, queues, msg):
         """Route a durable ``msg`` to several queues (copies after the first). Every journal takes
         its record before any queue takes the message, so a full journal refuses the message
-        everywhere. Returns None, a Pending (settled when all are synced) or a rejected outcome."""
+        everywhere. Returns None, a Pending (settled when all are synced) or a rejected outcome; a
+        queue that refuses the message (its limit) does not stop the others, and its exception is
+        raised once they all have it."""
         if len(queues) == 1:
             return self.enqueue(queues[0], msg)
         journals = self.journals
@@ -282,15 +285,19 @@ class Store:
             else:
                 qj = None
             entries.append((qj, m, queue))
+        refused = None
         for qj, m, queue in entries:
             try:
                 queued = queue.enqueue(m)
-            except BaseException:
+            except Exception as e:         # a queue's limit: the other queues still get it
                 if qj is not None:
                     self._undo(qj, m)
-                raise
+                refused = refused or e
+                continue
             if queued is False and qj is not None:
                 self._undo(qj, m)
+        if refused is not None:
+            raise refused
         return pending
 
     def _undo(self, qj, msg):
@@ -463,8 +470,8 @@ class Store:
                                                % (queue.name, e)) from None
         qj = QueueJournal(self, queue, journal, durable, ftd)
         self.journals[queue] = qj
-        if durable:
-            queue.dequeue_hook = qj.dequeued
+        # A durable message leaving a durable queue, or any message whose body flowed to disk.
+        queue.dequeue_hook = qj.dequeued
         if ftd:
             queue.ftd_hook = qj.flow_to_disk
         if recovering:

@@ -1,0 +1,218 @@
+"""broker/store.py and broker/config_store.py in process: Nodes on a real Store, the Cython queue and
+message, an asyncio loop, and fake producer sessions that record how their deliveries are settled.
+
+Covers what the broker-process tests reach only by chance: a message routed to several durable
+queues (settled once every journal synced, refused everywhere if one journal is full), the records
+of flowed-to-disk messages leaving with them (expiry), queues deleted with producers waiting, the
+config store's rows, and reopening a store.
+"""
+import asyncio
+import logging
+import types
+
+import pytest
+
+from cypid.broker.config_store import ConfigStore, journal_dirname
+from cypid.broker.management import NO_EVENTS
+from cypid.broker.nodes import Nodes
+from cypid.broker.options import Options
+from cypid.broker.store import Pending
+from cypid.pyx.codec import Described, encode, encode_header, ulong
+from cypid.pyx.message import Message
+
+
+def make_message(body, durable=True, ttl=0, to=None):
+    data = encode_header(durable, 4, ttl, False, 0) + encode(Described(ulong(0x77), body))
+    return Message(data)
+
+
+class FakeConnection:
+    def __init__(self):
+        self.flushes = 0
+
+    def flush_dirty(self):
+        self.flushes += 1
+
+
+class FakeSession:
+    def __init__(self):
+        self.connection = FakeConnection()
+        self.settled = {}
+
+    def settle_incoming(self, did, outcome):
+        assert did not in self.settled
+        self.settled[did] = outcome
+
+
+class Harness:
+    def __init__(self, path):
+        self.loop = asyncio.new_event_loop()
+        self.path = path
+        self.nodes = None
+        self.open()
+
+    def open(self):
+        broker = types.SimpleNamespace(loop=self.loop, log=logging.getLogger("cypid.test.store"),
+                                       options=Options(data_dir=str(self.path)), events=NO_EVENTS)
+        self.nodes = Nodes(broker)
+        self.nodes.open_store()
+        return self.nodes
+
+    def reopen(self):
+        self.nodes.close_store()
+        return self.open()
+
+    def run_until(self, predicate, timeout=10):
+        async def wait():
+            while not predicate():
+                await asyncio.sleep(0.001)
+        self.loop.run_until_complete(asyncio.wait_for(wait(), timeout))
+
+    def close(self):
+        self.nodes.close_store()
+        self.loop.close()
+
+
+@pytest.fixture
+def h(tmp_path):
+    harness = Harness(tmp_path / "data")
+    yield harness
+    harness.close()
+
+
+def send(h, node, msg, session, did):
+    outcome = h.nodes.route(node, msg)
+    if outcome.__class__ is Pending:
+        outcome.wait(session, did)
+    else:
+        session.settle_incoming(did, outcome)
+    return outcome
+
+
+def bodies(queue):
+    return [m.application_properties() or m.body for m in queue.messages_waiting()]
+
+
+def test_fanout_to_durable_queues_settles_after_every_sync(h):
+    nodes = h.nodes
+    q1, _ = nodes.declare_queue("q1", {"durable": True})
+    q2, _ = nodes.declare_queue("q2", {"durable": True})
+    q3, _ = nodes.declare_queue("q3", {})
+    ex, _ = nodes.declare_exchange("fan", {"exchange-type": "fanout", "durable": True})
+    for q in (q1, q2, q3):
+        nodes.bind(ex, q, "")
+    session = FakeSession()
+    outcome = send(h, ex, make_message(b"hello"), session, 7)
+    assert isinstance(outcome, Pending) and outcome.count == 2
+    assert session.settled == {}                   # nothing before the syncs
+    h.run_until(lambda: 7 in session.settled)
+    assert session.settled == {7: None}            # accepted
+    assert session.connection.flushes == 1
+    assert [q.depth for q in (q1, q2, q3)] == [1, 1, 1]
+
+    nodes = h.reopen()
+    assert sorted(nodes.queues) == ["q1", "q2"]
+    assert [nodes.queues[n].depth for n in ("q1", "q2")] == [1, 1]
+    fan = nodes.exchanges.get("fan")
+    assert fan.durable and sorted(q.name for q in fan.bound_queues()) == ["q1", "q2"]
+
+
+def test_full_journal_refuses_the_message_everywhere(h):
+    nodes = h.nodes
+    big, _ = nodes.declare_queue("big", {"durable": True})
+    tiny, _ = nodes.declare_queue("tiny", {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1})
+    ex, _ = nodes.declare_exchange("fan", {"exchange-type": "fanout"})
+    nodes.bind(ex, big, "")
+    nodes.bind(ex, tiny, "")
+    session = FakeSession()
+    body = b"x" * 20000
+    did = 0
+    while True:
+        outcome = send(h, ex, make_message(body), session, did)
+        if outcome.__class__ is not Pending:
+            break
+        did += 1
+    assert did == 3                                # 64 KiB of records fit in a 3 x 1 journal
+    cond = outcome.value[0].value
+    assert cond[0] == "amqp:resource-limit-exceeded" and "'tiny'" in cond[1]
+    assert big.depth == tiny.depth == 3            # the refused one is in neither
+    assert len(h.nodes.store.journals[big].journal) == 3
+    h.run_until(lambda: len(session.settled) == 4)
+    assert [session.settled[i] for i in range(3)] == [None] * 3
+
+
+def test_flowed_to_disk_records_leave_with_their_messages(h):
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("ftd", {"qpid.policy_type": "flow_to_disk", "qpid.max_count": 2})
+    qj = nodes.store.journals[q]
+    for i in range(6):
+        nodes.route(q, make_message(b"m%d" % i, durable=False, ttl=60000 if i >= 4 else 0))
+    waiting = q.messages_waiting()
+    assert [m.body is None for m in waiting] == [False, False, True, True, True, True]
+    assert len(qj.journal) == 4                    # transient records of the four past the limit
+    q.clock = lambda: 1e12                         # the two with a ttl expire ...
+    assert q.purge_expired() == 2
+    assert len(qj.journal) == 2                    # ... and their records go with them
+    assert q.purge() == 4
+    assert len(qj.journal) == 0
+
+
+def test_deleted_queue_answers_waiting_producers(h):
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("gone", {"durable": True})
+    session = FakeSession()
+    send(h, q, make_message(b"a"), session, 1)
+    jdir = nodes.store.journals[q].journal.directory
+    nodes.delete_queue(q)
+    assert session.settled == {1: None}
+    import os
+    assert not os.path.exists(jdir)
+    assert nodes.store.config.queues() == []
+    nodes = h.reopen()
+    assert "gone" not in nodes.queues
+
+
+def test_released_delivery_count_is_kept(h):
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("dc", {"durable": True})
+    nodes.route(q, make_message(b"a"))
+    # a consumer takes it, then it comes back counting a failed attempt; twice
+    for _ in range(2):
+        got = []
+        link = types.SimpleNamespace(browsing=False, can_take=lambda: not got,
+                                     deliver=lambda m, qq: got.append(m))
+        q.add_consumer(link)
+        q.dispatch()
+        q.remove_consumer(link)
+        q.release(got[0], count_failure=True)
+        nodes.released(q, got[0])
+    nodes = h.reopen()
+    (m,) = nodes.queues["dc"].messages_waiting()
+    assert m.delivery_count == 2
+
+
+def test_config_store_rows(tmp_path):
+    cs = ConfigStore(tmp_path)
+    jd = cs.add_queue("a/b c", {"durable": True, "qpid.max_count": 5})
+    assert jd == journal_dirname(1, "a/b c") and "/" not in jd
+    cs.add_exchange("x", "topic", {"durable": True, "exchange-type": "topic"})
+    cs.add_binding("x", "a/b c", "k.#", {"x-match": "all"})
+    cs.add_binding("x", "a/b c", "k.#", {"x-match": "all"})   # the same binding again: one row
+    cs.close()
+    cs = ConfigStore(tmp_path)
+    assert cs.queues() == [("a/b c", {"durable": True, "qpid.max_count": 5}, jd)]
+    assert cs.exchanges() == [("x", "topic", {"durable": True, "exchange-type": "topic"})]
+    assert cs.bindings() == [("x", "a/b c", "k.#", {"x-match": "all"})]
+    assert cs.add_queue("a/b c", {}) != jd                     # declared again: a new journal
+    cs.remove_queue("a/b c")
+    assert cs.queues() == [] and cs.bindings() == []
+    cs.remove_exchange("x")
+    assert cs.exchanges() == []
+    cs.close()
+
+
+def test_store_directory_is_locked(h):
+    from cypid.broker.store import Store
+    broker = types.SimpleNamespace(loop=h.loop, log=logging.getLogger("x"), options=Options())
+    with pytest.raises(RuntimeError, match="in use by another broker"):
+        Store(broker, h.path)
