@@ -353,6 +353,34 @@ def test_purge(console, client):
     assert v["msgDepth"] == 0 and v["msgTotalDequeues"] == 10 and v["msgTotalEnqueues"] == 10
 
 
+def test_reroute(console, client):
+    source, target, exchange = unique("from"), unique("to"), unique("via")
+    console.create("queue", source)
+    console.create("queue", target)
+    console.create("exchange", exchange, {"exchange-type": "fanout"})
+    console.create("binding", "%s/%s" % (exchange, target))
+    send_messages(client, source, 5)
+    console.method("%s:queue:%s" % (PKG, source), "reroute",
+                   {"request": 2, "useAltExchange": False, "exchange": exchange})
+    assert console.values("queue", source)["msgDepth"] == 3
+    assert console.values("queue", target)["msgDepth"] == 2
+    with pytest.raises(QmfError) as e:   # no alternate exchange to use
+        console.method("%s:queue:%s" % (PKG, source), "reroute", {"request": 0, "useAltExchange": True})
+    assert e.value.code == 4
+
+
+def test_close_connection(console, qmf_broker):
+    before = {c["_values"]["address"] for c in console.query("connection")}
+    other = BlockingConnection(qmf_broker.url, timeout=TIMEOUT)
+    (address,) = wait_until(lambda: {c["_values"]["address"] for c in console.query("connection")} - before,
+                            timeout=TIMEOUT)
+    console.method("%s:connection:%s" % (PKG, address), "close")
+    wait_until(lambda: address not in {c["_values"]["address"] for c in console.query("connection")},
+               timeout=TIMEOUT)
+    with pytest.raises(Exception):      # the client finds its connection closed
+        other.create_sender(unique("after-close"))
+
+
 def test_method_errors(console):
     missing = unique("missing")
     with pytest.raises(QmfError) as e:
