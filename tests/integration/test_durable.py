@@ -241,3 +241,31 @@ def test_no_data_dir_accepts_durable_but_keeps_nothing(broker_factory):
     finally:
         conn.close()
     assert not Path(broker.base_dir / "data").exists()
+
+
+def test_qmf_declared_durable_config_survives_restart(broker_factory):
+    """qpid-config (QMF create/delete/bind) goes through the same Nodes methods as attach."""
+    import subprocess
+    import sys
+    broker = broker_factory()
+    tool = [str(Path(sys.prefix) / "bin" / "qpid-config"), "-b", broker.url]
+
+    def qc(*args):
+        r = subprocess.run(tool + list(args), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    qc("add", "queue", "cq", "--durable", "--file-count", "4", "--file-size", "8")
+    qc("add", "queue", "tq")
+    qc("add", "exchange", "topic", "cx", "--durable")
+    qc("bind", "cx", "cq", "a.#")
+    assert len(list(jdir(broker, "cq").iterdir())) == 4
+    broker.restart()
+    out = qc("queues")
+    assert "cq" in out and "--durable" in out and "tq" not in out
+    assert "cx" in qc("exchanges")
+    assert "bind a.# => cx" in qc("-r", "queues")
+    qc("del", "queue", "cq", "--force")
+    broker.restart()
+    assert "cq" not in qc("queues")
+    assert "Recovered 1 exchanges, 0 queues, 0 bindings" in broker.log_text()
