@@ -91,6 +91,10 @@ def load_identity(data_dir):
     return ident, boot
 
 
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
 def _correlation(value):
     """Replies carry the request's correlation-id as a string (qmf2.md section 1)."""
     if value is None:
@@ -432,7 +436,7 @@ class ManagementAgent:
             return
         info = scan_message(data)
         app = info.application_properties() or {}
-        if str(app.get("x-amqp-0-10.app-id", "")) != "qmf2":
+        if _text(app.get("x-amqp-0-10.app-id", "")) != "qmf2":
             self.log.debug("Message without app-id qmf2 on the QMF agent's address ignored")
             return
         reply_to = info.reply_to
@@ -452,7 +456,7 @@ class ManagementAgent:
                 body = section.value
         if not isinstance(body, dict):
             body = {}
-        opcode = str(app.get("qmf.opcode", ""))
+        opcode = _text(app.get("qmf.opcode", ""))
         self.requests += 1
         if opcode == "_query_request":
             self._query(request, body)
@@ -475,7 +479,7 @@ class ManagementAgent:
         results = []
         oid = body.get("_object_id")
         if isinstance(oid, dict) and oid.get("_object_name") is not None:
-            cls_name, key = schema.split_object_name(str(oid["_object_name"]))
+            cls_name, key = schema.split_object_name(_text(oid["_object_name"]))
             if cls_name in schema.CLASSES:
                 entry = snap.find(cls_name, key)
                 if entry is not None:
@@ -483,9 +487,9 @@ class ManagementAgent:
         else:
             sid = body.get("_schema_id")
             sid = sid if isinstance(sid, dict) else {}
-            cls_name = str(sid.get("_class_name") or "").lower()
+            cls_name = _text(sid.get("_class_name") or "").lower()
             package = sid.get("_package_name")
-            if cls_name in schema.CLASSES and (not package or str(package) == schema.PACKAGE):
+            if cls_name in schema.CLASSES and (not package or _text(package) == schema.PACKAGE):
                 results = [self.object_map(cls_name, e) for e in snap.entries(cls_name)]
         while len(results) >= CHUNK:
             chunk, results = results[:CHUNK], results[CHUNK:]
@@ -497,16 +501,17 @@ class ManagementAgent:
         method = body.get("_method_name")
         if not isinstance(oid, dict) or not method or oid.get("_object_name") is None:
             return self._exception(request, STATUS_PARAMETER_INVALID, "InvalidParameter")
-        name = str(oid["_object_name"])
+        name = _text(oid["_object_name"])
+        method = _text(method)
         args = body.get("_arguments")
-        args = {str(k): v for k, v in args.items()} if isinstance(args, dict) else {}
+        args = {_text(k): v for k, v in args.items()} if isinstance(args, dict) else {}
         cls_name, key = schema.split_object_name(name)
         entry = Snapshot(self).find(cls_name, key) if cls_name in schema.CLASSES else None
         if entry is None:
             return self._exception(request, STATUS_UNKNOWN_OBJECT, "No object found with ID=%s" % name)
-        if str(method) not in schema.CLASSES[cls_name].methods:
+        if method not in schema.CLASSES[cls_name].methods:
             return self._exception(request, STATUS_UNKNOWN_METHOD, "UnknownMethod")
-        handler = self.methods.find(cls_name, str(method))
+        handler = self.methods.find(cls_name, method)
         if handler is None:
             return self._exception(request, STATUS_NOT_IMPLEMENTED, "NotImplemented")
         self.current_context = RequestContext(request.user)
