@@ -216,3 +216,35 @@ def test_store_directory_is_locked(h):
     broker = types.SimpleNamespace(loop=h.loop, log=logging.getLogger("x"), options=Options())
     with pytest.raises(RuntimeError, match="in use by another broker"):
         Store(broker, h.path)
+
+
+def test_settled_only_once_the_record_is_synced(h):
+    """The accept goes out from the sync's callback: at that moment the journal's synced seq covers
+    the record; and with no sync at all (the writer held), nothing is ever settled."""
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("s", {"durable": True})
+    journal = nodes.store.journals[q].journal
+    seen = {}
+
+    class CheckingSession(FakeSession):
+        def settle_incoming(self, did, outcome):
+            seen[did] = journal.synced_seq
+            super().settle_incoming(did, outcome)
+
+    session = CheckingSession()
+    store = nodes.store
+    held = []
+    real_flush = store._flush
+    store._flush = lambda: held.append(1)          # the end-of-turn sync request never goes out
+    seqs = {}
+    for did in range(5):
+        send(h, q, make_message(b"m%d" % did), session, did)
+        seqs[did] = journal.next_seq - 1
+    h.run_until(lambda: held)
+    h.loop.run_until_complete(asyncio.sleep(0.2))
+    assert session.settled == {}
+    store._flush = real_flush
+    store._flush_handle = None
+    real_flush()
+    h.run_until(lambda: len(session.settled) == 5)
+    assert all(seen[d] >= seqs[d] for d in seqs), (seen, seqs)
