@@ -505,7 +505,8 @@ class Store:
         ftd = qj.ftd
         records = journal.recovered
         top = self._next_rid
-        n = 0
+        n = refused = 0
+        why = None
         for i in range(len(records)):
             rec = records[i]
             records[i] = None
@@ -524,12 +525,23 @@ class Store:
                 msg.delivery_count = rec.delivery_count
                 msg.acquired_before = True
             rids[msg] = rid
-            if queue.enqueue(msg) is False:
+            try:
+                queued = queue.enqueue(msg)
+            except Exception as e:     # its limit is lower than when the message came
+                rids.pop(msg, None)
+                refused += 1
+                why = e
+                continue
+            if queued is False:        # a ring queue dropped it
                 rids.pop(msg, None)
                 journal.append_dequeue(rid)
+                continue
             n += 1
         records.clear()
         self._next_rid = top
+        if refused:
+            self.log.error("Queue %r: %d recovered messages refused (%s); they stay in its journal and "
+                           "come back at the next start", queue.name, refused, why)
         if n or journal.damage:
             self.log.info("Queue %r: %d messages recovered", queue.name, n)
         return n

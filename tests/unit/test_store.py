@@ -248,3 +248,16 @@ def test_settled_only_once_the_record_is_synced(h):
     real_flush()
     h.run_until(lambda: len(session.settled) == 5)
     assert all(seen[d] >= seqs[d] for d in seqs), (seen, seqs)
+
+
+def test_recovery_into_a_lower_limit_keeps_the_rest_in_the_journal(h):
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("lim", {"durable": True, "qpid.max_count": 10})
+    for i in range(10):
+        nodes.route(q, make_message(b"m%d" % i))
+    # The queue row says max_count 3 now (as if the broker's default limit had been lowered).
+    nodes.store.config.db.execute("UPDATE queues SET properties=? WHERE name='lim'",
+                                  (encode({"durable": True, "qpid.max_count": 3}),))
+    nodes = h.reopen()
+    assert nodes.queues["lim"].depth == 3
+    assert len(nodes.store.journals[nodes.queues["lim"]].journal) == 10     # nothing lost
