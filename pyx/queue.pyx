@@ -37,7 +37,9 @@ already passed that position does not see the update.
 
 Message groups (qpid.group_header_key + qpid.shared_msg_group): a message's group is the property
 as text, or qpid.no-group. A group with acquired messages belongs to the consumer that acquired
-them; other consumers skip its messages. It is free again when none of its messages is acquired.
+them; other consumers skip its messages. It is free again when none of its messages is acquired;
+a settlement that frees a group with messages waiting runs a dispatch (consumers with credit may
+have skipped them).
 
 TTL. A message whose ``expires`` (monotonic seconds) has passed is never delivered nor browsed:
 when a consumer or browser reaches it, or ``purge_expired()`` sweeps, it is dequeued (discardsTtl)
@@ -754,6 +756,7 @@ cdef class Queue:
         cdef Py_ssize_t i = self._find_acquired(msg)
         cdef Entry* e
         cdef int64_t lat
+        cdef Group g = None
         if i < 0:
             return
         e = store_at(&self.store, i)
@@ -765,9 +768,13 @@ cdef class Queue:
                 self.messageLatencyMax = lat
             self.messageLatencySamples += 1
             self.messageLatencyTotal += lat
+        if self.groups and e.key != NULL:
+            g = <Group>e.key
         self._drop(i)
         if self._events:
             self._flush()
+        if g is not None and g.owner is None and g.total > 0 and self.consumers:
+            self._run_dispatch()    # the group is free: consumers skipped its messages while it was held
 
     cpdef release(self, object msg, bint count_failure=False):
         """Put an acquired message back in its place (released or modified). On a deleted queue the
@@ -806,14 +813,19 @@ cdef class Queue:
         """An acquired message was rejected: dequeued, and rerouted to the alternate exchange (with
         its delivery count reset, as qpidd) if the queue has one."""
         cdef Py_ssize_t i = self._find_acquired(msg)
+        cdef Group g = None
         if i < 0:
             return
         self.discardsSubscriber += 1
+        if self.groups and store_at(&self.store, i).key != NULL:
+            g = <Group>store_at(&self.store, i).key
         self._drop(i)
         if self.alternate_exchange:
             msg.delivery_count = 0
             self._events.append((EV_REROUTE, msg, self.alternate_exchange))
         self._flush()
+        if g is not None and g.owner is None and g.total > 0 and self.consumers:
+            self._run_dispatch()
 
     # -- management -----------------------------------------------------------------------------------
     def purge(self, request=0, exchange=None):

@@ -484,11 +484,19 @@ class ReferenceQueue:
                 return r
         return None
 
+    def _group_freed(self, r):
+        """Settling r freed its message group, which still has messages waiting."""
+        if self.settings.group_header_key is None or r.key in self.group_owner_of:
+            return False
+        return any(x.key == r.key for x in self.recs)
+
     def dequeued(self, msg):
         r = self._held(msg)
         if r is not None:
             self._drop(r)
             self._flush()
+            if self.consumers and self._group_freed(r):
+                self.dispatch()     # consumers skipped its messages while it was held
 
     def release(self, msg, count_failure=False):
         r = self._held(msg)
@@ -521,6 +529,8 @@ class ReferenceQueue:
             msg.delivery_count = 0
             self.events.append(("reroute", msg, self.alternate_exchange))
         self._flush()
+        if self.consumers and self._group_freed(r):
+            self.dispatch()
 
     # -- management -----------------------------------------------------------------------------
     def purge(self, request=0, exchange=None):
