@@ -1,6 +1,7 @@
 """The broker's nodes: queues and exchanges by name, how link addresses resolve to them (qpidd's
 Session::resolve, amqp10-mapping.md section 2), their creation from node properties, and routing.
 """
+import time
 import uuid
 
 from cypid.pyx.codec import Described, symbol, ulong
@@ -253,7 +254,13 @@ class Nodes:
         if ex is None:
             self.log.warning("Alternate exchange %r not found; message dropped", exchange_name)
             return
-        self._route_exchange(ex, msg.copy())
+        msg = msg.copy()
+        if msg.expires and msg.expired(time.monotonic()):
+            # Expired on its queue: its TTL is spent, so it would expire again at once wherever the
+            # alternate exchange puts it. It goes on without one.
+            msg.ttl = 0
+            msg.expires = 0.0
+        self._route_exchange(ex, msg)
 
     def route_anonymous(self, msg):
         """Anonymous relay: the destination is the message's `to` (queue, then exchange)."""
