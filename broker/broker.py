@@ -50,6 +50,7 @@ class Broker:
             raise SystemExit(1) from None
         if self.management is not None:
             self.management.start()
+        self.nodes.start_purge_timer()
         port = opts.port
         for host in opts.interface:
             server = await self.loop.create_server(lambda: Connection(self), host, port,
@@ -62,6 +63,7 @@ class Broker:
         self.log.log(25, "Listening on TCP port %d", port)
 
     async def stop(self):
+        self.nodes.stop_purge_timer()
         if self.management is not None:
             self.management.stop()
         for server in self.servers:

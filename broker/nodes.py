@@ -33,6 +33,32 @@ class Nodes:
         self.store = None               # broker/store.py's Store, once open_store() found a store dir
         self.flow_holds = {}            # flow-stopped queue -> producers' deliveries held until resume
         self._no_store_logged = False
+        self._purge_timer = None        # --queue-purge-interval: the next TTL sweep
+
+    # -- the TTL sweep (--queue-purge-interval) ------------------------------------------------------
+    def start_purge_timer(self):
+        """Sweep expired messages out of every queue each --queue-purge-interval seconds (0: never),
+        so that messages nobody consumes do not sit in memory past their TTL."""
+        interval = getattr(self.broker.options, "queue_purge_interval", 0) or 0
+        if interval > 0 and self._purge_timer is None:
+            self._purge_timer = self.loop.call_later(interval, self._purge_expired, interval)
+
+    def stop_purge_timer(self):
+        if self._purge_timer is not None:
+            self._purge_timer.cancel()
+            self._purge_timer = None
+
+    def _purge_expired(self, interval):
+        total = 0
+        for queue in list(self.queues.values()):
+            if not queue.deleted:
+                try:
+                    total += queue.purge_expired()
+                except Exception:
+                    self.log.exception("Purging expired messages from queue %r failed", queue.name)
+        if total:
+            self.log.debug("Purged %d expired messages", total)
+        self._purge_timer = self.loop.call_later(interval, self._purge_expired, interval)
 
     # -- the store (durable configuration and journals) -------------------------------------------
     def open_store(self):
