@@ -65,3 +65,11 @@ class Message:
 
     def expired(self, now):
         return self.expires != 0.0 and now >= self.expires
+
+    def annotate(self, annotations):
+        """Merge ``annotations`` over the message-annotations (added if there are none); changes
+        ``body`` and ``size``."""
+        body = scan_message(self.body).rebuild(b"", annotations)
+        self.size += len(body) - len(self.body)
+        self.body = body
+        self._info = scan_message(body)

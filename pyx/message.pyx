@@ -3,7 +3,7 @@
 
 The same interface as broker/message.py's ``Message`` (attributes body, durable, priority, ttl,
 expires, to, subject, size, delivery_count, acquired_before, seq; copy(), application_properties(),
-encoded(), expired(now)), as a cdef class: construction and copies cost a few C assignments, and the
+encoded(), expired(now), annotate(annotations)), as a cdef class: construction and copies cost a few C assignments, and the
 queue reads the fields without Python attribute lookups.
 
 One difference in what is kept: only ``body`` (the message from the bare message on) is held, with
@@ -93,6 +93,19 @@ cdef class Message:
 
     def expired(self, now):
         return self.expires != 0.0 and now >= self.expires
+
+    def annotate(self, annotations):
+        """Merge ``annotations`` (a dict; str keys become symbols) over the message-annotations
+        the message carries (the section is added if it has none), e.g. an exchange's
+        ``{"qpid.msg_sequence": n}``. Changes ``body`` and ``size``; copies made before keep the
+        old bytes."""
+        cdef MessageInfo info = scan_message(self.body)
+        cdef bytes body = info.rebuild(b"", annotations)
+        cdef Py_ssize_t delta = len(body) - len(self.body)
+        if self._ap_offset >= 0:
+            self._ap_offset += delta     # application-properties follow message-annotations
+        self.size += delta
+        self.body = body
 
     def __repr__(self):
         return "<Message seq=%d size=%d to=%r subject=%r>" % (self.seq, self.size, self.to, self.subject)

@@ -5,7 +5,7 @@ import pytest
 
 from cypid.broker import message as pymessage
 from cypid.pyx import message as cmessage
-from cypid.pyx.codec import Described, encode, encode_header, symbol, ulong
+from cypid.pyx.codec import Described, encode, encode_header, scan_message, symbol, ulong
 
 FIELDS = ("body", "durable", "priority", "ttl", "to", "subject", "size", "delivery_count", "acquired_before", "seq")
 
@@ -71,3 +71,28 @@ def test_header_bytes_are_not_kept_twice():
     m = cmessage.Message(data)
     assert len(m.body) < len(data) and m.size == len(data)
     assert not hasattr(m, "_info")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_annotate_merges_message_annotations(case):
+    """annotate() (an exchange's qpid.msg_sequence) adds the section or merges into it; both
+    implementations give the same bytes, and the rest of the message is untouched."""
+    with_ma = encode(Described(ulong(0x72), {symbol("x-opt-keep"): "yes", symbol("qpid.msg_sequence"): 0}))
+    for data in (CASES[case], with_ma + CASES[case] if case in ("bare", "properties") else CASES[case]):
+        a, b = pymessage.Message(data), cmessage.Message(data)
+        copy = b.copy()
+        before = scan_message(b.body)
+        for m in (a, b):
+            m.annotate({"qpid.msg_sequence": 7})
+        assert a.body == b.body and a.size == b.size == len(data) + len(b.body) - len(copy.body)
+        after = scan_message(b.body)
+        ma = after.message_annotations()
+        assert ma[symbol("qpid.msg_sequence")] == 7 and type(ma[symbol("qpid.msg_sequence")]) is int
+        assert {k: v for k, v in ma.items() if k != "qpid.msg_sequence"} == \
+            {k: v for k, v in before.message_annotations().items() if k != "qpid.msg_sequence"}
+        assert after.properties() == before.properties()
+        assert b.application_properties() == a.application_properties() == before.application_properties()
+        assert b.body[after.properties_offset:] == copy.body[before.properties_offset:]
+        assert copy.application_properties() == before.application_properties()   # the copy kept its bytes
+        if not b.ttl:
+            assert a.encoded() == b.encoded()
