@@ -74,6 +74,12 @@ class Exchange:
         self.arguments = dict(arguments) if arguments else {}
         self.sequence = _flag(self.arguments[MSG_SEQUENCE]) if MSG_SEQUENCE in self.arguments else False
         self.ive = _flag(self.arguments[IVE]) if IVE in self.arguments else False
+        # Kept by the broker (nodes.py): the last qpid.msg_sequence stamped, the last message routed
+        # through an IVE exchange (a copy), producer links attached (an auto-delete exchange stays
+        # while it has any, as qpidd's "other users").
+        self.sequence_no = 0
+        self.last_message = None
+        self.users = 0
         # (queue, key) -> arguments, in binding order
         self._bindings = {}
         # queue -> {key: None}: to unbind a queue without scanning every binding
@@ -163,6 +169,16 @@ class Exchange:
         counters) unless ``size`` is passed.
         """
         raise NotImplementedError
+
+    def match(self, key, message=None):
+        """The queues ``route()`` would give, leaving the counters alone (an IVE replay)."""
+        counters = (self.msgReceives, self.msgDrops, self.msgRoutes, self.byteReceives, self.byteDrops,
+                    self.byteRoutes)
+        try:
+            return self.route(key, message, 0)
+        finally:
+            (self.msgReceives, self.msgDrops, self.msgRoutes, self.byteReceives, self.byteDrops,
+             self.byteRoutes) = counters
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r} bindings={self.bindingCount}>"

@@ -122,6 +122,13 @@ class IncomingLink(Link):
         self.credit = CREDIT_WINDOW
         self.session.send_flow(self)
 
+    def abandon(self):
+        if self.detached:
+            return
+        self.detached = True
+        if self.node is not None:
+            self.broker.nodes.producer_detached(self.node)   # an auto-delete exchange may go
+
     def on_flow(self, fields):
         if len(fields) > 9 and fields[9]:
             self.session.send_flow(self)

@@ -145,6 +145,7 @@ class Nodes:
             self._flow_resumed(queue)     # its held producers are let go
         if self.store is not None:
             self.store.queue_deleted(queue)     # its config row, bindings and journal
+        bound = [ex for ex in self.exchanges if ex.auto_delete and ex.is_bound(queue)]
         self.exchanges.unbind_queue(queue)
         for link in list(queue.consumers):
             link.detach(errors.RESOURCE_DELETED, "Queue %s has been deleted" % queue.name)
@@ -154,6 +155,8 @@ class Nodes:
                 self.reroute(msg, queue.alternate_exchange)
         self.log.info("Queue %r deleted", queue.name)
         self.broker.events.queue_deleted(queue)
+        for ex in bound:
+            self._exchange_unused(ex)
 
     def delete_exchange(self, name):
         """Delete exchange ``name`` and its bindings (built-ins: NotAllowed, unknown: NotFound)."""
@@ -174,6 +177,8 @@ class Nodes:
             self.store.binding_added(ex, queue, key, arguments)
         if created:
             self.broker.events.bound(ex, queue, key, arguments, owner)
+            if ex.last_message is not None:
+                self._replay_last(ex, queue)
         return created
 
     def unbind(self, ex, queue, key, owner=None):
@@ -182,7 +187,42 @@ class Nodes:
             self.store.binding_removed(ex, queue, key)
         if removed:
             self.broker.events.unbound(ex, queue, key, owner)
+            if ex.auto_delete:
+                self._exchange_unused(ex)
         return removed
+
+    # -- exchange options: qpid.ive, auto-delete (qpidd's Exchange) --------------------------------
+    def _replay_last(self, ex, queue):
+        """qpid.ive: a new binding gets the last message routed through the exchange, if the
+        message matches it (the exchange's other queues had it already)."""
+        last = ex.last_message
+        if last.expires and last.expired(time.monotonic()):
+            ex.last_message = None
+            return
+        if queue in ex.match(last.subject or "", last):
+            self.route(queue, last.copy())
+
+    def producer_attached(self, node):
+        """A producer link targets ``node``: an exchange counts its users (auto-delete)."""
+        if type(node) is not Queue:
+            node.users += 1
+
+    def producer_detached(self, node):
+        if type(node) is not Queue:
+            node.users -= 1
+            if node.auto_delete:
+                self._exchange_unused(node)
+
+    def _exchange_unused(self, ex):
+        """An auto-delete exchange goes once it has no bindings and no producers, unless it is an
+        alternate exchange (qpidd: Exchange::checkAutodelete)."""
+        if ex.bindingCount or ex.users > 0 or self.exchanges.get(ex.name) is not ex:
+            return
+        name = ex.name
+        if any(q.alternate_exchange == name for q in self.queues.values()) or \
+                any(other.alternate == name for other in self.exchanges):
+            return
+        self.delete_exchange(name)
 
     def _queue_unused(self, queue):
         timeout = queue.settings.auto_delete_timeout
@@ -223,10 +263,14 @@ class Nodes:
         return self._route_exchange(node, msg)
 
     def _route_exchange(self, ex, msg):
+        if ex.sequence or ex.ive:
+            self._pre_route(ex, msg)
         queues = ex.route(msg.subject or "", msg, msg.size)
         if not queues and ex.alternate:
             alt = self.exchanges.get(ex.alternate)
             if alt is not None:
+                if alt.sequence or alt.ive:
+                    self._pre_route(alt, msg)
                 queues = alt.route(msg.subject or "", msg, msg.size)
         if not queues:
             self.discards_no_route += 1
@@ -249,6 +293,17 @@ class Nodes:
             if queue.flow_stopped:
                 outcome = self._hold(queue, outcome)
         return outcome
+
+    @staticmethod
+    def _pre_route(ex, msg):
+        """qpidd's Exchange::PreRoute, for every message the exchange receives (routed or not):
+        qpid.msg_sequence stamps the exchange's next number (int64, from 1) in the message's
+        message-annotations; qpid.ive keeps the message for queues bound later."""
+        if ex.sequence:
+            ex.sequence_no += 1
+            msg.annotate({"qpid.msg_sequence": ex.sequence_no})
+        if ex.ive:
+            ex.last_message = msg.copy()
 
     # -- producer flow control -------------------------------------------------------------------
     def _hold(self, queue, outcome):
@@ -362,9 +417,12 @@ class Nodes:
         return out
 
     def resolve_target(self, link, terminus):
+        """The node a producer's link sends to, and the reply terminus. The link must call
+        producer_detached(node) when it goes."""
         queue, ex, name = self._lookup(link, terminus)
         node = queue if queue is not None else ex
         reply = terminus.encode(address=name, capabilities=self._capabilities(terminus, queue, ex))
+        self.producer_attached(node)
         return node, reply
 
     def resolve_source(self, link, terminus):
