@@ -9,12 +9,15 @@ shown absent without waiting: a sentinel sent after it arrives first.
 import uuid
 
 import pytest
-from proton import Message, symbol
-from proton import LinkException
+from proton import LinkException, Message, symbol
 from proton.utils import BlockingConnection
 
 from tests.support.amqp import (
-    DIRECT_FILTER, HEADERS_FILTER, BindingFilter, Capabilities, CreateExchange,
+    DIRECT_FILTER,
+    HEADERS_FILTER,
+    BindingFilter,
+    Capabilities,
+    CreateExchange,
 )
 from tests.support.broker import wait_until
 
@@ -130,7 +133,8 @@ def test_headers_exchange_x_match_all_and_any(conn):
         HEADERS_FILTER, {"x-match": "all", "colour": "red", "n": 3, "flag": True}))
     r_any = subscribe(conn, "hdrs", options=BindingFilter(HEADERS_FILTER, {"x-match": "any", "colour": "red",
                                                                            "shape": "round"}))
-    r_present = subscribe(conn, "hdrs", options=BindingFilter(HEADERS_FILTER, {"x-match": "all", "tag": None}))
+    r_present = subscribe(conn, "hdrs", options=BindingFilter(HEADERS_FILTER, {"x-match": "all",
+                                                                               "tag": None}))
     # qpid-config sends binding values as strings: "4" matches the number 4
     r_text = subscribe(conn, "hdrs", options=BindingFilter(HEADERS_FILTER, {"n": "4"}))
     sent = [
@@ -156,7 +160,8 @@ def test_headers_exchange_x_match_all_and_any(conn):
 # -- alternate exchange of an exchange ----------------------------------------------------------------
 def test_unroutable_messages_go_to_the_exchanges_alternate(conn):
     dead = subscribe(conn, "amq.fanout", name="unroutable")
-    sender = conn.create_sender("altd", options=CreateExchange("direct", {"alternate-exchange": "amq.fanout"}))
+    sender = conn.create_sender("altd", options=CreateExchange("direct",
+                                                               {"alternate-exchange": "amq.fanout"}))
     sender.send(Message(body="no binding yet", subject="k"))
     bound = subscribe(conn, "altd", options=BindingFilter(DIRECT_FILTER, "k"))
     sender.send(Message(body="routed", subject="k"))

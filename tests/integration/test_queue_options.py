@@ -11,9 +11,8 @@ import time
 import uuid
 
 import pytest
-from proton import Delivery, Message
+from proton import Delivery, LinkException, Message
 from proton.reactor import Copy
-from proton import LinkException
 from proton.utils import BlockingConnection, LinkDetached, SendException
 
 from tests.support.amqp import CreateQueue
@@ -76,7 +75,8 @@ def send_unchecked(sender, body, **props):
 
 # -- limits and policies ----------------------------------------------------------------------------
 def test_ring_queue_keeps_the_newest(conn):
-    sender = conn.create_sender("ring10", options=CreateQueue({"qpid.max_count": 10, "qpid.policy_type": "ring"}))
+    sender = conn.create_sender("ring10", options=CreateQueue({"qpid.max_count": 10,
+                                                               "qpid.policy_type": "ring"}))
     for i in range(100):
         sender.send(Message(body=i))      # every one accepted: ring drops the oldest instead
     assert take_all(conn, "ring10") == list(range(90, 100))
@@ -85,8 +85,9 @@ def test_ring_queue_keeps_the_newest(conn):
 def test_reject_policy_refuses_past_the_limit_and_keeps_the_first(conn):
     # Without qpid.flow_stop_count=0 the default flow control (80% of max_count, as qpidd) would hold
     # the 5th message's accept: see the next test.
-    sender = conn.create_sender("rej5", options=CreateQueue({"qpid.max_count": 5, "qpid.policy_type": "reject",
-                                                            "qpid.flow_stop_count": 0}))
+    sender = conn.create_sender("rej5", options=CreateQueue({"qpid.max_count": 5,
+                                                             "qpid.policy_type": "reject",
+                                                             "qpid.flow_stop_count": 0}))
     for i in range(5):
         sender.send(Message(body=i))
     with pytest.raises(SendException) as info:
@@ -138,7 +139,8 @@ def test_ring_strict_refuses_while_the_oldest_is_acquired(conn):
 
 
 def test_max_size_in_bytes_with_reject(conn):
-    sender = conn.create_sender("small", options=CreateQueue({"qpid.max_size": 3000, "qpid.policy_type": "reject"}))
+    sender = conn.create_sender("small", options=CreateQueue({"qpid.max_size": 3000,
+                                                              "qpid.policy_type": "reject"}))
     states = [send_unchecked(sender, "x" * 1000).remote_state for _ in range(4)]
     assert states[:2] == [Delivery.ACCEPTED, Delivery.ACCEPTED] and states[-1] == Delivery.REJECTED
     assert len(take_all(conn, "small")) == states.count(Delivery.ACCEPTED)
@@ -215,7 +217,8 @@ def test_queue_purge_interval_sweeps_expired_messages(broker_factory):
         for i in range(3):
             sender.send(Message(body="expires-%d" % i, ttl=0.05))
         # No consumer on "idle": only the sweep can have moved them to the alternate exchange.
-        assert sorted(dead.receive(timeout=20).body for _ in range(3)) == ["expires-0", "expires-1", "expires-2"]
+        swept = sorted(dead.receive(timeout=20).body for _ in range(3))
+        assert swept == ["expires-0", "expires-1", "expires-2"]
         assert take_all(conn, "idle") == ["stays"]
     finally:
         conn.close()

@@ -360,12 +360,6 @@ def test_alternate_exchange_gets_rejected_messages(broker):
     assert [m.body for m in receive_all(broker, "dead", timeout=5)] == ["poison"]
 
 
-EXCHANGE_ROUTING = ("broker: the exchange arguments qpid.msg_sequence / qpid.ive are parsed (exchanges.py: "
-                    "ex.sequence, ex.ive) but the routing path does not yet stamp x-qpid.msg_sequence nor "
-                    "keep and replay the last message to a new binding")
-
-
-@pytest.mark.xfail(reason=EXCHANGE_ROUTING, strict=False)
 def test_exchange_sequence_numbers_messages(broker):
     ok(config(broker, "add", "exchange", "fanout", "seqx", "--sequence"))
     ok(config(broker, "add", "queue", "seqq"))
@@ -381,7 +375,6 @@ def test_exchange_sequence_numbers_messages(broker):
     assert seqs == [1, 2, 3]
 
 
-@pytest.mark.xfail(reason=EXCHANGE_ROUTING, strict=False)
 def test_exchange_ive_gives_the_last_message_to_a_new_binding(broker):
     ok(config(broker, "add", "exchange", "fanout", "ivex", "--ive"))
     send(broker, "ivex", ["first", "last"])
