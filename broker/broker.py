@@ -63,7 +63,7 @@ class Broker:
         self.log.log(25, "Listening on TCP port %d", port)
 
     async def stop(self):
-        self.nodes.stop_purge_timer()
+        self.nodes.stop_timers()
         if self.management is not None:
             self.management.stop()
         for server in self.servers:

@@ -34,6 +34,7 @@ class Nodes:
         self.flow_holds = {}            # flow-stopped queue -> producers' deliveries held until resume
         self._no_store_logged = False
         self._purge_timer = None        # --queue-purge-interval: the next TTL sweep
+        self._auto_delete_timers = {}   # queue -> its pending qpid.auto_delete_timeout
 
     # -- the TTL sweep (--queue-purge-interval) ------------------------------------------------------
     def start_purge_timer(self):
@@ -43,10 +44,14 @@ class Nodes:
         if interval > 0 and self._purge_timer is None:
             self._purge_timer = self.loop.call_later(interval, self._purge_expired, interval)
 
-    def stop_purge_timer(self):
+    def stop_timers(self):
+        """The broker stops: no more sweeps nor delayed auto-deletes."""
         if self._purge_timer is not None:
             self._purge_timer.cancel()
             self._purge_timer = None
+        for timer in self._auto_delete_timers.values():
+            timer.cancel()
+        self._auto_delete_timers.clear()
 
     def _purge_expired(self, interval):
         total = 0
@@ -141,6 +146,9 @@ class Nodes:
             return
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        timer = self._auto_delete_timers.pop(queue, None)
+        if timer is not None:
+            timer.cancel()
         if queue in self.flow_holds:
             self._flow_resumed(queue)     # its held producers are let go
         if self.store is not None:
@@ -227,11 +235,17 @@ class Nodes:
     def _queue_unused(self, queue):
         timeout = queue.settings.auto_delete_timeout
         if timeout:
-            self.loop.call_later(timeout, self._delete_if_unused, queue)
+            # The delay counts from the last time the queue became unused: a consumer that came and
+            # went meanwhile restarts it (qpidd cancels the task when a consumer arrives).
+            timer = self._auto_delete_timers.pop(queue, None)
+            if timer is not None:
+                timer.cancel()
+            self._auto_delete_timers[queue] = self.loop.call_later(timeout, self._delete_if_unused, queue)
         else:
             self._delete_if_unused(queue)
 
     def _delete_if_unused(self, queue):
+        self._auto_delete_timers.pop(queue, None)
         if not queue.deleted and not queue.consumers and queue.auto_delete:
             self.delete_queue(queue)
 

@@ -246,14 +246,16 @@ def test_auto_delete_timeout_delays_the_delete(broker, conn):
     assert time.monotonic() - closed >= timeout * 0.9
 
 
-def test_auto_delete_timeout_is_cancelled_by_a_new_consumer(broker, conn):
-    r = receiver(conn, "adt2", options=CreateQueue({"auto-delete": True, "qpid.auto_delete_timeout": 1}))
+def test_auto_delete_timeout_restarts_when_a_consumer_comes_and_goes(broker, conn):
+    timeout = 3
+    r = receiver(conn, "adt2", options=CreateQueue({"auto-delete": True, "qpid.auto_delete_timeout": timeout}))
     r.close()
+    first_unused = time.monotonic()
     again = receiver(conn, "adt2")
-    closed = time.monotonic()
-    wait_until(lambda: time.monotonic() > closed + 1.5, message="the timeout to pass")
+    wait_until(lambda: time.monotonic() > first_unused + timeout - 1, message="a while")
+    again.close()                               # unused again: the delay starts over
+    wait_until(lambda: time.monotonic() > first_unused + timeout + 0.5, message="the first delay to pass")
     assert node_exists(broker, "adt2")
-    again.close()
     wait_until(lambda: not node_exists(broker, "adt2"), timeout=30, interval=0.1)
 
 
