@@ -464,10 +464,12 @@ class Store:
         try:
             journal = self._open(queue, path, count, pages, recovering and not ftd)
         except (OSError, ValueError) as e:
-            if durable and not recovering:
-                self.config.remove_queue(queue.name)
-            raise errors.ResourceLimitExceeded("Queue %s: cannot create its journal: %s"
-                                               % (queue.name, e)) from None
+            if not recovering:
+                shutil.rmtree(path, ignore_errors=True)
+                if durable:
+                    self.config.remove_queue(queue.name)
+            cls = errors.InvalidArgument if isinstance(e, ValueError) else errors.ResourceLimitExceeded
+            raise cls("Queue %s: cannot create its journal: %s" % (queue.name, e)) from None
         qj = QueueJournal(self, queue, journal, durable, ftd)
         self.journals[queue] = qj
         # A durable message leaving a durable queue, or any message whose body flowed to disk.

@@ -261,3 +261,15 @@ def test_recovery_into_a_lower_limit_keeps_the_rest_in_the_journal(h):
     nodes = h.reopen()
     assert nodes.queues["lim"].depth == 3
     assert len(nodes.store.journals[nodes.queues["lim"]].journal) == 10     # nothing lost
+
+
+def test_journal_that_cannot_be_made_refuses_the_declare(h):
+    from cypid.broker import errors
+    nodes = h.nodes
+    with pytest.raises(errors.InvalidArgument, match="qpid.file_count"):
+        nodes.declare_queue("two", {"durable": True, "qpid.file_count": 2})
+    with pytest.raises(errors.InvalidArgument, match="cannot create its journal"):
+        nodes.declare_queue("huge", {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1 << 30})
+    assert "two" not in nodes.queues and "huge" not in nodes.queues
+    assert nodes.store.config.queues() == []
+    assert list((h.path / "cypid-store" / "jrnl").iterdir()) == []
