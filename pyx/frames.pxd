@@ -1,0 +1,41 @@
+# cython: language_level=3
+"""cypid.pyx.frames: AMQP 1.0 frames and performatives (the C-level contract).
+
+FrameReader splits a byte stream into frames; decode_performative / decode_transfer read a frame
+body; encode_frame / encode_transfer_frames write frames.  cypid.pyx.codec re-exports all of it.
+"""
+from libc.stdint cimport uint32_t, uint64_t
+
+
+cdef enum:
+    FRAME_HEADER_SIZE = 8
+    FRAME_AMQP = 0
+    FRAME_SASL = 1
+
+
+# A complete frame still inside a FrameReader's buffer (valid until the next feed()).
+cdef struct FrameView:
+    int frame_type
+    int channel
+    const char* body
+    Py_ssize_t body_len
+
+
+cdef class FrameReader:
+    cdef char* _buf                   # malloc'd; bytes [_start, _end) are unread
+    cdef Py_ssize_t _cap
+    cdef Py_ssize_t _start
+    cdef Py_ssize_t _end
+    cdef public uint32_t max_frame_size
+    cdef int feed_c(self, const char* data, Py_ssize_t n) except -1
+    cpdef feed(self, data)
+    cpdef object read_protocol_header(self)
+    cdef int next_frame_c(self, FrameView* out) except -1   # 1 and *out filled, or 0 (need more)
+    cdef int _grow_for(self, Py_ssize_t size) except -1
+    cpdef object next_frame(self)
+
+
+cpdef tuple decode_performative(object body)
+cpdef bytes encode_frame(int channel, uint64_t code, object fields, object payload=*, int frame_type=*)
+cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
+                                   bint settled, object message, uint64_t max_frame_size)

@@ -1,0 +1,415 @@
+# cython: language_level=3
+"""AMQP 1.0 frames and performatives: FrameReader, decode_performative, encode_frame and
+encode_transfer_frames, and the descriptor and performative tables.
+
+A frame is read in place (``FrameReader.next_frame_c`` gives a pointer into the reader's buffer) and
+its performative decoded with cypid.pyx.values (encoded with cypid.pyx.encoder).  The transfer, the one
+performative of every message, has fixed-layout encoders of its own.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.buffer cimport PyBuffer_Release
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, UINT32_MAX
+from libc.string cimport memcpy, memmove
+
+from cypid.pyx.frb cimport FRBuffer, frb_offset, frb_take, load_u16, load_u32, load_u64, store_u16, store_u32
+from cypid.pyx.values cimport decode_list, skip_value, open_input, need, read_u8, read_vlen, decode_error_at
+from cypid.pyx.encoder cimport (WriteBuffer, wb_u8, wb_u64, wb_write, begin_compound, finish_compound,
+                                put_uint, put_list_header, encode_value)
+
+from cypid.pyx.values import DecodeError, EncodeError
+
+cdef object _DecodeError = DecodeError
+cdef object _EncodeError = EncodeError
+
+
+# =========================================================================================
+# Tables
+# =========================================================================================
+
+# One table for every descriptor the codec knows: code -> symbolic name.
+DESCRIPTOR_NAMES = {
+    0x10: "amqp:open:list", 0x11: "amqp:begin:list", 0x12: "amqp:attach:list",
+    0x13: "amqp:flow:list", 0x14: "amqp:transfer:list", 0x15: "amqp:disposition:list",
+    0x16: "amqp:detach:list", 0x17: "amqp:end:list", 0x18: "amqp:close:list",
+    0x1d: "amqp:error:list",
+    0x23: "amqp:received:list", 0x24: "amqp:accepted:list", 0x25: "amqp:rejected:list",
+    0x26: "amqp:released:list", 0x27: "amqp:modified:list",
+    0x28: "amqp:source:list", 0x29: "amqp:target:list",
+    0x2b: "amqp:delete-on-close:list", 0x2c: "amqp:delete-on-no-links:list",
+    0x2d: "amqp:delete-on-no-messages:list", 0x2e: "amqp:delete-on-no-links-or-messages:list",
+    0x30: "amqp:coordinator:list", 0x31: "amqp:declare:list", 0x32: "amqp:discharge:list",
+    0x33: "amqp:declared:list", 0x34: "amqp:transactional-state:list",
+    0x40: "amqp:sasl-mechanisms:list", 0x41: "amqp:sasl-init:list",
+    0x42: "amqp:sasl-challenge:list", 0x43: "amqp:sasl-response:list",
+    0x44: "amqp:sasl-outcome:list",
+    0x70: "amqp:header:list", 0x71: "amqp:delivery-annotations:map",
+    0x72: "amqp:message-annotations:map", 0x73: "amqp:properties:list",
+    0x74: "amqp:application-properties:map", 0x75: "amqp:data:binary",
+    0x76: "amqp:amqp-sequence:list", 0x77: "amqp:amqp-value:*", 0x78: "amqp:footer:map",
+}
+DESCRIPTOR_CODES = {name: code for code, name in DESCRIPTOR_NAMES.items()}
+cdef dict _DESCRIPTOR_CODES_B = {name.encode("ascii"): code for code, name in DESCRIPTOR_NAMES.items()}
+
+# Field names of each performative, in the spec's order (transport.xml, security.xml).
+PERFORMATIVE_FIELDS = {
+    0x10: ("container-id", "hostname", "max-frame-size", "channel-max", "idle-time-out",
+           "outgoing-locales", "incoming-locales", "offered-capabilities", "desired-capabilities",
+           "properties"),
+    0x11: ("remote-channel", "next-outgoing-id", "incoming-window", "outgoing-window", "handle-max",
+           "offered-capabilities", "desired-capabilities", "properties"),
+    0x12: ("name", "handle", "role", "snd-settle-mode", "rcv-settle-mode", "source", "target",
+           "unsettled", "incomplete-unsettled", "initial-delivery-count", "max-message-size",
+           "offered-capabilities", "desired-capabilities", "properties"),
+    0x13: ("next-incoming-id", "incoming-window", "next-outgoing-id", "outgoing-window", "handle",
+           "delivery-count", "link-credit", "available", "drain", "echo", "properties"),
+    0x14: ("handle", "delivery-id", "delivery-tag", "message-format", "settled", "more",
+           "rcv-settle-mode", "state", "resume", "aborted", "batchable"),
+    0x15: ("role", "first", "last", "settled", "state", "batchable"),
+    0x16: ("handle", "closed", "error"),
+    0x17: ("error",),
+    0x18: ("error",),
+    0x40: ("sasl-server-mechanisms",),
+    0x41: ("mechanism", "initial-response", "hostname"),
+    0x42: ("challenge",),
+    0x43: ("response",),
+    0x44: ("code", "additional-data"),
+}
+
+AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
+SASL_HEADER = b"AMQP\x03\x01\x00\x00"
+EMPTY_FRAME = b"\x00\x00\x00\x08\x02\x00\x00\x00"
+
+
+# =========================================================================================
+# Frames
+# =========================================================================================
+
+cdef class FrameReader:
+    """Splits a byte stream into protocol headers and frames; buffers partial input."""
+
+    def __cinit__(self, max_frame_size=0xFFFFFFFF):
+        self._cap = 16384
+        self._buf = <char*>PyMem_Malloc(self._cap)
+        if self._buf == NULL:
+            raise MemoryError()
+        self._start = 0
+        self._end = 0
+        self.max_frame_size = max_frame_size
+
+    def __dealloc__(self):
+        PyMem_Free(self._buf)
+        self._buf = NULL
+
+    @property
+    def buffered(self):
+        """Bytes received and not yet returned."""
+        return self._end - self._start
+
+    cdef int feed_c(self, const char* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t have = self._end - self._start
+        cdef Py_ssize_t new_cap
+        cdef char* nb
+        if n <= 0:
+            return 0
+        if have == 0:
+            self._start = self._end = 0
+            if self._cap > (1 << 20) and n < 16384:
+                # Give back memory a large frame needed once.
+                nb = <char*>PyMem_Realloc(self._buf, 16384)
+                if nb != NULL:
+                    self._buf = nb
+                    self._cap = 16384
+        if self._end + n > self._cap:
+            if self._start > 0:
+                memmove(self._buf, self._buf + self._start, <size_t>have)
+                self._start = 0
+                self._end = have
+            if have + n > self._cap:
+                new_cap = self._cap * 2
+                if new_cap < have + n:
+                    new_cap = have + n
+                nb = <char*>PyMem_Realloc(self._buf, new_cap)
+                if nb == NULL:
+                    raise MemoryError()
+                self._buf = nb
+                self._cap = new_cap
+        memcpy(self._buf + self._end, data, <size_t>n)
+        self._end += n
+        return 0
+
+    cpdef feed(self, data):
+        """Append received bytes (bytes, bytearray or memoryview)."""
+        cdef FRBuffer b
+        cdef Py_buffer pb
+        cdef int release = open_input(data, &b, &pb)
+        try:
+            self.feed_c(b.buf, b.len)
+        finally:
+            if release:
+                PyBuffer_Release(&pb)
+
+    cpdef object read_protocol_header(self):
+        """The next 8 bytes (a protocol header such as AMQP_HEADER), or None if fewer are buffered."""
+        if self._end - self._start < 8:
+            return None
+        h = PyBytes_FromStringAndSize(self._buf + self._start, 8)
+        self._start += 8
+        return h
+
+    cdef int next_frame_c(self, FrameView* out) except -1:
+        cdef Py_ssize_t avail = self._end - self._start
+        cdef const char* p
+        cdef uint32_t size
+        cdef uint8_t doff
+        if avail < 8:
+            return 0
+        p = self._buf + self._start
+        size = load_u32(p)
+        doff = <uint8_t>p[4]
+        if size < 8:
+            raise _DecodeError("frame size %d is below the minimum of 8" % size)
+        if size > self.max_frame_size:
+            raise _DecodeError("frame size %d exceeds max-frame-size %d" % (size, self.max_frame_size))
+        if doff < 2:
+            raise _DecodeError("frame data offset %d is below the minimum of 2" % doff)
+        if <uint32_t>doff * 4 > size:
+            raise _DecodeError("frame data offset %d (%d bytes) is beyond the frame size %d"
+                               % (doff, doff * 4, size))
+        if avail < size:
+            if size > self._cap and size <= (1 << 20):
+                # Make room for the whole frame now, so feed() does not grow step by step (a peer's
+                # claim of a bigger frame is not trusted with memory before the bytes arrive).
+                self._grow_for(size)
+            return 0
+        out.frame_type = <uint8_t>p[5]
+        out.channel = load_u16(p + 6)
+        out.body = p + doff * 4
+        out.body_len = size - doff * 4
+        self._start += size
+        return 1
+
+    cdef int _grow_for(self, Py_ssize_t size) except -1:
+        cdef Py_ssize_t have = self._end - self._start
+        cdef char* nb
+        if self._start > 0:
+            memmove(self._buf, self._buf + self._start, <size_t>have)
+            self._start = 0
+            self._end = have
+        nb = <char*>PyMem_Realloc(self._buf, size)
+        if nb == NULL:
+            raise MemoryError()
+        self._buf = nb
+        self._cap = size
+        return 0
+
+    cpdef object next_frame(self):
+        """(frame_type, channel, body) for the next complete frame, or None."""
+        cdef FrameView fv
+        if not self.next_frame_c(&fv):
+            return None
+        return (fv.frame_type, fv.channel, PyBytes_FromStringAndSize(fv.body, fv.body_len))
+
+
+cdef int _read_descriptor_code(FRBuffer* b, uint64_t* code) except -1:
+    """Read a descriptor that must be a ulong or a known symbol; returns 1, or 0 if it is
+    something else (the cursor is then past it)."""
+    cdef uint8_t c = read_u8(b, "descriptor")
+    cdef Py_ssize_t n
+    cdef const char* p
+    if c == 0x53:
+        code[0] = <uint8_t>need(b, 1, "descriptor")[0]
+        return 1
+    if c == 0x80:
+        code[0] = load_u64(need(b, 8, "descriptor"))
+        return 1
+    if c == 0x44:
+        code[0] = 0
+        return 1
+    if c == 0xa3 or c == 0xb3:
+        n = read_vlen(b, c == 0xb3, "descriptor symbol")
+        p = frb_take(b, n)
+        v = _DESCRIPTOR_CODES_B.get(PyBytes_FromStringAndSize(p, n))
+        if v is None:
+            return 0
+        code[0] = v
+        return 1
+    b.buf -= 1
+    b.len += 1
+    skip_value(b, 1)
+    return 0
+
+
+cpdef tuple decode_performative(object body):
+    """Decode a frame body into (descriptor code, fields list, payload bytes)."""
+    cdef FRBuffer b
+    cdef Py_buffer pb
+    cdef int release = open_input(body, &b, &pb)
+    cdef uint64_t code
+    cdef uint8_t c
+    cdef list fields
+    try:
+        if b.len == 0:
+            raise _DecodeError("empty frame body where a performative was expected")
+        if <uint8_t>b.buf[0] != 0:
+            raise decode_error_at(&b, "performative is not a described type (constructor 0x%02x)"
+                       % <uint8_t>b.buf[0])
+        frb_take(&b, 1)
+        if not _read_descriptor_code(&b, &code):
+            raise _DecodeError("unknown performative descriptor in frame body")
+        c = read_u8(&b, "performative list constructor")
+        if c == 0x45:
+            fields = []
+        elif c == 0xc0 or c == 0xd0:
+            fields = decode_list(&b, c == 0xd0, 1)
+        else:
+            b.buf -= 1
+            b.len += 1
+            raise decode_error_at(&b, "performative body is not a list (constructor 0x%02x)" % c)
+        return (code, fields, PyBytes_FromStringAndSize(b.buf, b.len))
+    finally:
+        if release:
+            PyBuffer_Release(&pb)
+
+
+cpdef bytes encode_frame(int channel, uint64_t code, object fields, object payload=b"", int frame_type=0):
+    """One frame holding the performative `code` with `fields` (trailing Nones dropped)."""
+    cdef WriteBuffer wb = WriteBuffer.__new__(WriteBuffer)
+    cdef Py_ssize_t n = len(fields), i, start
+    cdef FRBuffer pl
+    cdef Py_buffer pb
+    cdef int release
+    if channel < 0 or channel > 0xffff:
+        raise _EncodeError("channel %d out of range" % channel)
+    wb.len = 8
+    if code < 256:
+        wb_u8(wb, 0)
+        wb_u8(wb, 0x53)
+        wb_u8(wb, <uint8_t>code)
+    else:
+        wb_u8(wb, 0)
+        wb_u8(wb, 0x80)
+        wb_u64(wb, code)
+    while n > 0 and fields[n - 1] is None:
+        n -= 1
+    if n == 0:
+        wb_u8(wb, 0x45)
+    else:
+        start = begin_compound(wb)
+        for i in range(n):
+            encode_value(wb, fields[i], 1)
+        finish_compound(wb, start, n, 0xc0, 0xd0)
+    if payload is not None:
+        release = open_input(payload, &pl, &pb)
+        try:
+            wb_write(wb, pl.buf, pl.len)
+        finally:
+            if release:
+                PyBuffer_Release(&pb)
+    if wb.len > UINT32_MAX:
+        raise _EncodeError("frame of %d bytes is too large" % wb.len)
+    store_u32(wb.buf, <uint32_t>wb.len)
+    wb.buf[4] = 2
+    wb.buf[5] = <char>frame_type
+    store_u16(wb.buf + 6, <uint16_t>channel)
+    return wb.to_bytes()
+
+
+cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
+                                   bint settled, object message, uint64_t max_frame_size):
+    """Every frame of one delivery: transfer performatives plus the message split so that no frame
+    exceeds max_frame_size (more=true on all but the last).  Only the first frame carries
+    delivery-id, delivery-tag, message-format and settled; continuations carry handle and more."""
+    cdef char items1[300]
+    cdef char perf1[320]
+    cdef char items2[16]
+    cdef char perf2[32]
+    cdef Py_ssize_t tl = PyBytes_GET_SIZE(tag) if PyBytes_CheckExact(tag) else 0
+    cdef Py_ssize_t L = PyBytes_GET_SIZE(message) if PyBytes_CheckExact(message) else 0
+    cdef Py_ssize_t n1, n2, p1, p2, cap1, capn, nframes, total, chunk, off, fs
+    cdef const char* msg = PyBytes_AS_STRING(message) if PyBytes_CheckExact(message) else NULL
+    cdef char* out
+    cdef char* w
+    if not PyBytes_CheckExact(tag):
+        tag = bytes(memoryview(tag))
+        tl = PyBytes_GET_SIZE(tag)
+    if not PyBytes_CheckExact(message):
+        message = bytes(memoryview(message))
+        L = PyBytes_GET_SIZE(message)
+        msg = PyBytes_AS_STRING(message)
+    if channel < 0 or channel > 0xffff:
+        raise _EncodeError("channel %d out of range" % channel)
+    if tl > 255:
+        raise _EncodeError("delivery-tag of %d bytes is too long (the spec allows 32)" % tl)
+    if max_frame_size == 0 or max_frame_size > UINT32_MAX:
+        max_frame_size = UINT32_MAX
+    # First performative: [handle, delivery-id, tag, format=0, settled, more]
+    n1 = put_uint(items1, handle)
+    n1 += put_uint(items1 + n1, delivery_id)
+    items1[n1] = <char>0xa0
+    items1[n1 + 1] = <char>tl
+    memcpy(items1 + n1 + 2, PyBytes_AS_STRING(tag), <size_t>tl)
+    n1 += 2 + tl
+    items1[n1] = <char>0x43
+    items1[n1 + 1] = <char>(0x41 if settled else 0x42)
+    items1[n1 + 2] = <char>0x42          # more: patched to 0x41 when the delivery continues
+    n1 += 3
+    perf1[0] = 0
+    perf1[1] = <char>0x53
+    perf1[2] = <char>0x14
+    p1 = 3 + put_list_header(perf1 + 3, n1, 6)
+    memcpy(perf1 + p1, items1, <size_t>n1)
+    p1 += n1
+    # Continuation performative: [handle, null, null, null, null, more]
+    n2 = put_uint(items2, handle)
+    items2[n2] = items2[n2 + 1] = items2[n2 + 2] = items2[n2 + 3] = <char>0x40
+    items2[n2 + 4] = <char>0x42
+    n2 += 5
+    perf2[0] = 0
+    perf2[1] = <char>0x53
+    perf2[2] = <char>0x14
+    p2 = 3 + put_list_header(perf2 + 3, n2, 6)
+    memcpy(perf2 + p2, items2, <size_t>n2)
+    p2 += n2
+
+    cap1 = <Py_ssize_t>max_frame_size - 8 - p1
+    capn = <Py_ssize_t>max_frame_size - 8 - p2
+    if cap1 <= 0 or capn <= 0:
+        raise _EncodeError("max-frame-size %d leaves no room for a transfer payload" % max_frame_size)
+    if L <= cap1:
+        nframes = 1
+    else:
+        nframes = 1 + (L - cap1 + capn - 1) // capn
+    total = 8 * nframes + p1 + (nframes - 1) * p2 + L
+    result = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(result)
+    w = out
+    # first frame
+    chunk = L if L <= cap1 else cap1
+    fs = 8 + p1 + chunk
+    store_u32(w, <uint32_t>fs)
+    w[4] = 2
+    w[5] = 0
+    store_u16(w + 6, <uint16_t>channel)
+    memcpy(w + 8, perf1, <size_t>p1)
+    if nframes > 1:
+        w[8 + p1 - 1] = <char>0x41
+    memcpy(w + 8 + p1, msg, <size_t>chunk)
+    w += fs
+    off = chunk
+    while off < L:
+        chunk = L - off
+        if chunk > capn:
+            chunk = capn
+        fs = 8 + p2 + chunk
+        store_u32(w, <uint32_t>fs)
+        w[4] = 2
+        w[5] = 0
+        store_u16(w + 6, <uint16_t>channel)
+        memcpy(w + 8, perf2, <size_t>p2)
+        if off + chunk < L:
+            w[8 + p2 - 1] = <char>0x41
+        memcpy(w + 8 + p2, msg + off, <size_t>chunk)
+        w += fs
+        off += chunk
+    return result
