@@ -20,7 +20,7 @@ _EXPORTS = {
               "Described", "Array", "decode", "decode_at"),
     _encoder: ("WriteBuffer", "encode"),
     _frames: ("AMQP_HEADER", "SASL_HEADER", "EMPTY_FRAME", "DESCRIPTOR_NAMES", "DESCRIPTOR_CODES",
-              "PERFORMATIVE_FIELDS", "FrameReader", "decode_performative", "encode_frame",
+              "PERFORMATIVE_FIELDS", "FrameReader", "decode_performative", "decode_transfer", "encode_frame",
               "encode_transfer_frames"),
     _sections: ("MessageInfo", "scan_message", "encode_header"),
 }

@@ -36,6 +36,7 @@ cdef class FrameReader:
 
 
 cpdef tuple decode_performative(object body)
+cpdef object decode_transfer(object body)      # (handle, delivery_id, settled, more, aborted, payload) | None
 cpdef bytes encode_frame(int channel, uint64_t code, object fields, object payload=*, int frame_type=*)
 cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
                                    bint settled, object message, uint64_t max_frame_size)

@@ -12,8 +12,10 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, UINT32_MAX
 from libc.string cimport memcpy, memmove
 
-from cypid.pyx.frb cimport FRBuffer, frb_offset, frb_take, load_u16, load_u32, load_u64, store_u16, store_u32
-from cypid.pyx.values cimport decode_list, skip_value, open_input, need, read_u8, read_vlen, decode_error_at
+from cypid.pyx.frb cimport (FRBuffer, frb_init, frb_offset, frb_take, load_u16, load_u32, load_u64,
+                            store_u16, store_u32)
+from cypid.pyx.values cimport (decode_list, decode_value, skip_value, open_input, need, read_u8, read_vlen,
+                               open_compound, close_compound, decode_error_at)
 from cypid.pyx.encoder cimport (WriteBuffer, wb_u8, wb_u64, wb_write, begin_compound, finish_compound,
                                 put_uint, put_list_header, encode_value)
 
@@ -267,6 +269,237 @@ cpdef tuple decode_performative(object body):
             b.len += 1
             raise decode_error_at(&b, "performative body is not a list (constructor 0x%02x)" % c)
         return (code, fields, PyBytes_FromStringAndSize(b.buf, b.len))
+    finally:
+        if release:
+            PyBuffer_Release(&pb)
+
+
+# -- the transfer: decoded straight into C values --------------------------------------------
+#
+# A transfer frame comes with every message, so the broker reads it here in one call rather than
+# as decode_performative's field list (typed wrappers and all) plus a Python check of each field.
+# What it accepts and refuses is exactly what decode_performative followed by the broker's
+# performatives.check_fields does: every field is decoded (malformed bytes anywhere raise the same
+# DecodeError at the same offset), then the first field of the wrong type -- by the rule
+# check_fields applies to the decoded value -- or a missing handle raises, with check_fields' text.
+# The usual encodings are read directly; anything else is decoded as a value and judged as such.
+
+cdef enum FieldKind:
+    K_UINT          # an int (any AMQP integer type, not boolean) in 0 .. 2**32-1
+    K_UBYTE         # ... in 0 .. 255
+    K_BOOL
+    K_BINARY        # bytes (binary, or a decimal type: bytes subclasses)
+    K_DESCRIBED
+
+cdef int _TRANSFER_KINDS[11]
+_TRANSFER_KINDS[:] = [K_UINT, K_UINT, K_BINARY, K_UINT, K_BOOL, K_BOOL, K_UBYTE, K_DESCRIBED, K_BOOL,
+                      K_BOOL, K_BOOL]
+cdef tuple _KIND_NAMES = ("uint", "ubyte", "boolean", "binary", "described")
+cdef tuple _TRANSFER_FIELDS = PERFORMATIVE_FIELDS[0x14]
+
+cdef enum:
+    F_NULL = 0      # null: the field is absent
+    F_VALUE = 1     # a value of the field's type (in *u or *flag)
+    F_OTHER = 2     # not read: decode it as a value (the cursor has not moved)
+
+
+cdef inline int _scan_uint_field(FRBuffer* b, uint64_t limit, uint64_t* u) noexcept:
+    """An unsigned integer in its usual encodings, within limit; F_OTHER for anything else."""
+    cdef const char* p = b.buf
+    cdef uint8_t c
+    cdef Py_ssize_t n
+    cdef uint64_t v
+    if b.len < 1:
+        return F_OTHER
+    c = <uint8_t>p[0]
+    if c == 0x52 or c == 0x53 or c == 0x50:
+        n = 2
+    elif c == 0x70:
+        n = 5
+    elif c == 0x43 or c == 0x44 or c == 0x40:
+        n = 1
+    elif c == 0x60:
+        n = 3
+    elif c == 0x80:
+        n = 9
+    else:
+        return F_OTHER
+    if b.len < n:
+        return F_OTHER
+    if n == 1:
+        v = 0
+    elif n == 2:
+        v = <uint8_t>p[1]
+    elif n == 5:
+        v = load_u32(p + 1)
+    elif n == 3:
+        v = load_u16(p + 1)
+    else:
+        v = load_u64(p + 1)
+    if v > limit:
+        return F_OTHER
+    frb_take(b, n)
+    if c == 0x40:
+        return F_NULL
+    u[0] = v
+    return F_VALUE
+
+
+cdef inline int _scan_bool_field(FRBuffer* b, bint* flag) noexcept:
+    cdef uint8_t c
+    if b.len < 1:
+        return F_OTHER
+    c = <uint8_t>b.buf[0]
+    if c == 0x41 or c == 0x42:
+        flag[0] = c == 0x41
+    elif c == 0x40:
+        frb_take(b, 1)
+        return F_NULL
+    elif c == 0x56 and b.len >= 2 and <uint8_t>b.buf[1] <= 1:
+        flag[0] = b.buf[1] == 1
+        frb_take(b, 1)
+    else:
+        return F_OTHER
+    frb_take(b, 1)
+    return F_VALUE
+
+
+cdef inline int _scan_binary_field(FRBuffer* b) noexcept:
+    cdef uint8_t c
+    cdef Py_ssize_t n
+    if b.len < 1:
+        return F_OTHER
+    c = <uint8_t>b.buf[0]
+    if c == 0x40:
+        frb_take(b, 1)
+        return F_NULL
+    if c == 0xa0 and b.len >= 2:
+        n = <uint8_t>b.buf[1]
+        if n <= b.len - 2:
+            frb_take(b, 2 + n)
+            return F_VALUE
+    elif c == 0xb0 and b.len >= 5:
+        n = load_u32(b.buf + 1)
+        if n <= b.len - 5:
+            frb_take(b, 5 + n)
+            return F_VALUE
+    return F_OTHER
+
+
+cdef bint _field_accepts(int kind, object v, uint64_t* u, bint* flag) except -1:
+    """check_fields' rule for a decoded, non-null value; fills *u or *flag when it passes."""
+    if kind == K_UINT or kind == K_UBYTE:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= (0xff if kind == K_UBYTE
+                                                                         else 0xffffffff):
+            u[0] = <uint64_t>v
+            return True
+        return False
+    if kind == K_BOOL:
+        if isinstance(v, bool):
+            flag[0] = v is True
+            return True
+        return False
+    if kind == K_BINARY:
+        return isinstance(v, bytes)
+    return hasattr(v, "descriptor") and hasattr(v, "value")
+
+
+cdef object _decode_transfer(FRBuffer* b):
+    cdef uint64_t code, u = 0, handle = 0, did = 0
+    cdef uint8_t c
+    cdef uint32_t count = 0, i
+    cdef Py_ssize_t rest = -1
+    cdef bint flag = False, settled = False, more = False, aborted = False
+    cdef bint has_handle = False, has_did = False
+    cdef int kind, st, bad = -1
+    cdef object bad_value = None
+    if b.len < 3 or <uint8_t>b.buf[0] != 0:
+        return None
+    if <uint8_t>b.buf[1] == 0x53:
+        if <uint8_t>b.buf[2] != 0x14:
+            return None
+        frb_take(b, 3)
+    else:
+        frb_take(b, 1)
+        if not _read_descriptor_code(b, &code) or code != 0x14:
+            return None
+    c = read_u8(b, "performative list constructor")
+    if c == 0xc0 or c == 0xd0:
+        rest = open_compound(b, c == 0xd0, &count, "list", 1, 1)
+    elif c != 0x45:
+        b.buf -= 1
+        b.len += 1
+        raise decode_error_at(b, "performative body is not a list (constructor 0x%02x)" % c)
+    for i in range(count):
+        if i > 10:
+            decode_value(b, 2)          # beyond the spec's fields: decoded (so checked), not kept
+            continue
+        kind = _TRANSFER_KINDS[i]
+        if kind == K_UINT:
+            st = _scan_uint_field(b, 0xffffffff, &u)
+        elif kind == K_BOOL:
+            st = _scan_bool_field(b, &flag)
+        elif kind == K_BINARY:
+            st = _scan_binary_field(b)
+        elif kind == K_UBYTE:
+            st = _scan_uint_field(b, 0xff, &u)
+        elif b.len >= 1 and <uint8_t>b.buf[0] == 0x40:
+            frb_take(b, 1)
+            st = F_NULL
+        else:
+            st = F_OTHER
+        if st == F_OTHER:
+            v = decode_value(b, 2)
+            if v is None:
+                st = F_NULL
+            elif _field_accepts(kind, v, &u, &flag):
+                st = F_VALUE
+            else:
+                if bad < 0:
+                    bad = i
+                    bad_value = v
+                continue
+        if st == F_VALUE:
+            if i == 0:
+                handle = u
+                has_handle = True
+            elif i == 1:
+                did = u
+                has_did = True
+            elif i == 4:
+                settled = flag
+            elif i == 5:
+                more = flag
+            elif i == 9:
+                aborted = flag
+    if rest >= 0:
+        close_compound(b, rest, "list")
+    if not has_handle and bad != 0:
+        raise _DecodeError("transfer: mandatory field handle is missing")
+    if bad >= 0:
+        text = repr(bad_value)
+        raise _DecodeError("transfer: field %s must be a %s, not %s"
+                           % (_TRANSFER_FIELDS[bad], _KIND_NAMES[_TRANSFER_KINDS[bad]],
+                              text if len(text) <= 40 else text[:40] + "..."))
+    return (handle, did if has_did else None, settled, more, aborted,
+            PyBytes_FromStringAndSize(b.buf, b.len))
+
+
+cpdef object decode_transfer(object body):
+    """A transfer frame body as (handle, delivery_id, settled, more, aborted, payload): plain ints
+    (delivery_id None when absent), bools (False when absent) and the payload bytes; the other
+    fields are checked, not returned.  None if the body is not a transfer performative: the caller
+    then takes the generic path (decode_performative), which raises for a malformed body.  Raises
+    DecodeError, as decode_performative plus the broker's field checks would, for a bad transfer."""
+    cdef FRBuffer b
+    cdef Py_buffer pb
+    cdef int release
+    if PyBytes_CheckExact(body):
+        frb_init(&b, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+        return _decode_transfer(&b)
+    release = open_input(body, &b, &pb)
+    try:
+        return _decode_transfer(&b)
     finally:
         if release:
             PyBuffer_Release(&pb)
