@@ -111,7 +111,8 @@ def drain_queue(url):
 
 @pytest.mark.timeout(300)
 def test_sigkill_loses_no_acknowledged_message(broker_factory, tmp_path):
-    rnd = random.Random(int(os.environ.get("CYPID_CRASH_SEED", "0")) or None)
+    seed = int(os.environ.get("CYPID_CRASH_SEED", "0")) or random.randrange(1 << 32)
+    rnd = random.Random(seed)
     broker = broker_factory("--log-enable", "notice+")
     conn = BlockingConnection(broker.url, timeout=30)
     conn.create_sender(QUEUE, options=CreateQueue({"durable": True})).close()
@@ -139,12 +140,12 @@ def test_sigkill_loses_no_acknowledged_message(broker_factory, tmp_path):
             for p in producers:
                 ns = by_producer[p.name]
                 assert ns == sorted(ns) and len(ns) == len(set(ns)), \
-                    "round %d: %s's messages out of order: %s" % (rnd_no, p.name, ns[:50])
+                    "seed %d round %d: %s's messages out of order: %s" % (seed, rnd_no, p.name, ns[:50])
                 acked = p.acked()
                 new = acked - p.verified
                 missing = new - set(ns)
-                assert not missing, "round %d: %s: %d acknowledged messages lost, e.g. %s" % (
-                    rnd_no, p.name, len(missing), sorted(missing)[:10])
+                assert not missing, "seed %d round %d: %s: %d acknowledged messages lost, e.g. %s" % (
+                    seed, rnd_no, p.name, len(missing), sorted(missing)[:10])
                 totals["again"] += len(set(ns) & p.verified)
                 totals["acked"] += len(new)
                 totals["recovered"] += len(ns)
@@ -152,6 +153,6 @@ def test_sigkill_loses_no_acknowledged_message(broker_factory, tmp_path):
     finally:
         for p in producers:
             p.close()
-    print("\n%d kills in %.1f s: %d messages acknowledged, %d recovered, %d seen again"
-          % (ROUNDS, time.monotonic() - t0, totals["acked"], totals["recovered"], totals["again"]))
+    print("\n%d kills in %.1f s (CYPID_CRASH_SEED=%d): %d messages acknowledged, %d recovered, "
+          "%d seen again" % (ROUNDS, time.monotonic() - t0, seed, totals["acked"], totals["recovered"], totals["again"]))
     assert totals["acked"] > 0
