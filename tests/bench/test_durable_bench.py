@@ -68,10 +68,10 @@ def _declare(broker, address, props):
         conn.close()
 
 
-def _send(broker, address, producers, count, window=0):
+def _send(broker, address, producers, count, window=0, durable=True):
     """Run ``producers`` amqp_send -d at once; (total msgs/s over the wall time, per-client rates)."""
     cmd = [str(CLIENT / "amqp_send"), "-p", str(broker.port), "-a", address, "-c", str(count),
-           "-s", "1024", "-d"] + (["-w", str(window)] if window else [])
+           "-s", "1024"] + (["-d"] if durable else []) + (["-w", str(window)] if window else [])
     t0 = time.perf_counter()
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(producers)]
@@ -84,8 +84,9 @@ def _send(broker, address, producers, count, window=0):
 
 
 @needs_client
-@pytest.mark.parametrize("producers", [1, 8])
-def test_durable_1k_throughput(benchmark, broker_factory, request, producers):
+@pytest.mark.parametrize("producers,durable", [(1, True), (8, True), (1, False)],
+                         ids=["1-durable", "8-durable", "1-transient-baseline"])
+def test_durable_1k_throughput(benchmark, broker_factory, request, producers, durable):
     broker = broker_factory()
     disk_rate, disk_lat = disk_sync_rate(str(broker.data_dir), 2.0 if _enabled(request) else 0.2)
     total = 100_000 if _enabled(request) else 2_000
@@ -96,14 +97,15 @@ def test_durable_1k_throughput(benchmark, broker_factory, request, producers):
         address = "durable-%d" % len(rounds)
         rounds.append(address)
         _declare(broker, address, BIG)
-        rates.append(_send(broker, address, producers, total // producers))
+        rates.append(_send(broker, address, producers, total // producers, durable=durable))
 
     benchmark.pedantic(run, rounds=3 if _enabled(request) else 1)
     best = max(rates)
     benchmark.extra_info.update(msgs_per_sec=round(best[0]), disk_4k_fdatasync_per_sec=round(disk_rate))
-    print("\ncypid durable 1 KiB, %d producer(s), accepted after sync: %d msgs/s (best of %d; per "
-          "client %s); this disk: 4 KiB append+fdatasync %d/s (%.2f ms)"
-          % (producers, best[0], len(rates), best[1], disk_rate, disk_lat * 1000))
+    what = "durable 1 KiB, %d producer(s), accepted after sync" % producers if durable else \
+        "NON-durable 1 KiB (baseline, same queue), %d producer(s)" % producers
+    print("\ncypid %s: %d msgs/s (best of %d; per client %s); this disk: 4 KiB append+fdatasync %d/s "
+          "(%.2f ms)" % (what, best[0], len(rates), best[1], disk_rate, disk_lat * 1000))
 
 
 @needs_client
