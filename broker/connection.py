@@ -8,8 +8,8 @@ import logging
 import os
 
 from cypid.pyx.codec import (
-    EMPTY_FRAME, Array, DecodeError, Described, FrameReader, decode_performative, encode_frame, symbol,
-    ubyte, uint, ulong, ushort,
+    EMPTY_FRAME, Array, DecodeError, Described, FrameReader, decode_performative, decode_transfer,
+    encode_frame, symbol, ubyte, uint, ulong, ushort,
 )
 
 from . import errors
@@ -233,17 +233,20 @@ class Connection:
             raise errors.FramingError("unknown frame type %d" % ftype)
         if not body:
             return  # heartbeat
-        code, fields, payload = decode_performative(body)
-        if code > CLOSE or code < OPEN:
-            raise errors.AmqpDecodeError("frame body holds 0x%x, not an AMQP performative" % code)
-        check_fields(code, fields)
-        if code == TRANSFER:
+        # The per-message path: a transfer is decoded and its fields checked in one C call (it raises
+        # DecodeError as decode_performative + check_fields would); None for any other performative.
+        transfer = decode_transfer(body)
+        if transfer is not None:
             session = self.sessions.get(channel)
             if session is None:
                 raise errors.NotAllowed("transfer on unknown channel %d" % channel)
             if not session.ended:
-                session.on_transfer(fields, payload)
+                session.on_transfer(*transfer)
             return
+        code, fields, _ = decode_performative(body)
+        if code > CLOSE or code < OPEN:
+            raise errors.AmqpDecodeError("frame body holds 0x%x, not an AMQP performative" % code)
+        check_fields(code, fields)
         if self.state == S_OPEN_WAIT:
             if code != OPEN:
                 raise errors.FramingError("expected open, got performative 0x%x" % code)

@@ -133,13 +133,10 @@ class IncomingLink(Link):
         if len(fields) > 9 and fields[9]:
             self.session.send_flow(self)
 
-    def on_transfer(self, fields, payload):
-        n = len(fields)
-        more = fields[5] if n > 5 else False
+    def on_transfer(self, did, settled, more, aborted, payload):
+        """One transfer frame on this link (a delivery, or part of one when `more`)."""
         partial = self.partial
         if partial is None:
-            did = fields[1] if n > 1 else None
-            settled = fields[4] if n > 4 else False
             if more:
                 self.partial = bytearray(payload)
                 self.partial_id = did
@@ -147,11 +144,11 @@ class IncomingLink(Link):
                 return
             data = payload
         else:
-            if n > 9 and fields[9]:      # aborted: the delivery never happened
+            if aborted:                  # the delivery never happened
                 self.partial = None
                 return
             partial += payload
-            if n > 4 and fields[4]:
+            if settled:
                 self.partial_settled = True
             if more:
                 return

@@ -67,8 +67,8 @@ class Session:
         self.connection.dirty.add(self)
 
     # -- incoming performatives ---------------------------------------------------------------
-    def on_transfer(self, fields, payload):
-        handle = fields[0] if fields else None
+    def on_transfer(self, handle, delivery_id, settled, more, aborted, payload):
+        """One transfer frame, as codec.decode_transfer gives it (checked; delivery_id None if absent)."""
         link = self.links.get(handle)
         self.next_incoming_id = (self.next_incoming_id + 1) & MASK32
         if link is None or link.is_sender:
@@ -76,7 +76,7 @@ class Session:
             return
         if link.detached:
             return   # sent before the peer saw our detach (e.g. of a refused link): dropped
-        link.on_transfer(fields, payload)
+        link.on_transfer(delivery_id, settled, more, aborted, payload)
 
     def on_flow(self, fields):
         n = len(fields)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from cypid.broker import errors
 from cypid.broker.performatives import check_fields
 from cypid.pyx import codec as c
-from cypid.pyx.codec import (DecodeError, Described, decode_performative, decode_transfer, encode, encode_frame,
-                             encode_transfer_frames, symbol, uint, ulong)
+from cypid.pyx.codec import (DecodeError, Described, decode_performative, decode_transfer, encode,
+                             encode_frame, encode_transfer_frames, symbol, uint, ulong)
 from test_codec_helpers import values
 
 TRANSFER = 0x14
@@ -80,8 +80,8 @@ def test_continuation_frames_of_a_split_delivery():
         got.append(decode_transfer(frames[8:size]))
         frames = frames[size:]
     assert len(got) > 3
-    assert [g[:5] for g in got] == ([(1, 2, False, True, False)] + [(1, None, False, True, False)] * (len(got) - 2)
-                                     + [(1, None, False, False, False)])
+    middle = [(1, None, False, True, False)] * (len(got) - 2)
+    assert [g[:5] for g in got] == [(1, 2, False, True, False)] + middle + [(1, None, False, False, False)]
     assert b"".join(g[5] for g in got) == b"x" * 2000
 
 
@@ -108,9 +108,10 @@ GOOD = {
     "handle-as-timestamp": [c.timestamp(5)],          # an int: check_fields lets it through
     "tag-as-decimal32": [uint(0), uint(0), c.decimal32(b"abcd")],
     "big-delivery-id": [uint(0), uint(0xFFFFFFFF)],
-    "extension-fields": [uint(0), None, None, None, None, None, None, None, None, None, None, "x", {"k": [1]}],
+    "extension-fields": [uint(0)] + [None] * 10 + ["x", {"k": [1]}],
     "aborted": [uint(0), None, None, None, None, True, None, None, None, True],
-    "state-symbolic": [uint(0), uint(1), b"", None, None, None, None, Described(symbol("amqp:accepted:list"), [])],
+    "state-symbolic": [uint(0), uint(1), b"", None, None, None, None,
+                       Described(symbol("amqp:accepted:list"), [])],
 }
 
 
@@ -174,7 +175,8 @@ FIELD_VALUES = st.one_of(
     st.integers(0, 2**32 + 5).map(uint), st.integers(0, 2**64 - 1).map(ulong),
     st.integers(0, 300).map(c.ubyte), st.integers(0, 2**16 - 1).map(c.ushort),
     st.integers(-(2**31), 2**31 - 1).map(c.int32), st.binary(max_size=40), st.text(max_size=5),
-    st.builds(Described, st.integers(0, 0x30).map(ulong), st.one_of(st.none(), st.lists(st.integers(), max_size=3))),
+    st.builds(Described, st.integers(0, 0x30).map(ulong),
+              st.one_of(st.none(), st.lists(st.integers(), max_size=3))),
     values(max_leaves=4),
 )
 UINTS = st.one_of(st.none(), st.integers(0, 2**32 - 1).map(uint), st.integers(0, 2**32 - 1).map(ulong),
