@@ -3,6 +3,10 @@ measured with the Proton-C neutral client (../shared/tools/neutral-client, built
 
 `make bench` prints msgs/s for cypid and, in the same run, the client's own peer-to-peer ceiling. Under
 `make test` (benchmarks disabled) each case runs once on a small count, as a smoke test.
+
+The durable case: durable 1 KiB messages (amqp_send -d) through a durable queue of a broker with a data
+dir (the broker fixture has one), each settled once its journal record is synced; it measures the
+client's peer-to-peer rate in the same test and reports both and their ratio.
 """
 import re
 import socket
@@ -32,7 +36,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _run_pair(port, address, count, listen=False):
+def _run_pair(port, address, count, listen=False, durable=False):
     recv_cmd = [str(CLIENT / "amqp_recv"), "-p", str(port), "-a", address, "-c", str(count), "-C", "1000"]
     if listen:
         recv_cmd.append("-l")
@@ -40,8 +44,10 @@ def _run_pair(port, address, count, listen=False):
     if listen:
         # The listening receiver says so on stderr once it accepts connections.
         assert "listening" in receiver.stderr.readline()
-    sender = subprocess.run([str(CLIENT / "amqp_send"), "-p", str(port), "-a", address, "-c", str(count),
-                             "-s", "1024"], capture_output=True, text=True, timeout=300)
+    send_cmd = [str(CLIENT / "amqp_send"), "-p", str(port), "-a", address, "-c", str(count), "-s", "1024"]
+    if durable:
+        send_cmd.append("-d")
+    sender = subprocess.run(send_cmd, capture_output=True, text=True, timeout=300)
     out, err = receiver.communicate(timeout=300)
     assert sender.returncode == 0, sender.stdout + sender.stderr
     assert receiver.returncode == 0, out + err
@@ -74,3 +80,24 @@ def test_neutral_client_peer_to_peer_ceiling(benchmark, request):
     benchmark.pedantic(run, rounds=1)
     benchmark.extra_info["msgs_per_sec"] = max(rates)
     print("\nneutral client peer to peer, 1 KiB: %s msgs/s" % max(rates))
+
+
+def test_durable_queue_1k_messages(benchmark, broker, request):
+    assert broker.use_data_dir      # durable messages reach the journal
+    conn = BlockingConnection(broker.url)
+    conn.create_sender("bench-durable", options=CreateQueue({"durable": True}))
+    conn.close()
+    full = request.config.getoption("benchmark_enable", False)
+    count = _count(request) // 4 if full else 2_000
+    rates = []
+
+    def run():
+        rates.append(_run_pair(broker.port, "bench-durable", count, durable=True))
+
+    benchmark.pedantic(run, rounds=3 if full else 1)
+    ceiling = _run_pair(_free_port(), "p2p", count * 3, listen=True, durable=True)
+    benchmark.extra_info["msgs_per_sec"] = max(rates)
+    benchmark.extra_info["peer_to_peer_msgs_per_sec"] = ceiling
+    print("\ncypid durable queue, durable 1 KiB, 1 sender 1 receiver: %s msgs/s (best of %d); "
+          "neutral client peer to peer in the same run: %s msgs/s (ratio %.3f)"
+          % (max(rates), len(rates), ceiling, max(rates) / ceiling))
