@@ -6,7 +6,9 @@ Without ``-b`` it starts a broker of its own (``qpidd --port 0 --no-data-dir``, 
 It runs qpid-perftest iterations (``python -m cypid.perf.perftest``, one publisher and one subscriber
 on one shared queue by default; extra perftest options after ``--``) until ``--duration`` seconds have
 passed. After each iteration it waits until the perftest queues are drained (msgDepth 0 over QMF)
-and the broker's RSS (/proc/PID/status VmRSS) has settled, then samples it. It prints one line per
+and the broker's RSS (/proc/PID/status VmRSS) has settled, then samples it (and VmHWM: a step in RSS
+that comes with a new high-water mark is a deeper transient backlog the allocator kept, not growth
+per message; ``--flow-stop N`` bounds the backlog). It prints one line per
 iteration and at the end the growth: from the first sample after ``--warmup`` iterations to the last,
 as a total and per million messages. With ``--max-growth MIB`` the exit status is 1 if the growth
 after warm-up exceeds it.
@@ -21,13 +23,18 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def rss_bytes(pid):
-    """The process's resident set (VmRSS) in bytes."""
+def proc_status(pid, field):
+    """A /proc/PID/status memory field (VmRSS, VmHWM) in bytes."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * KIB
-    raise RuntimeError("no VmRSS for pid %d" % pid)
+    raise RuntimeError("no %s for pid %d" % (field, pid))
+
+
+def rss_bytes(pid):
+    """The process's resident set (VmRSS) in bytes."""
+    return proc_status(pid, "VmRSS")
 
 
 class OwnBroker:
@@ -105,6 +112,34 @@ def settled_rss(pid, timeout=5.0, step=0.1):
     return last
 
 
+def declare_queues(url, args):
+    """Make the perftest queues first with producer flow control (qpid.flow_stop_count): a subscriber
+    that falls behind then holds the publisher back instead of letting the queue (and the broker's
+    high-water mark, which the allocator keeps) grow with the machine's load."""
+    from cypid.client import connect, run
+
+    nqueues = 1
+    for i, a in enumerate(args.perftest_args):
+        if a == "--qt" and i + 1 < len(args.perftest_args):
+            nqueues = int(args.perftest_args[i + 1])
+        elif a.startswith("--qt="):
+            nqueues = int(a.split("=", 1)[1])
+    props = {"qpid.flow_stop_count": args.flow_stop,
+             "qpid.flow_resume_count": max(1, args.flow_stop // 2)}
+
+    async def go():
+        conn = await connect(url)
+        try:
+            session = await conn.session()
+            for i in range(nqueues):
+                snd = await session.sender("%s%d" % (args.base_name, i), node="queue", create=True,
+                                           properties=props)
+                await snd.close()
+        finally:
+            await conn.close()
+    run(go())
+
+
 def run_perftest(url, args, extra, timeout):
     cmd = [sys.executable, "-m", "cypid.perf.perftest", "-b", url, "--count", str(args.count),
            "--size", str(args.size), "--base-name", args.base_name, "--summary",
@@ -139,6 +174,9 @@ def build_parser():
     p.add_argument("--max-growth", type=float, default=None, metavar="MIB",
                    help="exit 1 if RSS grew more than this after warm-up")
     p.add_argument("--base-name", default="soak", help="perftest queue base name")
+    p.add_argument("--flow-stop", type=int, default=0, metavar="N",
+                   help="declare the perftest queues first with qpid.flow_stop_count=N (resume at N/2): "
+                        "a bounded backlog (0: no limit, perftest's own queues)")
     p.add_argument("--broker-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for the broker this tool starts (repeatable)")
     p.add_argument("perftest_args", nargs="*", help="after --: extra qpid-perftest options")
@@ -159,6 +197,8 @@ def soak(args, out=sys.stdout):
     messages = 0
     try:
         baseline = rss_bytes(pid)
+        if args.flow_stop:
+            declare_queues(url, args)
         print("broker pid %d at %s; RSS before: %.1f MiB" % (pid, url, baseline / MIB), file=out, flush=True)
         start = time.monotonic()
         i = 0
@@ -174,12 +214,14 @@ def soak(args, out=sys.stdout):
             if any(depths.values()):
                 print("WARNING: queues not drained: %s" % depths, file=out, flush=True)
             rss = settled_rss(pid)
+            hwm = proc_status(pid, "VmHWM")
             samples.append(rss)
             rates.append(rate)
             i += 1
             print("iteration %3d  t=%6.1fs  msgs=%9d  rate=%8.0f transfers/s  RSS=%8.2f MiB  (%+.2f MiB)"
-                  % (i, time.monotonic() - start, messages, rate, rss / MIB, (rss - samples[0]) / MIB),
-                  file=out, flush=True)
+                  "  HWM=%8.2f MiB"
+                  % (i, time.monotonic() - start, messages, rate, rss / MIB, (rss - samples[0]) / MIB,
+                     hwm / MIB), file=out, flush=True)
     finally:
         if own is not None:
             own.stop()
