@@ -8,8 +8,9 @@ and a 1 KiB data body, sent as one transfer frame.
 """
 import pytest
 
-from cypid.pyx.codec import (Described, FrameReader, decode, decode_performative, encode, encode_frame,
-                             encode_header, encode_transfer_frames, scan_message, symbol, ubyte, uint, ulong)
+from cypid.pyx.codec import (Described, FrameReader, decode, decode_performative, decode_transfer, encode,
+                             encode_frame, encode_header, encode_transfer_frames, scan_message, symbol, ubyte,
+                             uint, ulong)
 
 BODY = bytes(range(256)) * 4
 
@@ -73,6 +74,22 @@ def test_decode_transfer_frame(benchmark):
 def test_decode_performative_only(benchmark):
     code, fields, payload = benchmark(decode_performative, TRANSFER_BODY)
     assert payload == MESSAGE
+
+
+def test_decode_transfer_frame_fast(benchmark):
+    """Frame reader + decode_transfer: the broker's per-transfer receive path (fields checked in C)."""
+    reader = FrameReader(max_frame_size=65536)
+
+    def receive():
+        reader.feed(TRANSFER)
+        t, ch, body = reader.next_frame()
+        return decode_transfer(body)
+
+    assert benchmark(receive) == (0, 12345, False, False, False, MESSAGE)
+
+
+def test_decode_transfer_only(benchmark):
+    assert benchmark(decode_transfer, TRANSFER_BODY)[5] == MESSAGE
 
 
 def test_scan_message(benchmark):
