@@ -293,10 +293,6 @@ def test_flow_stop_and_resume_count(broker):
         conn.close()
 
 
-@pytest.mark.xfail(reason="broker: past --max-queue-count a flow-to-disk queue did not settle the producer's "
-                          "transfer before the store's paging work (uncommitted broker/store.py, where it "
-                          "passes); drop this mark once that lands",
-                   strict=False)
 def test_flow_to_disk_policy_keeps_every_message(broker):
     ok(config(broker, "add", "queue", "ftd", "--durable", "--max-queue-count", "2",
               "--limit-policy", "flow-to-disk"))
