@@ -153,7 +153,7 @@ def test_heartbeats_keep_an_idle_connection_alive(broker):
         while conn.core.frames < start_frames + 4:
             assert loop.time() < deadline, "no heartbeats from the broker"
             assert conn.is_open, conn.error
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # poll
         assert conn.is_open
         snd = await conn.sender("q7", node="queue", create=True)
         await snd.send(encode_message("still here"))

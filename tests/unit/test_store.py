@@ -65,7 +65,7 @@ class Harness:
     def run_until(self, predicate, timeout=10):
         async def wait():
             while not predicate():
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.001)  # poll
         self.loop.run_until_complete(asyncio.wait_for(wait(), timeout))
 
     def close(self):
@@ -241,7 +241,7 @@ def test_settled_only_once_the_record_is_synced(h):
         send(h, q, make_message(b"m%d" % did), session, did)
         seqs[did] = journal.next_seq - 1
     h.run_until(lambda: held)
-    h.loop.run_until_complete(asyncio.sleep(0.2))
+    h.loop.run_until_complete(asyncio.sleep(0.2))  # poll: a window in which nothing may settle
     assert session.settled == {}
     store._flush = real_flush
     store._flush_handle = None

@@ -22,7 +22,7 @@ FAKE_SERVER = textwrap.dedent(
         print("qpidd: invalid value for --port: 'abc'", file=sys.stderr)
         sys.exit(1)
     if a.mode == "silent":
-        time.sleep(60)
+        time.sleep(60)  # poll: the fake broker stays silent until the test gives up on it
         sys.exit(0)
     if a.mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
