@@ -163,22 +163,30 @@ class Exchange:
 
     # -- routing ------------------------------------------------------------------------------
     def route(self, key, message=None, size=None):
-        """The queues for a message with routing ``key``: a shared tuple, do not mutate.
+        """The queues for a message with routing ``key``, counted in the exchange's statistics: a
+        shared tuple, do not mutate.
 
         ``message`` gives ``application_properties()`` (headers exchange) and ``.size`` (byte
         counters) unless ``size`` is passed.
         """
-        raise NotImplementedError
+        queues = self.match(key, message)
+        if size is None:
+            size = getattr(message, "size", 0)
+        self.msgReceives += 1
+        self.byteReceives += size
+        n = len(queues)
+        if n:
+            self.msgRoutes += n
+            self.byteRoutes += n * size
+        else:
+            self.msgDrops += 1
+            self.byteDrops += size
+        return queues
 
     def match(self, key, message=None):
-        """The queues ``route()`` would give, leaving the counters alone (an IVE replay)."""
-        counters = (self.msgReceives, self.msgDrops, self.msgRoutes, self.byteReceives, self.byteDrops,
-                    self.byteRoutes)
-        try:
-            return self.route(key, message, 0)
-        finally:
-            (self.msgReceives, self.msgDrops, self.msgRoutes, self.byteReceives, self.byteDrops,
-             self.byteRoutes) = counters
+        """The queues a message with routing ``key`` goes to, leaving the counters alone (each
+        exchange type's own matching; also used for an IVE replay)."""
+        raise NotImplementedError
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r} bindings={self.bindingCount}>"
@@ -220,20 +228,8 @@ class DirectExchange(Exchange):
             del self._table[key]
             del self._routes[key]
 
-    def route(self, key, message=None, size=None):
-        queues = self._routes.get(key, _EMPTY)
-        if size is None:
-            size = getattr(message, "size", 0)
-        self.msgReceives += 1
-        self.byteReceives += size
-        n = len(queues)
-        if n:
-            self.msgRoutes += n
-            self.byteRoutes += n * size
-        else:
-            self.msgDrops += 1
-            self.byteDrops += size
-        return queues
+    def match(self, key, message=None):
+        return self._routes.get(key, _EMPTY)
 
 
 class FanoutExchange(Exchange):
@@ -251,20 +247,8 @@ class FanoutExchange(Exchange):
     def _removed(self, queue, key):
         self._all = tuple(self._by_queue)
 
-    def route(self, key, message=None, size=None):
-        queues = self._all
-        if size is None:
-            size = getattr(message, "size", 0)
-        self.msgReceives += 1
-        self.byteReceives += size
-        n = len(queues)
-        if n:
-            self.msgRoutes += n
-            self.byteRoutes += n * size
-        else:
-            self.msgDrops += 1
-            self.byteDrops += size
-        return queues
+    def match(self, key, message=None):
+        return self._all
 
 
 # -- topic ------------------------------------------------------------------------------------
@@ -446,7 +430,7 @@ class TopicExchange(Exchange):
             return tuple(found)
         return tuple(sorted(found, key=found.__getitem__))
 
-    def route(self, key, message=None, size=None):
+    def match(self, key, message=None):
         queues = self._cache.get(key)
         if queues is None:
             queues = self._match(key)
@@ -454,17 +438,6 @@ class TopicExchange(Exchange):
             if len(cache) >= TOPIC_CACHE_LIMIT:
                 cache.clear()
             cache[key] = queues
-        if size is None:
-            size = getattr(message, "size", 0)
-        self.msgReceives += 1
-        self.byteReceives += size
-        n = len(queues)
-        if n:
-            self.msgRoutes += n
-            self.byteRoutes += n * size
-        else:
-            self.msgDrops += 1
-            self.byteDrops += size
         return queues
 
 
@@ -566,10 +539,8 @@ class HeadersExchange(Exchange):
         self._matchers.pop((queue, key), None)
         self._list = tuple(self._matchers.values())
 
-    def route(self, key, message=None, size=None):
+    def match(self, key, message=None):
         matchers = self._list
-        if size is None:
-            size = getattr(message, "size", 0)
         if matchers:
             props = message.application_properties() if message is not None else None
             if not props:
@@ -600,15 +571,6 @@ class HeadersExchange(Exchange):
                 queues = tuple(out)
         else:
             queues = _EMPTY
-        self.msgReceives += 1
-        self.byteReceives += size
-        n = len(queues)
-        if n:
-            self.msgRoutes += n
-            self.byteRoutes += n * size
-        else:
-            self.msgDrops += 1
-            self.byteDrops += size
         return queues
 
 
@@ -659,19 +621,9 @@ class DefaultExchange(Exchange):
     def unbind_queue(self, queue):
         return 0
 
-    def route(self, key, message=None, size=None):
+    def match(self, key, message=None):
         q = self._lookup(key)
-        if size is None:
-            size = getattr(message, "size", 0)
-        self.msgReceives += 1
-        self.byteReceives += size
-        if q is None:
-            self.msgDrops += 1
-            self.byteDrops += size
-            return _EMPTY
-        self.msgRoutes += 1
-        self.byteRoutes += size
-        return (q,)
+        return _EMPTY if q is None else (q,)
 
 
 # -- construction and the registry ------------------------------------------------------------
