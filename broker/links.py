@@ -127,7 +127,7 @@ class IncomingLink(Link):
             return
         self.detached = True
         if self.node is not None:
-            self.broker.nodes.producer_detached(self.node)   # an auto-delete exchange may go
+            self.broker.nodes.producer_detached(self.node, self)   # an auto-delete exchange may go
 
     def on_flow(self, fields):
         if len(fields) > 9 and fields[9]:

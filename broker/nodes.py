@@ -14,6 +14,9 @@ from .settings import ExchangeSettings, QueueSettings
 from .store import Pending
 
 SETTLE_SETTLED, SETTLE_UNSETTLED = 1, 0
+# The queue property that makes a queue a subscription queue: the name of the exchange it subscribes
+# to (stored with a durable subscription's queue, so that it is found again after a restart).
+SUBSCRIPTION_OF = "cypid.subscription-of"
 
 
 def limit_outcome(e):
@@ -35,6 +38,7 @@ class Nodes:
         self._no_store_logged = False
         self._purge_timer = None        # --queue-purge-interval: the next TTL sweep
         self._auto_delete_timers = {}   # queue -> its pending qpid.auto_delete_timeout
+        self.producers = {}             # queue or exchange -> {producer link: None} attached to it
 
     # -- the TTL sweep (--queue-purge-interval) ------------------------------------------------------
     def start_purge_timer(self):
@@ -157,6 +161,7 @@ class Nodes:
         self.exchanges.unbind_queue(queue)
         for link in list(queue.consumers):
             link.detach(errors.RESOURCE_DELETED, "Queue %s has been deleted" % queue.name)
+        self._detach_producers(queue, "Queue %s has been deleted" % queue.name)
         orphans = queue.drain_all()
         if queue.alternate_exchange:
             for msg in orphans:
@@ -169,6 +174,7 @@ class Nodes:
     def delete_exchange(self, name):
         """Delete exchange ``name`` and its bindings (built-ins: NotAllowed, unknown: NotFound)."""
         ex = self.exchanges.delete(name)
+        self._detach_producers(ex, "Exchange %s has been deleted" % name)
         for queue, key, _ in list(ex.bindings):
             ex.unbind(queue, key)
         if self.store is not None:
@@ -210,16 +216,29 @@ class Nodes:
         if queue in ex.match(last.subject or "", last):
             self.route(queue, last.copy())
 
-    def producer_attached(self, node):
-        """A producer link targets ``node``: an exchange counts its users (auto-delete)."""
+    def producer_attached(self, node, link):
+        """A producer link targets ``node``: it is detached if the node is deleted, and an exchange
+        counts its users (auto-delete)."""
+        self.producers.setdefault(node, {})[link] = None
         if type(node) is not Queue:
             node.users += 1
 
-    def producer_detached(self, node):
+    def producer_detached(self, node, link):
+        links = self.producers.get(node)
+        if links is not None:
+            links.pop(link, None)
+            if not links:
+                del self.producers[node]
         if type(node) is not Queue:
             node.users -= 1
             if node.auto_delete:
                 self._exchange_unused(node)
+
+    def _detach_producers(self, node, description):
+        """``node`` is deleted: its producers are detached (amqp:resource-deleted), as its consumers
+        are, so that nothing they send later is accepted into nothing."""
+        for link in list(self.producers.pop(node, ())):
+            link.detach(errors.RESOURCE_DELETED, description)
 
     def _exchange_unused(self, ex):
         """An auto-delete exchange goes once it has no bindings and no producers, unless it is an
@@ -432,11 +451,11 @@ class Nodes:
 
     def resolve_target(self, link, terminus):
         """The node a producer's link sends to, and the reply terminus. The link must call
-        producer_detached(node) when it goes."""
+        producer_detached(node, link) when it goes."""
         queue, ex, name = self._lookup(link, terminus)
         node = queue if queue is not None else ex
         reply = terminus.encode(address=name, capabilities=self._capabilities(terminus, queue, ex))
-        self.producer_attached(node)
+        self.producer_attached(node, link)
         return node, reply
 
     def resolve_source(self, link, terminus):
@@ -455,6 +474,12 @@ class Nodes:
             return queue, reply
         return self._subscribe(link, terminus, ex, name, caps)
 
+    @staticmethod
+    def _subscribes(queue, ex, shared):
+        """Whether ``queue`` is a (shared or private) subscription queue of exchange ``ex``."""
+        settings = queue.settings
+        return settings.other.get(SUBSCRIPTION_OF) == ex.name and bool(settings.exclusive) != shared
+
     def _subscribe(self, link, terminus, ex, name, caps):
         shared = "shared" in terminus.capabilities
         container = link.session.connection.container_id or str(uuid.uuid4())
@@ -466,6 +491,14 @@ class Nodes:
             props["auto-delete"] = True
         if not shared:
             props["exclusive"] = True
+        props[SUBSCRIPTION_OF] = ex.name
+        existing = self.queues.get(qname)
+        if existing is not None and not self._subscribes(existing, ex, shared):
+            # Never another's queue: an application queue of that name (durable or not) or another
+            # exchange's subscription is not bound, consumed, nor deleted on detach.
+            raise errors.PreconditionFailed(
+                "Cannot subscribe to %s: queue %s exists and is not %s subscription queue of %s"
+                % (ex.name, qname, "a shared" if shared else "this link's", ex.name))
         queue, created = self.declare_queue(qname, props, owner=link.session)
         if not shared and queue.exclusive_owner is not None and queue.exclusive_owner is not link.session:
             raise errors.PreconditionFailed("Cannot consume from exclusive queue %s" % qname)

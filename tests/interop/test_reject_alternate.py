@@ -1,6 +1,7 @@
 """A rejected message goes to its queue's alternate exchange (qpidd's reject), not back to the queue."""
 from proton import Message
 from proton.utils import BlockingConnection
+from proton.reactor import DurableSubscription
 
 from tests.support.amqp import Capabilities, CreateExchange, CreateQueue
 from tests.support.blocking import drain
@@ -38,11 +39,11 @@ def test_reject_goes_to_alternate_amq_fanout(broker):
 def test_reject_goes_to_created_alternate_exchange_and_its_bound_queue(broker):
     conn = BlockingConnection(broker.url, timeout=20)
     try:
-        # A client-created direct exchange, a queue bound to it (shared subscription named after the
-        # queue, expiry-policy never so the binding outlives the link), and a queue using it.
+        # A client-created direct exchange, a queue bound to it (a shared subscription's queue,
+        # named after the link, expiry-policy never so it outlives the link), and a queue using it.
         conn.create_sender("alt-ex", options=CreateExchange("direct")).close()
-        conn.create_sender("alt-dlq", options=CreateQueue()).close()
-        binder = conn.create_receiver("alt-ex", name="alt-dlq", credit=0, options=Capabilities("shared"))
+        binder = conn.create_receiver("alt-ex", name="alt-dlq", credit=0,
+                                      options=[Capabilities("shared"), DurableSubscription()])
         binder.close()
         sender = conn.create_sender("work", options=CreateQueue({"alternate-exchange": "alt-ex"}))
         for i in range(4):
