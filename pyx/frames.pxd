@@ -6,6 +6,8 @@ body; encode_frame / encode_transfer_frames write frames.  cypid.pyx.codec re-ex
 """
 from libc.stdint cimport uint32_t, uint64_t
 
+from cypid.pyx.encoder cimport WriteBuffer
+
 
 cdef enum:
     FRAME_HEADER_SIZE = 8
@@ -40,3 +42,6 @@ cpdef object decode_transfer(object body)      # (handle, delivery_id, settled, 
 cpdef bytes encode_frame(int channel, uint64_t code, object fields, object payload=*, int frame_type=*)
 cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
                                    bint settled, object message, uint64_t max_frame_size)
+cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
+                                      const char* tag, Py_ssize_t tl, bint settled, const char* msg,
+                                      Py_ssize_t L, uint64_t max_frame_size) except -1   # frames written

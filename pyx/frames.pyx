@@ -16,7 +16,8 @@ from cypid.pyx.frb cimport (FRBuffer, frb_init, frb_offset, frb_take, load_u16, 
                             store_u16, store_u32)
 from cypid.pyx.values cimport (decode_list, decode_value, skip_value, open_input, need, read_u8, read_vlen,
                                open_compound, close_compound, decode_error_at)
-from cypid.pyx.encoder cimport (WriteBuffer, wb_u8, wb_u64, wb_write, begin_compound, finish_compound,
+from cypid.pyx.encoder cimport (WriteBuffer, wb_u8, wb_u64, wb_write, wb_reserve, begin_compound,
+                                finish_compound,
                                 put_uint, put_list_header, encode_value)
 
 from cypid.pyx.values import DecodeError, EncodeError
@@ -553,23 +554,27 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
     """Every frame of one delivery: transfer performatives plus the message split so that no frame
     exceeds max_frame_size (more=true on all but the last).  Only the first frame carries
     delivery-id, delivery-tag, message-format and settled; continuations carry handle and more."""
+    cdef WriteBuffer wb = WriteBuffer.__new__(WriteBuffer)
+    if not PyBytes_CheckExact(tag):
+        tag = bytes(memoryview(tag))
+    if not PyBytes_CheckExact(message):
+        message = bytes(memoryview(message))
+    write_transfer_frames(wb, channel, handle, delivery_id, PyBytes_AS_STRING(tag), PyBytes_GET_SIZE(tag),
+                          settled, PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message), max_frame_size)
+    return wb.to_bytes()
+
+
+cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
+                                      const char* tag, Py_ssize_t tl, bint settled, const char* msg,
+                                      Py_ssize_t L, uint64_t max_frame_size) except -1:
+    """Append every frame of one delivery to ``wb`` (see encode_transfer_frames); returns the number
+    of frames written."""
     cdef char items1[300]
     cdef char perf1[320]
     cdef char items2[16]
     cdef char perf2[32]
-    cdef Py_ssize_t tl = PyBytes_GET_SIZE(tag) if PyBytes_CheckExact(tag) else 0
-    cdef Py_ssize_t L = PyBytes_GET_SIZE(message) if PyBytes_CheckExact(message) else 0
     cdef Py_ssize_t n1, n2, p1, p2, cap1, capn, nframes, total, chunk, off, fs
-    cdef const char* msg = PyBytes_AS_STRING(message) if PyBytes_CheckExact(message) else NULL
-    cdef char* out
     cdef char* w
-    if not PyBytes_CheckExact(tag):
-        tag = bytes(memoryview(tag))
-        tl = PyBytes_GET_SIZE(tag)
-    if not PyBytes_CheckExact(message):
-        message = bytes(memoryview(message))
-        L = PyBytes_GET_SIZE(message)
-        msg = PyBytes_AS_STRING(message)
     if channel < 0 or channel > 0xffff:
         raise _EncodeError("channel %d out of range" % channel)
     if tl > 255:
@@ -581,7 +586,7 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
     n1 += put_uint(items1 + n1, delivery_id)
     items1[n1] = <char>0xa0
     items1[n1 + 1] = <char>tl
-    memcpy(items1 + n1 + 2, PyBytes_AS_STRING(tag), <size_t>tl)
+    memcpy(items1 + n1 + 2, tag, <size_t>tl)
     n1 += 2 + tl
     items1[n1] = <char>0x43
     items1[n1 + 1] = <char>(0x41 if settled else 0x42)
@@ -614,9 +619,9 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
     else:
         nframes = 1 + (L - cap1 + capn - 1) // capn
     total = 8 * nframes + p1 + (nframes - 1) * p2 + L
-    result = PyBytes_FromStringAndSize(NULL, total)
-    out = PyBytes_AS_STRING(result)
-    w = out
+    wb_reserve(wb, total)
+    w = wb.buf + wb.len
+    wb.len += total
     # first frame
     chunk = L if L <= cap1 else cap1
     fs = 8 + p1 + chunk
@@ -645,4 +650,4 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
         memcpy(w + 8 + p2, msg + off, <size_t>chunk)
         w += fs
         off += chunk
-    return result
+    return nframes
