@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench build lint clean neutral-client
+.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,7 @@ run: $(STAMP)
 # The neutral client lets the benchmark smoke tests run too; without it (no Debian mirror) they skip.
 test: $(STAMP)
 	-$(MAKE) --no-print-directory neutral-client
+	-$(MAKE) --no-print-directory cyrus-sasl-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 # The Proton-C load client in ../shared/tools/neutral-client (not ours), built into build/neutral-client.
@@ -35,6 +36,12 @@ $(NEUTRAL)/%: $(NEUTRAL_SRC)/%.c
 	pkg-config --exists libqpid-proton || (apt-get update -qq && apt-get install -y -qq libqpid-proton11-dev pkg-config)
 	mkdir -p $(NEUTRAL)
 	gcc -O2 -o $@ $< $$(pkg-config --cflags --libs libqpid-proton)
+
+# Debian's saslpasswd2 and db_dump: the tests show a users database made by saslpasswd2 working
+# (the broker reads a Cyrus sasldb2 file through db_dump). Without a Debian mirror those tests skip.
+cyrus-sasl-tools:
+	command -v saslpasswd2 >/dev/null && command -v db_dump >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq sasl2-bin db-util)
 
 bench: $(STAMP) neutral-client
 	$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only tests/bench

@@ -68,6 +68,7 @@ setup(
         "uvloop==0.23.0",
         "python-qpid-proton==0.40.0",
         "numpy>=1.26",
+        "scramp==1.5.0",
     ],
     extras_require={
         "test": [
@@ -88,6 +89,8 @@ setup(
             "qpid-perftest = cypid.perf.perftest:main",
             "qpid-latency-test = cypid.perf.latency:main",
             "qpid-perf-compare = cypid.perf.compare:main",
+            "cypid-saslpasswd = cypid.tools.saslpasswd:saslpasswd_main",
+            "cypid-sasldblistusers = cypid.tools.saslpasswd:sasldblistusers_main",
         ],
     },
     zip_safe=False,

@@ -9,6 +9,7 @@ import uuid
 from .connection import Connection
 from .management import NO_EVENTS, ManagementAgent
 from .nodes import Nodes
+from .sasl import Authenticator
 
 
 def _version():
@@ -34,6 +35,8 @@ class Broker:
         self.management = None
         self.on_shutdown = None         # called when management asks the broker to shut down
         self.nodes = Nodes(self)
+        # Raises sasl.SaslConfigError (a bad --sasl-config or users database): the broker cannot start.
+        self.authenticator = Authenticator(options, self.log)
         if getattr(options, "mgmt_enable", True):
             self.management = ManagementAgent(self)
             self.events = self.management.events

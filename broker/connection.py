@@ -180,9 +180,9 @@ class Connection:
     def _on_header(self, header):
         auth = self.broker.options.auth
         if header == SASL_HEADER and not self.sasl_done:
+            self.sasl = self.broker.authenticator.negotiation(self.address)   # broker/sasl.py
             self.write(SASL_HEADER)
-            mechs = [symbol("PLAIN")] if auth else [symbol("ANONYMOUS"), symbol("PLAIN")]
-            self.write(encode_frame(0, SASL_MECHANISMS, [Array(0xA3, mechs)], frame_type=SASL_FRAME))
+            self.write(self.sasl.mechanisms_frame())
             self.state = S_SASL
         elif header == AMQP_HEADER and (self.sasl_done or not auth):
             self.write(AMQP_HEADER)
@@ -193,28 +193,16 @@ class Connection:
             self.close_transport()
 
     def _on_sasl(self, code, fields):
-        if code != SASL_INIT:
-            raise errors.FramingError("unexpected SASL frame 0x%x" % code)
-        mech = fields[0] if fields else None
-        response = fields[1] if len(fields) > 1 else None
-        allowed = ("PLAIN",) if self.broker.options.auth else ("ANONYMOUS", "PLAIN")
-        outcome = 0
-        if mech not in allowed:
-            outcome = 1
-        elif mech == "PLAIN":
-            parts = bytes(response or b"").split(b"\x00")
-            if len(parts) != 3 or not parts[1]:
-                outcome = 1
-            else:
-                self.user = parts[1].decode("utf-8", "replace")
-        if outcome:
-            self.log.warning("Connection %s: SASL %s authentication failed", self.address, mech)
-        self.write(encode_frame(0, SASL_OUTCOME, [ubyte(outcome)], frame_type=SASL_FRAME))
+        out, outcome = self.sasl.on_frame(code, fields)   # mechanisms and users: broker/sasl.py
+        self.write(out)
+        if outcome is None:
+            return
         if outcome:
             self.close_transport()
             return
         self.sasl_done = True
-        self.sasl_mechanism = str(mech)     # management (connection saslMechanism)
+        self.user = self.sasl.identity
+        self.sasl_mechanism = self.sasl.mechanism   # management (connection saslMechanism)
         self.state = S_HEADER
 
     # -- frames -------------------------------------------------------------------------

@@ -24,7 +24,12 @@ def main(argv=None):
         os.makedirs(options.data_path, exist_ok=True)
     loop = _loop()
     asyncio.set_event_loop(loop)
-    broker = Broker(options, loop, log)
+    try:
+        broker = Broker(options, loop, log)
+    except ValueError as e:     # a bad security configuration (SASL, ACL): named, and no start
+        log.critical("%s", e)
+        loop.close()
+        return 1
     stopping = asyncio.Event()
     broker.on_shutdown = stopping.set     # QMF broker.shutdown()
     for sig in (signal.SIGINT, signal.SIGTERM):

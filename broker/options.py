@@ -16,7 +16,8 @@ wherever it comes from, stops start-up with ``qpidd: ...`` naming it (exit statu
 
 Defaults that differ from qpidd's (on purpose; see README):
 - ``--interface`` defaults to 127.0.0.1 (qpidd listens on all interfaces);
-- ``--auth`` defaults to no (qpidd: yes when SASL is available) until authentication exists;
+- ``--auth`` defaults to no (qpidd: yes when SASL is available): a broker started without options
+  trusts its clients, as one started by ``make run`` for a first try should; production sets yes;
 - ``--data-dir`` defaults to ``data`` in the current directory (qpidd: ``~/.qpidd`` or /var/lib/qpidd);
 - no config file is read unless ``--config``/``QPID_CONFIG`` names one (qpidd: /etc/qpid/qpidd.conf).
 """
@@ -185,6 +186,10 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                "cypid's default is no (qpidd: yes)", metavar="yes|no"),
     OptionSpec("realm", "str", "QPID", "Use the given realm when performing authentication",
                metavar="REALM"),
+    OptionSpec("sasl-config", "str", None,
+               "Read DIR/qpidd.conf (Cyrus SASL 'key: value' form: mech_list, sasldb_path) for "
+               "authentication; without it the users database is DATA-DIR/qpidd.sasldb",
+               metavar="DIR"),
     OptionSpec("default-queue-limit", "int", 104857600, "Default maximum size for queues (in bytes)",
                metavar="BYTES", minimum=0),
     OptionSpec("default-flow-stop-threshold", "int", 80,
@@ -260,6 +265,7 @@ class Options:
     queue_purge_interval: float = 600.0
     auth: bool = False
     realm: str = "QPID"
+    sasl_config: str | None = None
     default_queue_limit: int = 104857600
     default_flow_stop_threshold: int = 80
     default_flow_resume_threshold: int = 70
