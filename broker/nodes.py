@@ -31,7 +31,9 @@ class Nodes:
         self.log = broker.log
         self.loop = broker.loop
         self.queues = {}
-        self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values)
+        # With a store, "" and amq.* are durable (as qpidd's): durable queues' bindings to them persist.
+        self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values,
+                                          store_enabled=broker.options.store_path is not None)
         self.discards_no_route = 0
         self.store = None               # broker/store.py's Store, once open_store() found a store dir
         self.flow_holds = {}            # flow-stopped queue -> producers' deliveries held until resume
@@ -106,9 +108,10 @@ class Nodes:
             settings = QueueSettings.from_properties(properties or {}, self.broker.options)
         except ValueError as e:
             raise errors.InvalidArgument(str(e)) from None
-        if settings.alternate_exchange and settings.alternate_exchange not in self.exchanges:
-            raise errors.NotFound("Alternate exchange not found: %s" % settings.alternate_exchange)
+        missing_alt = self._missing_alternate("Queue", name, settings.alternate_exchange)
         queue = Queue(name, settings, self.reroute, self._queue_unused)
+        if missing_alt:
+            queue.alternate_exchange = None
         queue.on_self_destruct = self.delete_queue
         if settings.exclusive and owner is not None:
             queue.exclusive_owner = owner
@@ -131,10 +134,11 @@ class Nodes:
             if "exchange-type" in (properties or {}) and settings.type != ex.type:
                 raise errors.PreconditionFailed("Exchange of different type already exists")
             return ex, False
-        if settings.alternate_exchange and settings.alternate_exchange not in self.exchanges:
-            raise errors.NotFound("Alternate exchange not found: %s" % settings.alternate_exchange)
+        alternate = settings.alternate_exchange
+        if self._missing_alternate("Exchange", name, alternate):
+            alternate = None
         ex, created = self.exchanges.declare(name, settings.type, settings.durable, settings.auto_delete,
-                                             settings.alternate_exchange, settings.arguments)
+                                             alternate, settings.arguments)
         if created and settings.durable:
             if self.store is not None:
                 self.store.exchange_declared(ex, properties)
@@ -144,6 +148,18 @@ class Nodes:
         if created:
             self.broker.events.exchange_declared(ex, owner)
         return ex, created
+
+    def _missing_alternate(self, kind, name, alternate):
+        """True if ``alternate`` names no exchange while the store recovers ``name`` (it was not
+        durable): the node comes back without it, with one warning, as qpidd does. Outside recovery
+        a missing alternate refuses the declare (NotFound)."""
+        if not alternate or alternate in self.exchanges:
+            return False
+        if self.store is None or self.store.recovering is None:
+            raise errors.NotFound("Alternate exchange not found: %s" % alternate)
+        self.log.warning("%s %r recovered without its alternate exchange %r: no such exchange "
+                         "(it was not durable)", kind, name, alternate)
+        return True
 
     def delete_queue(self, queue):
         if queue.deleted:

@@ -34,30 +34,39 @@ fields in the record's 8 user flags (durable, priority up to 15); a message with
 priority keeps its header section in front (``F_HEADER``).
 """
 import collections
+import errno
 import fcntl
 import gc
 import logging
 import os
+import re
 import shutil
 import time
 
 from cypid.pyx.codec import Described, encode_header, symbol, ulong
-from cypid.pyx.journal import Journal, JournalCorrupt, JournalError, JournalFull, JournalWriter
+from cypid.pyx.journal import (Journal, JournalCorrupt, JournalError, JournalFull, JournalWriter,
+                               read_file_header)
 
 from . import errors
 from .config_store import ConfigStore
 
 STORE_DIRNAME = "cypid-store"
+LOST_DIRNAME = "lost+found"     # journal data the broker cannot account for, kept aside
 # User flags of an enqueue record.
 F_TRANSIENT = 0x80      # written only to flow a message to disk: not recovered
 F_HEADER = 0x40         # data = header section + body
 F_DURABLE = 0x20        # (no F_HEADER) the message's header said durable
+F_EXPIRY = 0x10         # data starts with the absolute expiry: u64 ms since the epoch (wall clock)
 F_PRIORITY = 0x0F       # (no F_HEADER) its priority
+EXPIRY_SIZE = 8
 # Dequeue and update records are synced at most this long after they are written when no
 # enqueue asks for a sync sooner (qpidd's journal-flush-timeout is 500 ms).
 LAZY_FLUSH_DELAY = 0.1
 # A full journal is logged at most this often (seconds) while producers keep trying.
 FULL_LOG_INTERVAL = 10.0
+
+
+_JOURNAL_FILE = re.compile(r"^journal-(\d{4})\.cjf(\.tmp)?$")
 
 
 class _JournalLog(logging.Handler):
@@ -78,14 +87,18 @@ def _rejected(condition, description):
 
 
 class Pending:
-    """A producer's delivery waiting for its message's records to be synced. ``count`` journals
-    still to sync; ``session``/``did`` are set by the producer's link (None for a pre-settled
-    send, or a message the broker itself routed)."""
+    """A producer's delivery waiting for its message's records to be synced. ``count``: what it
+    still waits for (journal syncs, flow-stopped queues); ``syncs``: journals still to sync;
+    ``copies``: [queue, msg, ...] the message's copies, held in their queues until every journal
+    has synced (then shown) or one failed (then taken out); ``session``/``did`` are set by the
+    producer's link (None for a pre-settled send, or a message the broker itself routed)."""
 
-    __slots__ = ("count", "session", "did", "outcome")
+    __slots__ = ("count", "syncs", "copies", "session", "did", "outcome")
 
     def __init__(self):
         self.count = 0
+        self.syncs = 0
+        self.copies = None
         self.session = None
         self.did = None
         self.outcome = None
@@ -103,7 +116,7 @@ class QueueJournal:
     """One queue's journal and the store's bookkeeping for it."""
 
     __slots__ = ("store", "queue", "journal", "rids", "waits", "on_synced", "flush_wanted",
-                 "durable", "ftd", "removed", "ftd_warned", "full_logged")
+                 "durable", "ftd", "removed", "ftd_warned", "full_logged", "failing")
 
     def __init__(self, store, queue, journal, durable, ftd):
         self.store = store
@@ -117,6 +130,7 @@ class QueueJournal:
         self.removed = False
         self.ftd_warned = False
         self.full_logged = -FULL_LOG_INTERVAL
+        self.failing = False                # a write or sync failed; no successful sync since
         loop = store.loop
         synced = store._synced
         self.on_synced = lambda seq, err: loop.call_soon_threadsafe(synced, self, seq, err)
@@ -133,7 +147,7 @@ class QueueJournal:
         except KeyError:
             return
         except JournalError as e:
-            self.store.journal_failed(self, e)
+            self.store.journal_error(self, e)
             return
         self.store.lazy_flush(self)
 
@@ -158,12 +172,78 @@ class QueueJournal:
         msg.body = None
 
 
+class FaultyJournal:
+    """A failpoint for tests (``CYPID_JOURNAL_FAULT_FILE``; never set in production): a journal
+    that, while that file exists, fails as a broken disk does under the journal's contract. Appends
+    still go to the buffer until a sync fails; that sync reports EIO and every record appended since
+    the last good sync is gone (a dequeue is written for it, so recovery never sees it); then
+    appends raise JournalError(EIO) until the file is removed (the disk works again)."""
+
+    def __init__(self, journal, flag):
+        self._journal = journal
+        self._flag = flag
+        self._since = []            # rids appended since the last sync request
+        self._failed = False
+
+    def __getattr__(self, name):
+        return getattr(self._journal, name)
+
+    def _check(self):
+        if self._failed:
+            if os.path.exists(self._flag):
+                raise JournalError(errno.EIO, "journal %s: write failed earlier (failpoint %s)"
+                                   % (self._journal.name, self._flag))
+            self._failed = False
+
+    def append_enqueue(self, rid, data, xid=None, flags=0):
+        self._check()
+        seq = self._journal.append_enqueue(rid, data, xid, flags)
+        self._since.append(rid)
+        return seq
+
+    def append_dequeue(self, rid, xid=None):
+        self._check()
+        return self._journal.append_dequeue(rid, xid)
+
+    def append_update(self, rid, count):
+        self._check()
+        return self._journal.append_update(rid, count)
+
+    def flush_async(self, callback):
+        lost, self._since = self._since, []
+        if not os.path.exists(self._flag):
+            return self._journal.flush_async(callback)
+        self._failed = True
+        for rid in lost:
+            try:
+                self._journal.append_dequeue(rid)
+            except KeyError:
+                pass
+        self._journal.flush_async(None)
+        if callback is not None:
+            callback(0, JournalError(errno.EIO, "journal %s: sync failed: %s (failpoint %s)"
+                                     % (self._journal.name, os.strerror(errno.EIO), self._flag)))
+
+
 def record_data(msg):
-    """(data, flags) of msg's enqueue record."""
+    """(data, flags) of msg's enqueue record. A message with a TTL keeps its absolute expiry in
+    front of the header section (F_EXPIRY, docs/JOURNAL-FORMAT.md "Expiry"); others cost nothing."""
     priority = msg.priority
     if not msg.ttl and 0 <= priority <= F_PRIORITY:
         return msg.body, (F_DURABLE if msg.durable else 0) | priority
-    return encode_header(msg.durable, priority, msg.ttl, False, 0) + msg.body, F_HEADER
+    header = encode_header(msg.durable, priority, msg.ttl, False, 0)
+    if msg.expires:
+        at = int((time.time() + (msg.expires - time.monotonic())) * 1000)
+        return b"".join((max(at, 1).to_bytes(EXPIRY_SIZE, "little"), header, msg.body)), \
+            F_HEADER | F_EXPIRY
+    return header + msg.body, F_HEADER
+
+
+def split_record(data, flags):
+    """(absolute expiry in ms since the epoch or 0, the message's bytes) of a record's data."""
+    if flags & F_EXPIRY:
+        return int.from_bytes(data[:EXPIRY_SIZE], "little"), data[EXPIRY_SIZE:]
+    return 0, data
 
 
 class Store:
@@ -176,6 +256,7 @@ class Store:
         self.options = broker.options
         self.directory = os.path.join(os.fspath(path), STORE_DIRNAME)
         self.jrnl_dir = os.path.join(self.directory, "jrnl")
+        self.lost_dir = os.path.join(self.directory, LOST_DIRNAME)
         self.ftd_dir = os.path.join(self.directory, "ftd")
         os.makedirs(self.jrnl_dir, exist_ok=True)
         self._lock_fd = os.open(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -202,6 +283,8 @@ class Store:
         self._next_rid = 1
         self._ftd_serial = 0
         self.recovering = None          # during recover(): queue name -> journal dir
+        # Tests only: while this file exists every journal fails as a broken disk does.
+        self.fault_file = os.environ.get("CYPID_JOURNAL_FAULT_FILE") or None
         self.closed = False
 
     def new_rid(self):
@@ -230,21 +313,24 @@ class Store:
         except JournalFull as e:
             return self._full(qj, e)
         except JournalError as e:
-            return self._failed(queue, e)
+            return self._failed(qj, e)
         rids = qj.rids
         rids[msg] = rid
         pending = Pending()
         pending.count = 1
+        pending.syncs = 1
         qj.waits.append((seq, pending))
         if not qj.flush_wanted:
             self._want_flush(qj)
         try:
-            queued = queue.enqueue(msg)
+            queued = queue.enqueue(msg, True)      # held: nobody sees it before its record is synced
         except BaseException:
             self._undo(qj, msg)
             raise
         if queued is False:        # the queue's policy dropped it: nothing to keep
             self._undo(qj, msg)
+        else:
+            pending.copies = [queue, msg]
         return pending
 
     def enqueue_all(self, queues, msg):
@@ -276,9 +362,10 @@ class Store:
                             self._undo(qj2, m2)
                     if isinstance(e, JournalFull):
                         return self._full(qj, e)
-                    return self._failed(queue, e)
+                    return self._failed(qj, e)
                 qj.rids[m] = rid
                 pending.count += 1
+                pending.syncs += 1
                 qj.waits.append((seq, pending))
                 if not qj.flush_wanted:
                     self._want_flush(qj)
@@ -286,16 +373,23 @@ class Store:
                 qj = None
             entries.append((qj, m, queue))
         refused = None
+        hold = pending is not None      # every copy waits for every journal (then all are shown)
+        copies = [] if hold else None
         for qj, m, queue in entries:
             try:
-                queued = queue.enqueue(m)
+                queued = queue.enqueue(m, hold)
             except Exception as e:         # a queue's limit: the other queues still get it
                 if qj is not None:
                     self._undo(qj, m)
                 refused = refused or e
                 continue
-            if queued is False and qj is not None:
-                self._undo(qj, m)
+            if queued is False:
+                if qj is not None:
+                    self._undo(qj, m)
+            elif hold:
+                copies += (queue, m)
+        if hold:
+            pending.copies = copies
         if refused is not None:
             raise refused
         return pending
@@ -317,9 +411,18 @@ class Store:
             self.log.warning("%s: messages refused", e.strerror)
         return _rejected(errors.RESOURCE_LIMIT_EXCEEDED, e.strerror)
 
-    def _failed(self, queue, e):
-        self.log.error("Queue %r: journal error: %s", queue.name, e)
-        return _rejected(errors.INTERNAL_ERROR, "Queue %s: journal error: %s" % (queue.name, e))
+    def _failed(self, qj, e):
+        """An append failed (the journal refuses records after a failed write or sync): the
+        message is refused; logged once per episode."""
+        self.journal_error(qj, e)
+        return _rejected(errors.INTERNAL_ERROR, "Queue %s: journal error: %s" % (qj.queue.name, e))
+
+    def journal_error(self, qj, e):
+        """One error line per episode: from the first failure to the next successful sync."""
+        if not qj.failing:
+            qj.failing = True
+            self.log.error("Queue %r: journal failed: %s; durable messages are refused until it "
+                           "works again", qj.queue.name, e)
 
     # -- syncing --------------------------------------------------------------------------------
     def _want_flush(self, qj):
@@ -371,9 +474,15 @@ class Store:
             return
         if qj.removed:
             seq = 1 << 64
+        elif qj.failing and waits and waits[0][0] <= seq:
+            qj.failing = False
+            self.log.log(25, "Queue %r: journal works again", qj.queue.name)
         touched = set()
         while waits and waits[0][0] <= seq:
             pending = waits.popleft()[1]
+            pending.syncs -= 1
+            if pending.syncs == 0 and pending.copies is not None:
+                self._show(pending)
             pending.count -= 1
             if pending.count == 0 and pending.session is not None:
                 session = pending.session
@@ -382,15 +491,43 @@ class Store:
         for conn in touched:
             conn.flush_dirty()
 
+    @staticmethod
+    def _show(pending):
+        """Every record of the message is synced: its held copies become visible."""
+        copies = pending.copies
+        pending.copies = None
+        for i in range(0, len(copies), 2):
+            queue = copies[i]
+            if not queue.deleted:
+                queue.unhold(copies[i + 1])
+
+    def _take_out(self, pending, failed):
+        """A record of the message was lost with journal ``failed``: every copy goes (nobody has
+        seen one: they are held until all records are synced). The lost record needs no dequeue;
+        the other journals get one through the queue's dequeue hook."""
+        copies = pending.copies
+        pending.copies = None
+        if copies is None:
+            return
+        for i in range(0, len(copies), 2):
+            queue, msg = copies[i], copies[i + 1]
+            if queue is failed.queue:
+                failed.rids.pop(msg, None)
+            queue.drop_held(msg)
+
     def journal_failed(self, qj, err):
-        """A sync failed: the journal takes no more records; producers waiting are refused."""
-        self.log.error("Queue %r: journal failed: %s", qj.queue.name, err)
+        """A sync failed: every record appended since the last successful sync is lost (the
+        journal's contract), so every message waiting for it is taken out of its queues, unseen,
+        and its producer refused. One error line per episode."""
+        self.journal_error(qj, err)
         outcome = _rejected(errors.INTERNAL_ERROR, "Queue %s: journal failed: %s" % (qj.queue.name, err))
         touched = set()
         waits = qj.waits
         while waits:
             pending = waits.popleft()[1]
             pending.outcome = outcome
+            pending.syncs -= 1
+            self._take_out(pending, qj)
             pending.count -= 1
             if pending.count == 0 and pending.session is not None:
                 pending.session.settle_incoming(pending.did, outcome)
@@ -406,8 +543,8 @@ class Store:
         rid = qj.rids.get(msg) if qj is not None else None
         if rid is None:
             raise errors.InternalError("message body of queue %s is in no journal" % queue.name)
-        data = qj.journal.read(rid)
         flags = qj.journal.get(rid, False).flags
+        data = split_record(qj.journal.read(rid), flags)[1]
         if flags & F_HEADER:
             data = data[len(encode_header(msg.durable, msg.priority, msg.ttl, False, 0)):]
         msg.body = data
@@ -457,6 +594,12 @@ class Store:
             else:
                 recovering = True
             path = os.path.join(self.jrnl_dir, jdir)
+            if recovering and not os.path.isdir(path):
+                self.log.error("Queue %r: its journal directory %s is missing: the queue is recovered "
+                               "empty (messages it held are lost)", queue.name, path)
+                recovering = False
+            elif recovering:
+                self._set_aside_strays(queue, path, count)
         else:
             self._ftd_serial += 1
             path = os.path.join(self.ftd_dir, "%06d" % self._ftd_serial)
@@ -481,6 +624,12 @@ class Store:
         return qj
 
     def _open(self, queue, path, count, pages, recovering):
+        journal = self._open_journal(queue, path, count, pages, recovering)
+        if self.fault_file:
+            journal = FaultyJournal(journal, self.fault_file)
+        return journal
+
+    def _open_journal(self, queue, path, count, pages, recovering):
         if not recovering:
             return Journal(path, count, pages, name=queue.name, writer=self.writer)
         try:
@@ -507,7 +656,7 @@ class Store:
         ftd = qj.ftd
         records = journal.recovered
         top = self._next_rid
-        n = refused = 0
+        n = refused = expired = 0
         why = None
         for i in range(len(records)):
             rec = records[i]
@@ -519,8 +668,18 @@ class Store:
             if flags & F_TRANSIENT:
                 journal.append_dequeue(rid)
                 continue
-            msg = Message(rec.data if not ftd else journal.read(rid))
-            if not flags & F_HEADER:        # the header fields are in the flags: no copy of the data
+            data = rec.data if not ftd else journal.read(rid)
+            if flags & F_EXPIRY:
+                at, data = split_record(data, flags)
+                left = at / 1000.0 - time.time()
+                if left <= 0:              # expired while the broker was down: never delivered
+                    journal.append_dequeue(rid)
+                    expired += 1
+                    continue
+            msg = Message(data)
+            if flags & F_EXPIRY:
+                msg.expires = time.monotonic() + left
+            elif not flags & F_HEADER:      # the header fields are in the flags: no copy of the data
                 msg.durable = bool(flags & F_DURABLE)
                 msg.priority = flags & F_PRIORITY
             if rec.delivery_count:
@@ -544,8 +703,9 @@ class Store:
         if refused:
             self.log.error("Queue %r: %d recovered messages refused (%s); they stay in its journal and "
                            "come back at the next start", queue.name, refused, why)
-        if n or journal.damage:
-            self.log.info("Queue %r: %d messages recovered", queue.name, n)
+        if n or journal.damage or expired:
+            self.log.info("Queue %r: %d messages recovered%s", queue.name, n,
+                          ", %d expired while the broker was down" % expired if expired else "")
         return n
 
     def queue_deleted(self, queue):
@@ -587,7 +747,13 @@ class Store:
         log = self.log
         config = self.config
         exchanges = config.exchanges()
-        queues = config.queues()
+        queues = []
+        for name, props, jdir in config.queues():
+            if self._inside(jdir):
+                queues.append((name, props, jdir))
+            else:
+                log.error("Queue %r not recovered: its journal path %r is outside the store (%s); "
+                          "nothing there is read or changed", name, jdir, self.jrnl_dir)
         bindings = config.bindings()
         self.recovering = {name: jdir for name, _, jdir in queues}
         counts = [0, 0, 0, 0]
@@ -628,19 +794,78 @@ class Store:
             if gc_was_enabled:
                 gc.freeze()         # what recovery made is never traversed by later collections
                 gc.enable()
-        self._remove_orphans({jdir for _, _, jdir in queues})
+        self._set_aside_orphans({jdir for _, _, jdir in queues})
         if any(counts):
             log.log(25, "Recovered %d exchanges, %d queues, %d bindings, %d messages in %.3f s",
                     counts[0], counts[1], counts[2], counts[3], time.monotonic() - t0)
 
-    def _remove_orphans(self, known):
-        """Journal directories no queue owns (a crash between a delete and its files' removal)."""
-        for name in os.listdir(self.jrnl_dir):
+    def _inside(self, jdir):
+        """Whether a config row's journal directory is a plain name inside jrnl/ (a row pointing
+        elsewhere is never used: path traversal)."""
+        if not jdir or not isinstance(jdir, str) or jdir in (".", "..") or "/" in jdir or \
+                "\0" in jdir or (os.altsep and os.altsep in jdir):
+            return False
+        path = os.path.realpath(os.path.join(self.jrnl_dir, jdir))
+        return os.path.dirname(path) == os.path.realpath(self.jrnl_dir)
+
+    def _set_aside_orphans(self, known):
+        """Journal directories no config row owns (a lost or empty config.sqlite, a lost table, a
+        crash between a delete and its files' removal) go to lost+found, never deleted."""
+        for name in sorted(os.listdir(self.jrnl_dir)):
             if name in known or ".quarantined-" in name:
                 continue
-            path = os.path.join(self.jrnl_dir, name)
-            self.log.info("Removing journal %s: no durable queue owns it", path)
-            shutil.rmtree(path, ignore_errors=True)
+            self.set_aside(os.path.join(self.jrnl_dir, name), "no durable queue owns it")
+
+    def _set_aside_strays(self, queue, path, count):
+        """Files in a queue's journal directory that are not its journal's: names the journal does
+        not use, or journal-NNNN.cjf past its file count (read from the files it wrote). Each is
+        moved to lost+found alone; the journal itself is recovered."""
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            return
+        counts = []
+        for name in names:
+            m = _JOURNAL_FILE.match(name)
+            if m and not m.group(2):
+                try:
+                    counts.append(read_file_header(os.path.join(path, name))["count"])
+                except (OSError, KeyError):
+                    pass
+        if counts:
+            count = max(set(counts), key=counts.count)
+        for name in names:
+            m = _JOURNAL_FILE.match(name)
+            if m is None or int(m.group(1)) >= count or not os.path.isfile(os.path.join(path, name)):
+                self.set_aside(os.path.join(path, name), "not a file of the journal of queue %r"
+                               % queue.name, prefix=os.path.basename(path))
+
+    def set_aside(self, path, why, prefix=None):
+        """Move ``path`` (a file or directory) into lost+found and log one error line naming each
+        file it holds. Returns the new path, or None if it could not be moved (then it stays)."""
+        os.makedirs(self.lost_dir, exist_ok=True)
+        base = os.path.basename(path)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        target = os.path.join(self.lost_dir, "%s-%s%s" % (stamp, prefix + "-" if prefix else "", base))
+        n = 1
+        while os.path.lexists(target):
+            n += 1
+            target = os.path.join(self.lost_dir, "%s-%s%s.%d" % (stamp, prefix + "-" if prefix else "",
+                                                                 base, n))
+        if os.path.isdir(path):
+            files = sorted(os.path.relpath(os.path.join(d, f), path)
+                           for d, _, fs in os.walk(path) for f in fs)
+        else:
+            files = [base]
+        try:
+            os.rename(path, target)
+        except OSError as e:
+            self.log.error("Store: %s (%s) cannot be set aside: %s; left where it is, untouched: %s",
+                           path, why, e, ", ".join(files) or "no files")
+            return None
+        self.log.error("Store: kept aside %s (%s): moved to %s; files: %s", path, why, target,
+                       ", ".join(files) or "none")
+        return target
 
     # -- closing --------------------------------------------------------------------------------
     def close(self):

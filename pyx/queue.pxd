@@ -60,6 +60,8 @@ cdef class Queue:
     cdef Py_ssize_t rr                      # round-robin position in consumers
     cdef object _events                     # deque: callbacks to run once the state is consistent
     cdef bint _dispatching
+    cdef readonly Py_ssize_t held           # entries ST_HELD (queued, not yet visible)
+    cdef int64_t held_seq                   # no held entry has a lower seq
     cdef bint _redispatch
 
     # -- settings, as C values ----------------------------------------------------------------------
@@ -143,7 +145,9 @@ cdef class Queue:
     cdef readonly int64_t flowStoppedCount
 
     # -- the hot entry points (Python callers see them as methods) -----------------------------------
-    cpdef object enqueue(self, object msg)
+    cpdef object enqueue(self, object msg, bint hold=*)
+    cpdef unhold(self, object msg)
+    cpdef drop_held(self, object msg)
     cpdef dispatch(self)
     cpdef dequeued(self, object msg)
     cpdef release(self, object msg, bint count_failure=*)
@@ -163,7 +167,8 @@ cdef class Queue:
     cdef int _expire(self, Py_ssize_t i) except -1
     cdef int _flow_check_resume(self) except -1
     cdef int _lvq_replace(self, object msg, object key, int64_t size, bint durable, double expires,
-                          bint ftd) except -1
+                          bint ftd, bint in_place) except -1
+    cdef bint _release_held(self) except -1
     cdef object _acquire(self, Py_ssize_t i, object link)
     cdef Py_ssize_t _next_for(self, object link) except -2
     cdef int _browse(self, object link) except -1

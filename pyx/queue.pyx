@@ -58,6 +58,14 @@ thresholds, and ``on_flow_resume(queue)`` is called.
 ``dequeue_hook(msg)`` is called when a durable message leaves a durable queue, for any reason, and when
 a message flowed to disk (``ftd_hook``) leaves any queue: the journal drops its record.
 
+Held. ``enqueue(msg, hold=True)`` queues a message that nobody may see yet (the store: until its
+journal record is synced): it counts in msgDepth/byteDepth at once (limits and flow control refuse
+promptly) but no consumer, browser, purge or expiry sweep meets it. Order is kept: while any message
+is held, every later message (held or not) is held behind it. ``unhold(msg)`` lets it go: each held
+message at the front that is no longer waiting becomes available, in order, and consumers are served.
+``drop_held(msg)`` takes a held message out (its sync failed: nobody has seen it), as a dequeue.
+A deleted queue's ``drain_all`` includes held messages.
+
 Callbacks (reroute, hooks, on_flow_resume) run after the queue's state is consistent, in the order
 their causes happened; they may call back into the queue.
 """
@@ -67,7 +75,7 @@ from libc.stdint cimport int64_t, uint32_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cypid.pyx.messages cimport (
-    ST_ACQUIRED, ST_AVAILABLE, ST_DELETED, Entry, Messages, PriorityMessages, store_append, store_at,
+    ST_ACQUIRED, ST_AVAILABLE, ST_DELETED, ST_HELD, Entry, Messages, PriorityMessages, store_append, store_at,
     store_clear, store_delete, store_find, store_first_available, store_lower_bound,
     priority_level, store_made_available, store_next_available,
 )
@@ -181,6 +189,8 @@ cdef class Queue:
         self.track_latency = False
         self._events = deque()
         self.next_seq = 1
+        self.held = 0
+        self.held_seq = 0
 
         policy = getattr(settings, "policy_type", "reject") or "reject"
         if policy not in _POLICIES:
@@ -312,6 +322,8 @@ cdef class Queue:
             self.messages.removed(i)
         elif e.state == ST_ACQUIRED:
             self._unacquire(e)
+        elif e.state == ST_HELD:
+            self.held -= 1
         if e.key != NULL:
             if self.lvq:
                 key = <object>e.key
@@ -367,9 +379,10 @@ cdef class Queue:
         return 0
 
     # -- producers ----------------------------------------------------------------------------------
-    cpdef object enqueue(self, object msg):
+    cpdef object enqueue(self, object msg, bint hold=False):
         """Queue a message. Returns True if it was queued, False if the policy dropped it (ring with
-        nothing droppable, self-destruct); raises QueueLimitExceeded if the policy refuses it."""
+        nothing droppable, self-destruct); raises QueueLimitExceeded if the policy refuses it.
+        ``hold``: it stays invisible until ``unhold(msg)`` (see "Held")."""
         cdef int64_t size
         cdef bint durable
         cdef double expires
@@ -408,7 +421,8 @@ cdef class Queue:
                 self._flush()
                 return False
             ftd = verdict == 2
-        if self.lvq and self._lvq_replace(msg, key, size, durable, expires, ftd):
+        if self.lvq and self._lvq_replace(msg, key, size, durable, expires, ftd,
+                                          not hold and self.held == 0):
             self._flush()
             if self.consumers:
                 self._run_dispatch()
@@ -438,12 +452,19 @@ cdef class Queue:
         e.level = level
         e.durable = durable
         e.ftd = ftd
-        e.state = ST_AVAILABLE
         if self.track_latency:
             e.enq_ns = _mono_ns()
         self._count_enqueue(e)
-        self.messages.pushed(self.store.count - 1)
-        self.available += 1
+        if hold or self.held:
+            e.state = ST_HELD
+            e.hold = hold
+            if self.held == 0:
+                self.held_seq = seq
+            self.held += 1
+        else:
+            e.state = ST_AVAILABLE
+            self.messages.pushed(self.store.count - 1)
+            self.available += 1
         if self.lvq:
             self.lvq_index[key] = seq
         if not self.flowStopped and (
@@ -455,7 +476,64 @@ cdef class Queue:
             self._events.append((EV_FTD, msg))
         if self._events:
             self._flush()
+        if self.held:
+            self._release_held()       # a policy may have dropped the held messages in front
         if self.consumers:
+            self._run_dispatch()
+        return True
+
+    # -- held messages (see "Held") -----------------------------------------------------------------
+    cdef bint _release_held(self) except -1:
+        """Make the held messages at the front that no longer wait available, in order. Returns
+        whether any became available."""
+        cdef Py_ssize_t i, n
+        cdef Entry* e
+        cdef bint released = False
+        i = store_lower_bound(&self.store, self.held_seq)
+        n = self.store.count
+        while i < n and self.held:
+            e = store_at(&self.store, i)
+            if e.state == ST_HELD:
+                if e.hold:
+                    self.held_seq = e.seq
+                    return released
+                e.state = ST_AVAILABLE
+                self.held -= 1
+                self.available += 1
+                self.messages.pushed(i)
+                store_made_available(&self.store, i)
+                released = True
+            i += 1
+        return released
+
+    cpdef unhold(self, object msg):
+        """``msg`` (queued with hold=True) may be seen: it and the held messages behind it that do
+        not wait become available once nothing held is in front of them."""
+        cdef Py_ssize_t i = store_find(&self.store, _get_seq(msg))
+        cdef Entry* e
+        if i < 0:
+            return
+        e = store_at(&self.store, i)
+        if e.state != ST_HELD or e.msg != <PyObject*>msg:
+            return
+        e.hold = 0
+        if self._release_held() and self.consumers:
+            self._run_dispatch()
+
+    cpdef drop_held(self, object msg):
+        """Take out ``msg``, still held (its record was lost: nobody has seen it). Returns whether
+        it was there."""
+        cdef Py_ssize_t i = store_find(&self.store, _get_seq(msg))
+        cdef Entry* e
+        if i < 0:
+            return False
+        e = store_at(&self.store, i)
+        if e.state != ST_HELD or e.msg != <PyObject*>msg:
+            return False
+        self._drop(i)
+        if self._events:
+            self._flush()
+        if self.held and self._release_held() and self.consumers:
             self._run_dispatch()
         return True
 
@@ -521,7 +599,7 @@ cdef class Queue:
         return 1
 
     cdef int _lvq_replace(self, object msg, object key, int64_t size, bint durable, double expires,
-                          bint ftd) except -1:
+                          bint ftd, bint in_place) except -1:
         """Remove the message msg replaces. Returns 1 if msg took its place (lvq_no_browse), 0 if
         msg is still to be appended."""
         cdef Py_ssize_t i
@@ -533,7 +611,7 @@ cdef class Queue:
         if i < 0 or store_at(&self.store, i).state == ST_DELETED:
             return 0
         self.discardsLvq += 1
-        if not (self.lvq_no_browse and store_at(&self.store, i).state == ST_AVAILABLE):
+        if not (in_place and self.lvq_no_browse and store_at(&self.store, i).state == ST_AVAILABLE):
             self._drop(i)
             return 0
         # In place: the old message is dequeued, the new one enqueued at the same position.
@@ -871,6 +949,11 @@ cdef class Queue:
         """Remove and return every waiting message (the queue is being deleted)."""
         cdef list out = []
         cdef Py_ssize_t i
+        if self.held:
+            for i in range(self.store.count):
+                if store_at(&self.store, i).state == ST_HELD:
+                    store_at(&self.store, i).hold = 0
+            self._release_held()
         while True:
             i = store_first_available(&self.store)
             if i < 0:

@@ -12,6 +12,10 @@ It waits for commands on stdin, one per line:
   Other outcomes are written as ``rejected n`` / ``released n``. When the connection goes (the
   broker was killed), the process prints ``stopped NEXT`` on stdout and waits for the next command.
 - ``quit`` or end of input: exit.
+
+``python -m tests.support.durable_producer --consume URL QUEUE ACKFILE``: the same commands, but
+``go`` receives from QUEUE (credit 200) and, for each message, appends ``PRODUCER n`` to ACKFILE
+(flushed) before accepting it, so the file holds every message the consumer saw.
 """
 import sys
 
@@ -76,7 +80,53 @@ class Producer(MessagingHandler):
         event.container.stop()
 
 
+class Consumer(MessagingHandler):
+    def __init__(self, url, queue, seenfile):
+        super().__init__(prefetch=200, auto_accept=False)
+        self.url = url
+        self.queue = queue
+        self.seenfile = seenfile
+
+    def on_start(self, event):
+        conn = event.container.connect(self.url, reconnect=False)
+        event.container.create_receiver(conn, self.queue)
+
+    def on_message(self, event):
+        props = event.message.properties
+        self.seenfile.write("%s %d\n" % (props["producer"], props["n"]))
+        self.seenfile.flush()
+        self.accept(event.delivery)
+
+    def on_transport_error(self, event):
+        event.container.stop()
+
+    def on_connection_error(self, event):
+        event.container.stop()
+
+    def on_disconnected(self, event):
+        event.container.stop()
+
+
+def consume(argv):
+    url, queue, path = argv[:3]
+    with open(path, "a") as seenfile:
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "quit":
+                break
+            if cmd != "go":
+                continue
+            try:
+                Container(Consumer(url, queue, seenfile)).run()
+            except Exception as e:       # the broker vanished mid-call: this run is over
+                print("error %s" % e, file=sys.stderr, flush=True)
+            print("stopped", flush=True)
+    return 0
+
+
 def main(argv):
+    if argv and argv[0] == "--consume":
+        return consume(argv[1:])
     url, queue, producer, path = argv[:4]
     window = int(argv[4]) if len(argv) > 4 else 100
     size = int(argv[5]) if len(argv) > 5 else 256

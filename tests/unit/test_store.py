@@ -135,9 +135,10 @@ def test_full_journal_refuses_the_message_everywhere(h):
     assert did == 3                                # 64 KiB of records fit in a 3 x 1 journal
     cond = outcome.value[0].value
     assert cond[0] == "amqp:resource-limit-exceeded" and "'tiny'" in cond[1]
-    assert big.depth == tiny.depth == 3            # the refused one is in neither
+    assert big.msgDepth == tiny.msgDepth == 3      # the refused one is in neither
     assert len(h.nodes.store.journals[big].journal) == 3
     h.run_until(lambda: len(session.settled) == 4)
+    assert big.depth == tiny.depth == 3            # visible once synced
     assert [session.settled[i] for i in range(3)] == [None] * 3
 
 
@@ -176,6 +177,7 @@ def test_released_delivery_count_is_kept(h):
     nodes = h.nodes
     q, _ = nodes.declare_queue("dc", {"durable": True})
     nodes.route(q, make_message(b"a"))
+    h.run_until(lambda: q.depth == 1)              # seen once its record is synced
     # a consumer takes it, then it comes back counting a failed attempt; twice
     for _ in range(2):
         got = []
@@ -273,3 +275,43 @@ def test_journal_that_cannot_be_made_refuses_the_declare(h):
     assert "two" not in nodes.queues and "huge" not in nodes.queues
     assert nodes.store.config.queues() == []
     assert list((h.path / "cypid-store" / "jrnl").iterdir()) == []
+
+
+def test_durable_message_is_seen_only_once_synced_and_order_is_kept(h):
+    """A durable message is held (counted, not visible) until every journal it went to synced; a
+    non-durable message behind it waits too; a copy in a non-durable queue waits for the others."""
+    nodes = h.nodes
+    dq, _ = nodes.declare_queue("dq", {"durable": True})
+    nq, _ = nodes.declare_queue("nq", {})
+    ex, _ = nodes.declare_exchange("fan", {"exchange-type": "fanout"})
+    nodes.bind(ex, dq, "")
+    nodes.bind(ex, nq, "")
+    session = FakeSession()
+    send(h, ex, make_message(b"durable"), session, 1)
+    assert nodes.route(dq, make_message(b"transient", durable=False)) is None
+    assert (dq.depth, dq.msgDepth, dq.held) == (0, 2, 2)      # limits count them already
+    assert (nq.depth, nq.msgDepth, nq.held) == (0, 1, 1)
+    h.run_until(lambda: 1 in session.settled)
+    assert [m.body for m in dq.messages_waiting()] == [make_message(b"durable").body,
+                                                       make_message(b"transient", durable=False).body]
+    assert (dq.held, nq.held, nq.depth) == (0, 0, 1)
+
+
+def test_failed_sync_takes_out_every_copy_unseen(h):
+    nodes = h.nodes
+    d1, _ = nodes.declare_queue("d1", {"durable": True})
+    d2, _ = nodes.declare_queue("d2", {"durable": True})
+    ex, _ = nodes.declare_exchange("fan", {"exchange-type": "fanout"})
+    nodes.bind(ex, d1, "")
+    nodes.bind(ex, d2, "")
+    store = nodes.store
+    session = FakeSession()
+    store._flush = lambda: None                      # the syncs do not go out
+    send(h, ex, make_message(b"lost"), session, 1)
+    nodes.route(d1, make_message(b"behind", durable=False))
+    store.journal_failed(store.journals[d1], OSError(5, "Input/output error"))
+    assert d1.msgDepth == 1 and d2.msgDepth == 0 and d2.held == 0
+    assert [m.body for m in d1.messages_waiting()] == [make_message(b"behind", durable=False).body]
+    assert 1 not in session.settled                  # d2's journal has not answered yet
+    store._synced(store.journals[d2], 1 << 62, None)
+    assert session.settled[1] is not None            # rejected
