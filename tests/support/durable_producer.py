@@ -24,7 +24,20 @@ from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
 
-class Producer(MessagingHandler):
+class _OneRun(MessagingHandler):
+    """Ends its container's run when the connection goes (the broker was killed)."""
+
+    def on_transport_error(self, event):
+        event.container.stop()
+
+    def on_connection_error(self, event):
+        event.container.stop()
+
+    def on_disconnected(self, event):
+        event.container.stop()
+
+
+class Producer(_OneRun):
     def __init__(self, url, queue, producer, ackfile, window, body, next_n):
         super().__init__(auto_settle=True)
         self.url = url
@@ -70,17 +83,8 @@ class Producer(MessagingHandler):
     def on_released(self, event):
         self._settled(event, "released")
 
-    def on_transport_error(self, event):
-        event.container.stop()
 
-    def on_connection_error(self, event):
-        event.container.stop()
-
-    def on_disconnected(self, event):
-        event.container.stop()
-
-
-class Consumer(MessagingHandler):
+class Consumer(_OneRun):
     def __init__(self, url, queue, seenfile):
         super().__init__(prefetch=200, auto_accept=False)
         self.url = url
@@ -97,56 +101,47 @@ class Consumer(MessagingHandler):
         self.seenfile.flush()
         self.accept(event.delivery)
 
-    def on_transport_error(self, event):
-        event.container.stop()
 
-    def on_connection_error(self, event):
-        event.container.stop()
-
-    def on_disconnected(self, event):
-        event.container.stop()
-
-
-def consume(argv):
-    url, queue, path = argv[:3]
-    with open(path, "a") as seenfile:
-        for line in sys.stdin:
-            cmd = line.strip()
-            if cmd == "quit":
-                break
-            if cmd != "go":
-                continue
-            try:
-                Container(Consumer(url, queue, seenfile)).run()
-            except Exception as e:       # the broker vanished mid-call: this run is over
-                print("error %s" % e, file=sys.stderr, flush=True)
-            print("stopped", flush=True)
+def serve(run):
+    """Read commands from stdin; on ``go`` call run() (one connection, until it goes) and print
+    what it returns after ``stopped``."""
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        if cmd != "go":
+            continue
+        try:
+            tail = run()
+        except Exception as e:       # the broker vanished mid-call: this run is over
+            print("error %s" % e, file=sys.stderr, flush=True)
+            tail = getattr(run, "next_n", "")
+        print(("stopped %s" % tail).strip(), flush=True)
     return 0
 
 
 def main(argv):
     if argv and argv[0] == "--consume":
-        return consume(argv[1:])
+        url, queue, path = argv[1:4]
+        with open(path, "a") as seenfile:
+            return serve(lambda: Container(Consumer(url, queue, seenfile)).run())
     url, queue, producer, path = argv[:4]
     window = int(argv[4]) if len(argv) > 4 else 100
     size = int(argv[5]) if len(argv) > 5 else 256
     body = "x" * size
-    next_n = 1
+
+    def run():
+        handler = Producer(url, queue, producer, ackfile, window, body, run.next_n)
+        try:
+            Container(handler).run()
+        finally:
+            run.next_n = handler.next_n
+        return run.next_n
+
+    run.next_n = 1
+
     with open(path, "a") as ackfile:
-        for line in sys.stdin:
-            cmd = line.strip()
-            if cmd == "quit":
-                break
-            if cmd != "go":
-                continue
-            handler = Producer(url, queue, producer, ackfile, window, body, next_n)
-            try:
-                Container(handler).run()
-            except Exception as e:       # the broker vanished mid-call: this run is over
-                print("error %s" % e, file=sys.stderr, flush=True)
-            next_n = handler.next_n
-            print("stopped %d" % next_n, flush=True)
-    return 0
+        return serve(run)
 
 
 if __name__ == "__main__":
