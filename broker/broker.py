@@ -21,11 +21,11 @@ def _version():
 
 
 class Broker:
-    channel_max = 65535
-    handle_max = 0xFFFFFFFF
-
     def __init__(self, options, loop=None, log=None):
         self.options = options
+        # What every open and begin offers: the highest channel and link handle a peer may use.
+        self.channel_max = options.max_sessions_per_connection - 1
+        self.handle_max = options.max_links_per_session - 1
         self.loop = loop or asyncio.get_event_loop()
         self.log = log or logging.getLogger("cypid.broker")
         self.container_id = str(uuid.uuid4())

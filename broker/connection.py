@@ -4,6 +4,7 @@ An asyncio Protocol: bytes go to the Cython FrameReader; frames are dispatched t
 frames are gathered and written once per loop turn. Work that a read burst leaves behind (dispositions
 and credit for producers) is flushed at the end of the burst, so many messages share one frame.
 """
+import heapq
 import logging
 import os
 
@@ -23,6 +24,7 @@ SASL_HEADER = b"AMQP\x03\x01\x00\x00"
 OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
 SASL_MECHANISMS, SASL_INIT, SASL_CHALLENGE, SASL_RESPONSE, SASL_OUTCOME = range(0x40, 0x45)
 ERROR_DESCRIPTOR = 0x1D
+FIXED_WIDTH = (0, 1, 2, 4, 8)     # bytes after the constructor of codes 0x40-0x4f ... 0x80-0x8f
 
 # Connection states.
 S_HEADER, S_SASL, S_OPEN_WAIT, S_OPENED, S_CLOSED = range(5)
@@ -32,6 +34,29 @@ MIN_MAX_FRAME = 512
 # dropped until the peer's EOF, at most this many seconds: closing with unread input would send a
 # TCP reset, which can destroy the close frame before the peer reads it.
 LINGER = 2.0
+
+
+def check_delivery_tag(body):
+    """A transfer's delivery-tag is at most 32 bytes (transport.xml, type delivery-tag); a longer one
+    is a malformed performative. ``body`` is a transfer decode_transfer accepted: descriptor, list
+    header, handle and delivery-id (fixed-width numbers: 0x4_ none, 0x5_ 1, 0x6_ 2, 0x7_ 4, 0x8_ 8
+    bytes), then the tag. Other descriptor forms take the slow road."""
+    if body[:3] != b"\x00\x53\x14":
+        fields = decode_performative(body)[1]
+        size = len(fields[2]) if len(fields) > 2 and fields[2] is not None else 0
+    else:
+        i = 5 if body[3] == 0xC0 else 12            # list8: code size count; list32: code size4 count4
+        for _ in range(2):
+            i += 1 + FIXED_WIDTH[(body[i] >> 4) - 4]
+        code = body[i]
+        if code == 0xA0:
+            size = body[i + 1]
+        elif code == 0xB0:
+            size = int.from_bytes(body[i + 1:i + 5], "big")
+        else:
+            return
+    if size > 32:
+        raise errors.AmqpDecodeError("transfer: delivery-tag of %d bytes, more than 32" % size)
 
 
 def error_value(condition, description):
@@ -56,7 +81,13 @@ class Connection:
         self.remote_channel_max = 0
         self.sessions = {}          # remote channel -> Session
         self.local_sessions = {}    # local channel -> Session
+        self.free_channels = []     # heap of local channels given back by ended sessions
+        self.next_channel = 0       # lowest local channel never used
+        self.link_count = 0         # links of all its sessions (attached, or refused and not yet detached)
+        self.link_limit_logged = False
         self.out = []
+        self.out_bytes = 0          # bytes in self.out (written to the transport at the end of the turn)
+        self.out_limit = broker.options.max_connection_output
         self.flush_scheduled = False
         self.paused = False
         self.dirty = set()          # sessions with dispositions/credit to send
@@ -75,6 +106,9 @@ class Connection:
     # -- asyncio Protocol ----------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
+        # The transport pauses us (pause_writing) once this much waits for the socket; links then
+        # encode nothing more for this connection until it has drained to half (resume_writing).
+        transport.set_write_buffer_limits(high=self.out_limit, low=self.out_limit // 2)
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
         self.address = "%s:%s-%s:%s" % (local[0], local[1], peer[0], peer[1])
@@ -152,6 +186,7 @@ class Connection:
         if self.output_closed:
             return
         self.out.append(data)
+        self.out_bytes += len(data)
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -161,11 +196,17 @@ class Connection:
         if self.dirty and self.state != S_CLOSED:
             self.flush_dirty()
         out = self.out
+        was_full = self.out_bytes >= self.out_limit
         if out and self.transport is not None and not self.transport.is_closing() \
                 and not self.output_closed:
             self.transport.writelines(out)
             self.last_write = self.loop.time()
         out.clear()
+        self.out_bytes = 0
+        if was_full and not self.paused and self.state != S_CLOSED:
+            # Links stopped taking because this turn's output was full; the transport took it
+            # without pausing us, so they may take more now.
+            self.resume_writing()
 
     def flush_dirty(self):
         dirty = self.dirty
@@ -225,6 +266,8 @@ class Connection:
         # DecodeError as decode_performative + check_fields would); None for any other performative.
         transfer = decode_transfer(body)
         if transfer is not None:
+            if transfer[1] is not None:      # a delivery's first frame carries its delivery-tag
+                check_delivery_tag(body)
             session = self.sessions.get(channel)
             if session is None:
                 raise errors.NotAllowed("transfer on unknown channel %d" % channel)
@@ -327,22 +370,29 @@ class Connection:
     def _on_begin(self, channel, fields):
         if channel in self.sessions:
             raise errors.FramingError("begin on channel %d already in use" % channel)
+        if channel > self.broker.channel_max:
+            # Spec 2.7.1 (open, channel-max): a channel beyond the partner's range is a framing-error.
+            raise errors.FramingError("begin on channel %d beyond channel-max %d (max-sessions-per-connection)"
+                                      % (channel, self.broker.channel_max))
         remote_channel = fields[0] if fields else None
         if remote_channel is not None:
             raise errors.Unimplemented("broker-initiated sessions are not supported")
-        local = 0
-        while local in self.local_sessions:
-            local += 1
-        if local > self.broker.channel_max:
-            raise errors.FramingError("channel-max exceeded")
+        if self.free_channels:
+            local = heapq.heappop(self.free_channels)
+        else:
+            local = self.next_channel
+            self.next_channel += 1
         session = Session(self, local, channel, fields)
         self.sessions[channel] = session
         self.local_sessions[local] = session
         session.send_begin()
 
     def session_ended(self, session):
-        self.sessions.pop(session.remote_channel, None)
-        self.local_sessions.pop(session.channel, None)
+        if self.sessions.get(session.remote_channel) is session:
+            del self.sessions[session.remote_channel]
+        if self.local_sessions.get(session.channel) is session:
+            del self.local_sessions[session.channel]
+            heapq.heappush(self.free_channels, session.channel)
 
     def _on_close(self, fields):
         err = fields[0] if fields else None

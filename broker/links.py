@@ -16,6 +16,7 @@ ATTACH, FLOW, DETACH = 0x12, 0x13, 0x16
 SOURCE, TARGET = 0x28, 0x29
 SENDER, RECEIVER = False, True
 SETTLE_UNSETTLED, SETTLE_SETTLED, SETTLE_MIXED = 0, 1, 2
+RCV_FIRST, RCV_SECOND = 0, 1
 # Producer credit: qpidd grants 500 and tops the window up when it falls to half.
 CREDIT_WINDOW = 500
 CREDIT_LOW = 250
@@ -45,20 +46,28 @@ class Link:
         self.node = None
 
     def send_attach(self, source, target, initial_delivery_count=None):
+        max_size = self.broker.options.max_message_size
         self.session.send(ATTACH, [
             self.name, uint(self.handle), self.is_sender is False, ubyte(self.reply_snd_settle_mode()),
-            ubyte(0), source, target, None, None,
+            ubyte(self.reply_rcv_settle_mode()), source, target, None, None,
             uint(initial_delivery_count) if initial_delivery_count is not None else None,
+            ulong(max_size) if max_size and not self.is_sender else None,
         ])
 
     def reply_snd_settle_mode(self):
         return self.snd_settle_mode if self.snd_settle_mode is not None else SETTLE_MIXED
 
-    def refuse(self, error):
+    def reply_rcv_settle_mode(self):
+        """The broker receiving settles first (at once, or once its journal synced)."""
+        return RCV_FIRST
+
+    def refuse(self, error, log=True):
         """Answer the attach with a null terminus and close the link with the error."""
-        # qpidd logs refused attaches at error level ("Error on attach: ..."): one line per refusal.
-        self.broker.log.warning("Link %r on %s refused: %s", self.name, self.session.connection.address,
-                                error)
+        # qpidd logs refused attaches at error level ("Error on attach: ..."): one line per refusal
+        # (a connection over its link limit: one line for the episode).
+        if log:
+            self.broker.log.warning("Link %r on %s refused: %s", self.name, self.session.connection.address,
+                                    error)
         if self.is_sender:
             self.send_attach(None, self.target.encode() if self.target else None, 0)
         else:
@@ -97,6 +106,7 @@ class IncomingLink(Link):
         self.partial_settled = False
         self.anonymous = False
         self.received = 0
+        self.max_message_size = self.broker.options.max_message_size   # 0: no limit
 
     def attach(self):
         target = self.target
@@ -136,7 +146,11 @@ class IncomingLink(Link):
     def on_transfer(self, did, settled, more, aborted, payload):
         """One transfer frame on this link (a delivery, or part of one when `more`)."""
         partial = self.partial
+        max_size = self.max_message_size
         if partial is None:
+            if max_size and len(payload) > max_size:
+                self.too_large(len(payload), more)
+                return
             if more:
                 self.partial = bytearray(payload)
                 self.partial_id = did
@@ -146,6 +160,9 @@ class IncomingLink(Link):
         else:
             if aborted:                  # the delivery never happened
                 self.partial = None
+                return
+            if max_size and len(partial) + len(payload) > max_size:
+                self.too_large(len(partial) + len(payload), more)
                 return
             partial += payload
             if settled:
@@ -166,6 +183,16 @@ class IncomingLink(Link):
                 self.session.settle_incoming(did, outcome)
         if self.credit <= CREDIT_LOW and self.credit + 1 > CREDIT_LOW:
             self.session.want_credit(self)
+
+    def too_large(self, size, more):
+        """A delivery grew past max-message-size (the one the attach offered): what arrived is
+        dropped and the link detached, so a never-finished delivery holds no more memory."""
+        self.partial = None
+        self.broker.log.warning("Link %r on %s detached: message of %s%d bytes exceeds max-message-size %d",
+                                self.name, self.session.connection.address, "at least " if more else "",
+                                size, self.max_message_size)
+        self.detach(errors.MESSAGE_SIZE_EXCEEDED, "message of %s%d bytes exceeds max-message-size %d"
+                    % ("at least " if more else "", size, self.max_message_size))
 
     def deliver(self, data):
         """Route one complete message; returns None for accepted, else the outcome to settle with."""
@@ -213,10 +240,18 @@ class OutgoingLink(Link):
     def reply_snd_settle_mode(self):
         return SETTLE_SETTLED if self.presettled else SETTLE_UNSETTLED
 
+    def reply_rcv_settle_mode(self):
+        """The client receiving settles first or second, as it asked: the broker settles a delivery
+        the client settled or, in mode second, confirms the client's outcome with its settlement."""
+        return RCV_SECOND if self.rcv_settle_mode == RCV_SECOND else RCV_FIRST
+
     def can_take(self):
+        """Credit, the session window, and room in the connection's output (max-connection-output:
+        a consumer that does not read its socket makes the broker encode no more for it)."""
         session = self.session
-        return self.credit > 0 and not self.connection.paused and session.remote_incoming_window > 0 \
-            and session.pending_frames is None and not self.detached
+        conn = self.connection
+        return self.credit > 0 and not conn.paused and conn.out_bytes < conn.out_limit \
+            and session.remote_incoming_window > 0 and session.pending_frames is None and not self.detached
 
     def deliver(self, msg, queue):
         session = self.session
@@ -227,19 +262,20 @@ class OutgoingLink(Link):
         else:   # flowed to disk: read back from the queue's journal
             data = self.broker.nodes.store.encoded(queue, msg, keep=not self.browsing)
         conn = self.connection
-        settled = self.presettled or self.browsing
+        settled = self.presettled      # as the attach announced, browsing or not
         max_frame = conn.remote_max_frame
         frames = encode_transfer_frames(session.channel, self.handle, did, did.to_bytes(4, "big"),
                                         settled, data, max_frame)
         session.write_transfer(frames, max_frame, self)
         self.credit -= 1
         self.delivery_count = (self.delivery_count + 1) & MASK32
-        if self.browsing:
-            return
         if settled:
-            queue.dequeued(msg)
+            if not self.browsing:
+                queue.dequeued(msg)
         else:
-            session.unsettled[did] = (self, msg, queue)
+            # A browsed delivery is kept with queue None: its settlement (rcv-settle-mode second
+            # waits for ours) leaves the message where it is.
+            session.unsettled[did] = (self, msg, None if self.browsing else queue)
             self.unsettled_count += 1
 
     def on_flow(self, fields):
@@ -277,6 +313,8 @@ class OutgoingLink(Link):
         if self.unsettled_count:
             for did in [d for d, entry in unsettled.items() if entry[0] is self]:
                 _, msg, q = unsettled.pop(did)
+                if q is None:
+                    continue      # browsed
                 q.release(msg, count_failure=True)
                 if msg.durable:
                     self.broker.nodes.released(q, msg)

@@ -172,6 +172,26 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec("max-frame-size", "int", 65536,
                "Largest AMQP frame the broker accepts and offers in open (cypid option; not in qpidd)",
                metavar="BYTES", minimum=512, maximum=4294967295, cypid_only=True),
+    OptionSpec("max-sessions-per-connection", "int", 256,
+               "Most sessions one connection may begin; the broker's open offers channel-max N-1 and a "
+               "begin on a higher channel closes the connection (cypid option; not in qpidd)",
+               metavar="N", minimum=1, maximum=65536, cypid_only=True),
+    OptionSpec("max-links-per-session", "int", 1024,
+               "Most links one session may attach; the broker's begin offers handle-max N-1 and an attach "
+               "on a higher handle closes the connection (cypid option; not in qpidd)",
+               metavar="N", minimum=1, maximum=4294967296, cypid_only=True),
+    OptionSpec("max-links-per-connection", "int", 4096,
+               "Most links attached at once on one connection, all its sessions together; further "
+               "attaches are refused with amqp:resource-limit-exceeded (cypid option; not in qpidd)",
+               metavar="N", minimum=1, cypid_only=True),
+    OptionSpec("max-message-size", "int", 104857600,
+               "Largest message, in bytes, the broker accepts; offered in every attach, a larger delivery "
+               "(also one still arriving) detaches its link with amqp:link:message-size-exceeded "
+               "(cypid option; not in qpidd)", metavar="BYTES", minimum=0, cypid_only=True),
+    OptionSpec("max-connection-output", "int", 4194304,
+               "Bytes of encoded messages the broker keeps waiting for one connection's socket; past "
+               "this it encodes no more for that connection until the socket drains (cypid option; "
+               "not in qpidd)", metavar="BYTES", minimum=65536, cypid_only=True),
     OptionSpec("session-max-unacked", "int", 5000,
                "Maximum number of unacknowledged deliveries the broker sends on a session", metavar="N",
                minimum=1),
@@ -258,6 +278,11 @@ class Options:
     max_connections: int = 500
     max_negotiate_time: float = 10.0
     max_frame_size: int = 65536
+    max_sessions_per_connection: int = 256
+    max_links_per_session: int = 1024
+    max_links_per_connection: int = 4096
+    max_message_size: int = 104857600
+    max_connection_output: int = 4194304
     session_max_unacked: int = 5000
     mgmt_enable: bool = True
     mgmt_publish: bool = True

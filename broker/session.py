@@ -3,6 +3,8 @@
 Dispositions to producers and credit top-ups are gathered during a read burst and sent by flush(),
 so one disposition frame settles a whole range of deliveries.
 """
+import heapq
+
 from cypid.pyx.codec import Described, encode_frame, uint, ulong, ushort
 
 from . import errors
@@ -37,6 +39,9 @@ class Session:
         self.next_delivery_id = 0
         self.links = {}            # remote handle -> link
         self.local_handles = {}    # local handle -> link
+        self.senders = {}          # local handle -> OutgoingLink (those resume_outgoing pumps)
+        self.free_handles = []     # heap of local handles given back by detached links
+        self.next_handle = 0       # lowest local handle never used
         self.unsettled = {}        # outgoing delivery-id -> (link, message, queue)
         self.accepts = []          # incoming delivery-ids to settle as accepted
         self.other_outcomes = []   # (delivery-id, outcome) to settle otherwise
@@ -131,6 +136,8 @@ class Session:
             link, msg, queue = entry
             link.unsettled_count -= 1
             done.append(did)
+            if queue is None:
+                continue      # browsed: the message stays on its queue whatever the outcome
             if outcome == "accepted":
                 queue.dequeued(msg)
             elif outcome == "released":
@@ -147,22 +154,46 @@ class Session:
                 if failed and msg.durable:
                     self.broker.nodes.released(queue, msg)
         if not settled and done:
-            # The peer waits for us to settle (rcv-settle-mode second): confirm with the same state.
+            # The peer waits for us to settle (rcv-settle-mode second): confirm with the same state,
+            # as the deliveries' sender (role false).
             for did in done:
-                self.send(DISPOSITION, [True, uint(did), None, True, state])
+                self.send(DISPOSITION, [False, uint(did), None, True, state])
 
     def on_attach(self, fields):
         handle = fields[1]
         if handle in self.links:
             self.fail(errors.HANDLE_IN_USE, "attach on handle %s already in use" % handle)
             return
+        broker = self.broker
+        if handle > broker.handle_max:
+            # Spec 2.7.2 (begin, handle-max): a handle beyond the partner's range is a framing-error.
+            raise errors.FramingError("attach on handle %d beyond handle-max %d (max-links-per-session)"
+                                      % (handle, broker.handle_max))
+        conn = self.connection
+        limit = broker.options.max_links_per_connection
+        if conn.link_count >= 2 * limit:
+            # Refused links stay until the peer detaches them; one that never does is cut off.
+            raise errors.ResourceLimitExceeded(
+                "%d links attached or refused and not detached (max-links-per-connection %d)"
+                % (conn.link_count, limit))
+        if self.free_handles:
+            local = heapq.heappop(self.free_handles)
+        else:
+            local = self.next_handle
+            self.next_handle += 1
         role = fields[2]
-        local = 0
-        while local in self.local_handles:
-            local += 1
         link = (OutgoingLink if role else IncomingLink)(self, local, fields)
         self.links[handle] = link
         self.local_handles[local] = link
+        conn.link_count += 1
+        if conn.link_count > limit:
+            error = errors.ResourceLimitExceeded("connection has more than %d links "
+                                                 "(max-links-per-connection)" % limit)
+            link.refuse(error, log=not conn.link_limit_logged)
+            conn.link_limit_logged = True
+            return
+        if role:
+            self.senders[local] = link
         link.attach()
 
     def on_detach(self, fields):
@@ -175,8 +206,13 @@ class Session:
         link.on_detach(bool(closed))
 
     def link_detached(self, link):
-        self.links.pop(link.remote_handle, None)
-        self.local_handles.pop(link.handle, None)
+        if self.links.get(link.remote_handle) is link:
+            del self.links[link.remote_handle]
+            self.connection.link_count -= 1
+        if self.local_handles.get(link.handle) is link:
+            del self.local_handles[link.handle]
+            heapq.heappush(self.free_handles, link.handle)
+        self.senders.pop(link.handle, None)
 
     def on_end(self, fields):
         if not self.ended:
@@ -258,9 +294,8 @@ class Session:
                 self.connection.loop.call_soon(self.resume_outgoing)
 
     def resume_outgoing(self):
-        for link in list(self.local_handles.values()):
-            if link.is_sender:
-                link.pump()
+        for link in list(self.senders.values()):
+            link.pump()
 
     # -- ending --------------------------------------------------------------------------------
     def fail(self, condition, description):
@@ -283,12 +318,16 @@ class Session:
             link.abandon()
         # Deliveries a consumer never settled go back to their queues, counted as a failed attempt.
         for link, msg, queue in self.unsettled.values():
+            if queue is None:
+                continue      # browsed
             queue.release(msg, count_failure=True)
             if msg.durable:
                 self.broker.nodes.released(queue, msg)
         self.unsettled.clear()
+        self.connection.link_count -= len(self.links)
         self.links.clear()
         self.local_handles.clear()
+        self.senders.clear()
         self.broker.nodes.session_ended(self)
 
 

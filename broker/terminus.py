@@ -77,7 +77,8 @@ class Terminus:
 
     def encode(self, address=None, capabilities=None, distribution_mode=None, filter=None,
                properties=None):
-        """This terminus as the broker answers it, with the given fields replaced."""
+        """This terminus as the broker answers it, with the given fields replaced; a source's
+        filter map is ``filter`` (the filters applied), never the one asked for."""
         fields = list(self.fields)
         width = 11 if self.kind == "source" else 7
         fields += [None] * (width - len(fields))
@@ -88,8 +89,9 @@ class Terminus:
         if self.kind == "source":
             if distribution_mode is not None:
                 fields[6] = symbol(distribution_mode)
-            if filter is not None:
-                fields[7] = filter
+            # Only the filters the broker applies are echoed (none unless given): a client must not
+            # believe a selector or no-local is in force when it is not.
+            fields[7] = filter or None
             if capabilities is not None:
                 fields[10] = Array(0xA3, [symbol(c) for c in capabilities]) if capabilities else None
         elif capabilities is not None:

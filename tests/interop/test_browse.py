@@ -24,10 +24,14 @@ def test_browse_all_then_consume_all(broker):
         browser = conn.create_receiver("browsed", credit=COUNT + 5, options=Copy())
         # The broker answers with distribution-mode copy: this is a browser.
         assert browser.link.remote_source.distribution_mode == browser.link.remote_source.DIST_MODE_COPY
-        seen = [browser.receive(timeout=10).body for _ in range(COUNT)]
+        # Browsed deliveries follow the settle mode the broker's attach announced (unsettled):
+        # accepting one leaves the message on the queue.
+        assert browser.link.remote_snd_settle_mode == browser.link.SND_UNSETTLED
+        seen = []
+        for _ in range(COUNT):
+            seen.append(browser.receive(timeout=10).body)
+            browser.accept()
         assert seen == list(range(COUNT))
-        # Browsed deliveries are pre-settled: nothing to accept.
-        assert not browser.fetcher.unsettled
         # Nothing more to browse: a drain comes back with no messages.
         assert drain(conn, browser) == 0
         browser.close()
@@ -83,7 +87,7 @@ class BrowseThenConsume(ClientHandler):
 
     def on_message(self, event):
         if event.receiver.name == "browser":
-            assert event.delivery.settled
+            assert not event.delivery.settled   # as announced; the handler's accept leaves it queued
             self.browsed.append(event.message.body)
             if len(self.browsed) == COUNT:
                 event.receiver.close()

@@ -21,13 +21,6 @@ from tests.support.amqp import Capabilities, CreateExchange, CreateQueue
 DURABLE = {"durable": True}
 
 
-@pytest.fixture
-def conn(broker):
-    c = BlockingConnection(broker.url, timeout=20)
-    yield c
-    c.close()
-
-
 def connect(broker, container_id):
     return BlockingConnection(broker.url, timeout=20, container=Container(container_id=container_id))
 
