@@ -5,8 +5,9 @@ common case and returns a *shared, immutable tuple* of queues (no allocation per
 
 * direct  - ``key -> tuple`` table rebuilt for one key on bind/unbind;
 * topic   - a word trie of the binding patterns (qpidd semantics: words split on ``.``, ``*`` is
-            exactly one word, ``#`` zero or more words) plus a per-routing-key result cache that is
-            cleared on every bind/unbind (bounded in size);
+            exactly one word, ``#`` zero or more words) walked as an automaton, one pass over the
+            key's words (linear), plus a per-routing-key result cache that is cleared on every
+            bind/unbind (bounded in size); keys are capped at TOPIC_KEY_LIMIT bytes;
 * fanout  - one tuple of every bound queue;
 * headers - per-binding compiled matchers run against the message's application-properties
             (nothing to cache: the result depends on the message).
@@ -16,7 +17,7 @@ Queues are any hashable objects with ``.name``. No module-level mutable state: a
 :class:`ExchangeRegistry` objects may coexist.
 """
 
-from .errors import InvalidArgument, NotAllowed, NotFound, PreconditionFailed
+from .errors import InvalidArgument, InvalidField, NotAllowed, NotFound, PreconditionFailed
 
 __all__ = [
     "Exchange",
@@ -45,6 +46,10 @@ IVE = "qpid.ive"
 
 #: when a topic exchange's route cache holds this many keys it is emptied
 TOPIC_CACHE_LIMIT = 65536
+#: the longest routing key (a message's subject) and binding key a topic exchange takes, in bytes
+#: of UTF-8: AMQP 0-10's limit for routing keys (str8), which qpidd's 0-10 clients always had.
+#: Longer keys are refused with ``amqp:invalid-field`` naming the limit (a bound on matching work).
+TOPIC_KEY_LIMIT = 255
 
 
 def _flag(value):
@@ -318,20 +323,48 @@ def topic_match(pattern, key):
 
 
 class _Node:
-    __slots__ = ("children", "star", "hash", "queues")
+    """One state of the topic automaton: a trie node reached by a prefix of some pattern.
 
-    def __init__(self):
+    ``loops``: reached by a ``#`` word, so it may also consume any further word and stay here."""
+
+    __slots__ = ("children", "star", "hash", "queues", "loops")
+
+    def __init__(self, loops=False):
         self.children = {}
         self.star = None
         self.hash = None
         self.queues = None  # {queue: binding seq} at a pattern's end
+        self.loops = loops
 
     def empty(self):
         return not self.children and self.star is None and self.hash is None and not self.queues
 
 
+def _enter(active, node):
+    """Add ``node`` to the ``active`` set, with the ``#`` nodes below it (``#`` may match no word)."""
+    while node is not None and node not in active:
+        active[node] = None
+        node = node.hash
+
+
+def _check_key_size(key, error, kind):
+    """Raise ``error`` if a topic ``kind`` key is longer than TOPIC_KEY_LIMIT bytes of UTF-8."""
+    size = len(key)
+    if size > TOPIC_KEY_LIMIT // 4:  # only then can its UTF-8 form exceed the limit
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > TOPIC_KEY_LIMIT:
+            raise error(f"topic {kind} key of {size} bytes exceeds the limit of {TOPIC_KEY_LIMIT} bytes")
+
+
 class TopicExchange(Exchange):
-    """qpidd topic semantics with a trie of patterns and a per-key route cache."""
+    """qpidd topic semantics with an automaton over every binding and a per-key route cache.
+
+    The binding patterns form one trie (a ``*`` or ``#`` word is an edge of its own); matching a
+    key walks it once, word by word, keeping the set of trie nodes the words so far can reach
+    (a node reached by ``#`` stays in the set). The set never holds a node twice, so a key of w
+    words costs at most w x (trie nodes) steps, whatever its patterns; keys and binding keys are
+    also capped at TOPIC_KEY_LIMIT bytes (``amqp:invalid-field`` naming the limit).
+    """
 
     type = "topic"
 
@@ -344,6 +377,9 @@ class TopicExchange(Exchange):
     def _key(self, key):
         return normalize_topic("" if key is None else key)
 
+    def _prepare(self, queue, key, arguments):
+        _check_key_size(key, InvalidArgument, "binding")
+
     def _added(self, queue, key, arguments, prepared):
         node = self._root
         for word in key.split("."):
@@ -353,7 +389,7 @@ class TopicExchange(Exchange):
                 node = node.star
             elif word == "#":
                 if node.hash is None:
-                    node.hash = _Node()
+                    node.hash = _Node(loops=True)
                 node = node.hash
             else:
                 child = node.children.get(word)
@@ -396,34 +432,34 @@ class TopicExchange(Exchange):
         self._cache.clear()
 
     def _match(self, key):
-        words = key.split(".")
-        n = len(words)
-        found = {}
-        stack = [(self._root, 0)]
-        seen = set()
-        while stack:
-            node, i = stack.pop()
-            state = (id(node), i)
-            if state in seen:
-                continue
-            seen.add(state)
-            h = node.hash
-            if h is not None:
-                # '#' consumes words i .. j-1 for every j in i..n
-                for j in range(i, n + 1):
-                    stack.append((h, j))
-            if i == n:
-                if node.queues:
-                    for q, seq in node.queues.items():
+        """The queues bound by a pattern matching ``key`` (no cache, no size check)."""
+        active = {}
+        _enter(active, self._root)
+        for word in key.split("."):
+            reached = {}
+            for node in active:
+                if node.loops and node not in reached:
+                    _enter(reached, node)  # its '#' takes this word too
+                child = node.children.get(word)
+                if child is not None and child not in reached:
+                    _enter(reached, child)
+                child = node.star
+                if child is not None and child not in reached:
+                    _enter(reached, child)
+            if not reached:
+                return _EMPTY
+            active = reached
+        found = None
+        for node in active:
+            queues = node.queues
+            if queues:
+                if found is None:
+                    found = dict(queues)
+                else:
+                    for q, seq in queues.items():
                         old = found.get(q)
                         if old is None or seq < old:
                             found[q] = seq
-            else:
-                child = node.children.get(words[i])
-                if child is not None:
-                    stack.append((child, i + 1))
-                if node.star is not None:
-                    stack.append((node.star, i + 1))
         if not found:
             return _EMPTY
         if len(found) == 1:
@@ -433,6 +469,7 @@ class TopicExchange(Exchange):
     def match(self, key, message=None):
         queues = self._cache.get(key)
         if queues is None:
+            _check_key_size(key, InvalidField, "routing")
             queues = self._match(key)
             cache = self._cache
             if len(cache) >= TOPIC_CACHE_LIMIT:

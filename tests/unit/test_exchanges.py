@@ -379,6 +379,20 @@ def regex_match(pattern, key):
     return re.fullmatch(rx, "." + key) is not None
 
 
+def bound_and_routed_as_reference(patterns, keys, reference):
+    """A topic exchange with queue i bound by patterns[i] (lists of words); every key must route to
+    the queues whose pattern the ``reference`` matcher says it matches, in binding order."""
+    ex = make_exchange("t", "topic")
+    queues = [Q(f"q{i}") for i in range(len(patterns))]
+    for q, p in zip(queues, patterns):
+        ex.bind(q, ".".join(p), {})
+    for k in keys:
+        key = ".".join(k)
+        expected = [q for q, p in zip(queues, patterns) if reference(".".join(p), key)]
+        assert list(ex.route(key, None)) == expected, (patterns, key)
+    return ex
+
+
 WORDS = st.sampled_from(["a", "b", "c", ""])
 PWORDS = st.sampled_from(["a", "b", "c", "", "*", "#"])
 
@@ -387,15 +401,10 @@ PWORDS = st.sampled_from(["a", "b", "c", "", "*", "#"])
 @given(st.lists(st.lists(PWORDS, min_size=1, max_size=5), min_size=1, max_size=6),
        st.lists(st.lists(WORDS, min_size=1, max_size=6), min_size=1, max_size=8))
 def test_topic_matcher_against_reference(patterns, keys):
-    ex = make_exchange("t", "topic")
-    queues = [Q(f"q{i}") for i in range(len(patterns))]
-    for q, p in zip(queues, patterns):
-        ex.bind(q, ".".join(p), {})
+    ex = bound_and_routed_as_reference(patterns, keys, reference_match)
     for k in keys:
         key = ".".join(k)
-        expected = [q for q, p in zip(queues, patterns) if reference_match(".".join(p), key)]
-        assert list(ex.route(key, None)) == expected, (patterns, key)
-        assert list(ex.route(key, None)) == expected  # cached
+        assert list(ex.route(key, None)) == list(ex._match(key))  # cached
         for p in patterns:
             pattern = ".".join(p)
             assert topic_match(pattern, key) == reference_match(pattern, key) == regex_match(pattern, key)
@@ -423,6 +432,76 @@ def test_topic_bind_unbind_sequence_against_model(ops, keys):
             expected = list(dict.fromkeys(queues[qi] for qi, p in model if reference_match(p, key)))
             assert list(ex.route(key, None)) == expected
     assert ex.bindingCount == len(model)
+
+
+# longer random patterns: runs of '#' and '*', empty words, more words than the keys
+LONG_PWORDS = st.sampled_from(["a", "b", "", "*", "#", "#", "a"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(LONG_PWORDS, min_size=1, max_size=9), min_size=1, max_size=8),
+       st.lists(st.lists(st.sampled_from(["a", "b", ""]), min_size=1, max_size=12), min_size=1, max_size=6))
+def test_topic_automaton_against_reference_on_longer_patterns(patterns, keys):
+    bound_and_routed_as_reference(patterns, keys, regex_match)
+
+
+def _lines_run(func, *args):
+    """How many lines of Python ``func`` (and what it calls) executes: a measure of work that does
+    not depend on the machine's speed."""
+    import sys
+
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        func(*args)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("pattern,word", [("#.error.#", "error"), ("#.a.#.a.#", "a"), ("#.a.#.a.#", "b"),
+                                          ("*.#.*.a", "a")])
+def test_topic_matching_work_is_linear_in_the_key_words(pattern, word):
+    # Doubling a key's words at most doubles the matcher's work (quadratic before: x4).
+    ex = make_exchange("t", "topic")
+    ex.bind(Q("q"), pattern, {})
+    ex.bind(Q("r"), "x.#", {})
+    short = _lines_run(ex._match, ".".join([word] * 300))
+    long = _lines_run(ex._match, ".".join([word] * 600))
+    assert long <= 2.1 * short, (short, long)
+
+
+def test_topic_routing_key_over_the_limit_is_refused_naming_it():
+    from cypid.broker.exchanges import TOPIC_KEY_LIMIT
+
+    assert TOPIC_KEY_LIMIT == 255
+    ex = make_exchange("t", "topic")
+    q = Q("q")
+    ex.bind(q, "#", {})
+    assert ex.route("a" * 255, Msg()) == (q,)
+    assert ex.route("\u00e9" * 127, Msg()) == (q,)     # 254 bytes of UTF-8
+    for key in ("a" * 256, "\u00e9" * 128, ".".join(["a"] * 4000)):
+        with pytest.raises(errors.InvalidField) as info:
+            ex.route(key, Msg())
+        assert info.value.condition == "amqp:invalid-field"
+        assert "exceeds the limit of 255 bytes" in info.value.description
+    assert ex.msgReceives == 2     # a refused message is not counted as received
+
+
+def test_topic_binding_key_over_the_limit_is_refused_naming_it():
+    ex = make_exchange("t", "topic")
+    with pytest.raises(errors.InvalidArgument) as info:
+        ex.bind(Q("q"), ".".join(["#.a"] * 100), {})
+    assert "topic binding key of 399 bytes exceeds the limit of 255 bytes" in info.value.description
+    assert ex.bindingCount == 0 and ex._root.empty()
+    assert ex.bind(Q("q"), "a" * 255, {})
 
 
 # -- headers ----------------------------------------------------------------------------------
