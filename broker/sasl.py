@@ -360,7 +360,7 @@ class Negotiation:
             return self._init(self.mechanism, fields[1] if len(fields) > 1 else None)
         if code == SASL_RESPONSE and self._scram is not None:
             return self._scram_final(fields[0] if fields else None)
-        return self._fail(SYS_PERM, "unexpected SASL frame 0x%x" % code)
+        return self._fail(SYS_PERM, "amqp:connection:framing-error: unexpected SASL frame 0x%x" % code)
 
     # -- outcomes ------------------------------------------------------------------------------
     def _ok(self, identity: str, additional: bytes | None = None):

@@ -17,6 +17,7 @@ from tests.support.rawclient import (
     SASL_HEADER, SASL_INIT, SASL_MECHANISMS, SASL_OUTCOME, SASL_RESPONSE, SENDER, TRANSFER, Described,
     RawClient, encode_message, source, split_frames, symbol, target, ubyte, uint, ulong,
 )
+from tests.support.sasl import auth_args
 
 @pytest.fixture
 def broker(shared_broker):
@@ -96,9 +97,9 @@ def test_wrong_protocol_header_is_answered_with_ours_then_eof(broker, bystander,
 
 
 @pytest.fixture
-def auth_broker(broker_factory):
+def auth_broker(broker_factory, tmp_path):
     """A broker that requires SASL (PLAIN), and a bystander that logs in with it."""
-    broker = broker_factory("--auth", "yes")
+    broker = broker_factory(*auth_args(tmp_path / "auth", {"guest": "guest"}))
     bystander = Bystander(broker, user="guest", password="guest", allowed_mechs="PLAIN")
     try:
         yield broker, bystander
@@ -169,7 +170,7 @@ def test_bad_sasl_mechanism_or_response_fails_authentication(broker, bystander, 
         c.expect(SASL_MECHANISMS)
         assert c.sasl_init(mechanism, response) == 1          # auth: authentication failed
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "authentication failed")
+        assert_logged_once(broker, c.address_tag, bystander, "Authentication failed")
 
 
 def test_anonymous_refused_when_auth_is_required(auth_broker):
@@ -181,7 +182,7 @@ def test_anonymous_refused_when_auth_is_required(auth_broker):
         assert "ANONYMOUS" not in offered
         assert c.sasl_init("ANONYMOUS") == 1
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "authentication failed")
+        assert_logged_once(broker, c.address_tag, bystander, "Authentication failed")
 
 
 SASL_OUT_OF_ORDER = {
