@@ -17,7 +17,12 @@ import asyncio
 from .blocking import BlockingConnection, BlockingReceiver, BlockingSender
 from .connection import Connection, Session, connect, parse_url
 from .errors import (
-    AuthenticationError, ClientError, ConnectionClosed, DeliveryFailed, LinkDetached, SessionEnded,
+    AuthenticationError,
+    ClientError,
+    ConnectionClosed,
+    DeliveryFailed,
+    LinkDetached,
+    SessionEnded,
 )
 from .links import Receiver, Sender
 from .message import Message, decode_message, encode_message

@@ -1,4 +1,5 @@
 """Errors the client raises: every one carries the AMQP condition and description the peer gave."""
+from cypid.pyx import amqp
 
 
 class ClientError(Exception):
@@ -37,13 +38,7 @@ class DeliveryFailed(ClientError):
 
 def error_from(value):
     """(condition, description, info) from an AMQP error composite (a described list), or Nones."""
-    fields = getattr(value, "value", None)
-    if not isinstance(fields, list):
-        return None, "", None
-    condition = str(fields[0]) if fields and fields[0] is not None else None
-    description = fields[1] if len(fields) > 1 and fields[1] is not None else ""
-    info = fields[2] if len(fields) > 2 else None
-    return condition, str(description), info
+    return amqp.error_from(value) or (None, "", None)
 
 
 __all__ = ["ClientError", "ConnectionClosed", "AuthenticationError", "SessionEnded", "LinkDetached",

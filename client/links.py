@@ -1,30 +1,27 @@
-"""Sender and receiver links.
+"""Sender and receiver links: the API over the engine's links (``core``, a cypid.pyx.engine.Link).
 
 A sender queues (message bytes, count) requests; the connection's once-per-turn flush asks each sender
-with work to ``_pump``, which encodes as many deliveries as credit, the outstanding window and the
-peer's session window allow in one ``SenderCore.encode`` call. Outcomes come back as ranged
-dispositions and are counted per sender (``Session._settle_range``).
+with work to ``_pump``, which has the engine encode as many deliveries as credit, the outstanding window,
+the peer's session window and the output bound allow in one ``Link.send_batch`` call. Outcomes come back
+as ranged dispositions, counted per sender by the engine's ``on_settled``.
 
-A receiver's transfers are consumed by ``clientcore.InboundCore``; after each read burst the
-connection calls ``_on_burst`` once, which moves kept messages to the receiver's buffer, wakes
-waiters, tops the credit window up and sends accepts in ranges.
+A receiver is a batch link: the engine consumes its transfers in C and the connection calls
+``_on_burst`` once per read burst, which moves kept messages to the receiver's buffer, wakes waiters and
+tops the credit window up; accepts go out in ranges.
 """
 import asyncio
 import collections
 
-from cypid.pyx.clientcore import ReceiverCore, SenderCore, frames_per_message
-from cypid.pyx.codec import Described, ubyte, uint, ulong
+from cypid.pyx import amqp
+from cypid.pyx.engine import frames_per_message
 
 from .errors import ClientError, DeliveryFailed, LinkDetached, error_from
 from .message import Message
 from .terminus import make_source, make_target
 
-ATTACH, FLOW, DISPOSITION, DETACH = 0x12, 0x13, 0x15, 0x16
-ACCEPTED = Described(ulong(0x24), [])
-RELEASED = Described(ulong(0x26), [])
+ACCEPTED = amqp.ACCEPTED_STATE
+RELEASED = amqp.RELEASED_STATE
 MASK32 = 0xFFFFFFFF
-SND_UNSETTLED, SND_SETTLED = 0, 1
-RCV_FIRST = 0
 # L_ATTACHING -> L_ATTACHED -> (L_DETACH_SENT) -> L_DETACHED
 L_ATTACHING, L_ATTACHED, L_DETACH_SENT, L_DETACHED = range(4)
 MAX_BATCH = 2000      # deliveries encoded in one go (one loop turn sends at most ~1 MiB)
@@ -33,53 +30,52 @@ MAX_BATCH = 2000      # deliveries encoded in one go (one loop turn sends at mos
 class Link:
     is_sender = False
 
-    def __init__(self, session, name, handle):
+    def __init__(self, session, core):
         self.session = session
         self.connection = session.connection
         self.loop = session.loop
-        self.name = name
-        self.handle = handle
-        self.remote_handle = None
+        self.core = core
+        core.context = self
+        self.name = core.name
+        self.handle = core.handle
         self.state = L_ATTACHING
         self.attached = self.loop.create_future()
         self.detached = self.loop.create_future()
         self.error = None
-        self.remote_source = None
-        self.remote_target = None
-        self._refused = False
 
-    def _attach_fields(self, snd_mode, rcv_mode, source, target):
-        return [self.name, uint(self.handle), not self.is_sender, ubyte(snd_mode), ubyte(rcv_mode), source,
-                target, None, None, uint(0) if self.is_sender else None]
+    @property
+    def remote_handle(self):
+        return self.core.remote_handle if self.core.has_remote else None
 
-    def _on_attach(self, fields):
-        n = len(fields)
-        self.remote_handle = fields[1]
-        self.remote_source = fields[5] if n > 5 else None
-        self.remote_target = fields[6] if n > 6 else None
-        terminus = self.remote_target if self.is_sender else self.remote_source
+    @property
+    def remote_source(self):
+        return self.core.remote_source
+
+    @property
+    def remote_target(self):
+        return self.core.remote_target
+
+    def _on_attach(self):
+        terminus = self.core.remote_target if self.is_sender else self.core.remote_source
         if terminus is None:
-            self._refused = True    # the peer's detach with the reason follows
-            return
+            return      # refused: the peer's detach with the reason follows
         self.state = L_ATTACHED
-        self._attached(fields)
+        self._attached()
         if not self.attached.done():
             self.attached.set_result(self)
 
-    def _attached(self, fields):
+    def _attached(self):
         pass
 
-    def _on_detach(self, fields):
-        n = len(fields)
-        condition, description, info = error_from(fields[2] if n > 2 else None)
-        if self.state != L_DETACH_SENT:
-            self.session.send(DETACH, [uint(self.handle), True])
-            if self._refused or self.state == L_ATTACHING:
-                exc = LinkDetached(description or "attach refused", condition, info)
-            else:
-                exc = LinkDetached(description or "link detached by the peer", condition, info)
+    def _on_detach(self, error):
+        if self.state == L_DETACH_SENT:
+            exc = LinkDetached(error[1], error[0], error[2]) if error else None
+        elif self.state == L_ATTACHING:
+            exc = LinkDetached(error[1] if error else "attach refused", error and error[0],
+                               error and error[2])
         else:
-            exc = LinkDetached(description, condition, info) if condition else None
+            exc = LinkDetached((error[1] if error else "") or "link detached by the peer",
+                               error and error[0], error and error[2])
         self.session.links.pop(self.handle, None)
         self._terminate(exc or LinkDetached("link closed"), clean=exc is None)
 
@@ -104,24 +100,21 @@ class Link:
 
     @property
     def address(self):
-        terminus = self.remote_target if self.is_sender else self.remote_source
+        terminus = self.core.remote_target if self.is_sender else self.core.remote_source
         fields = getattr(terminus, "value", None)
         return fields[0] if isinstance(fields, list) and fields else None
 
     async def close(self, timeout=10.0):
         """Detach (closed=true) and wait for the peer's detach."""
         if self.state == L_ATTACHED:
-            self._before_close()
-            self.session.send(DETACH, [uint(self.handle), True])
+            self.core.detach()
             self.state = L_DETACH_SENT
+            self.connection._schedule_flush()
         if self.state == L_DETACH_SENT:
             try:
                 await asyncio.wait_for(asyncio.shield(self.detached), timeout)
             except TimeoutError:
                 self._terminate(LinkDetached("no detach from the peer within %ss" % timeout), clean=True)
-
-    def _before_close(self):
-        pass
 
     async def __aenter__(self):
         return self
@@ -149,23 +142,19 @@ class Sender(Link):
 
     is_sender = True
 
-    def __init__(self, session, name, handle, address, *, settled=False, window=5000, **node):
-        super().__init__(session, name, handle)
+    def __init__(self, session, name, address, *, settled=False, window=5000, **node):
         self.target = make_target(address, **node)
+        core = session.core.attach(name, True, None, self.target,
+                                   snd_settle_mode=amqp.SND_SETTLED if settled else amqp.SND_UNSETTLED,
+                                   rcv_settle_mode=amqp.RCV_FIRST)
+        super().__init__(session, core)
         self.settled = settled
         self.window = max(1, int(window))
-        self.core = SenderCore(handle, settled)
         self._queue = collections.deque()
         self._in_pump_list = False
-        self.outstanding = 0          # deliveries sent and not settled by the peer
         self.counts = collections.Counter()
         self.last_failure = None      # (outcome, state) of the last delivery not accepted
         self._settle_waiters = []
-        self._room_waiters = []
-
-    def _send_attach(self):
-        mode = SND_SETTLED if self.settled else SND_UNSETTLED
-        self.session.send(ATTACH, self._attach_fields(mode, RCV_FIRST, None, self.target))
 
     @property
     def credit(self):
@@ -174,6 +163,11 @@ class Sender(Link):
     @property
     def sent(self):
         return self.core.sent
+
+    @property
+    def outstanding(self):
+        """Deliveries sent and not settled by the peer."""
+        return self.core.unsettled
 
     # -- sending -----------------------------------------------------------------------------
     def send_nowait(self, message, count=1, *, seq_offset=-1, seq=0):
@@ -228,47 +222,34 @@ class Sender(Link):
             raise DeliveryFailed("deliveries not accepted: %s" % text, condition, info, failed)
 
     def _pump(self, budget):
-        """Encode and write what credit and windows allow, at most ``budget`` bytes; returns what is left
-        of the budget."""
+        """Have the engine encode what credit, windows and the output bound allow, at most ``budget``
+        bytes; returns what is left of the budget."""
         self._in_pump_list = False
         if self.state != L_ATTACHED:
             return budget
         core = self.core
-        session = self.session
-        score = session.core
-        conn = self.connection
         queue = self._queue
-        max_frame = conn.remote_max_frame
         settled = self.settled
         while queue:
             request = queue[0]
             n = request.remaining
-            if n > core.credit:
-                n = core.credit
-            if not settled and n > self.window - self.outstanding:
-                n = self.window - self.outstanding
-            frames = request.frames
-            room = score.remote_incoming_window // frames
-            if n > room:
-                n = room
-            limit = budget // (len(request.message) + 40) + 1
+            if not settled and n > self.window - core.unsettled:
+                n = self.window - core.unsettled
+            size = len(request.message) + 40 * request.frames
+            limit = budget // size + 1
             if n > limit:
                 n = limit
             if n > MAX_BATCH:
                 n = MAX_BATCH
             if n <= 0:
                 break
-            first = session.did_count
             seq = request.seq
             if request.clock is not None:
                 seq = request.clock()
-            data = core.encode(score, request.message, n, max_frame, request.seq_offset, seq)
-            session.did_count = first + n
-            if not settled:
-                session.add_unsettled(first, n, self)
-                self.outstanding += n
-            conn._out.append(data)
-            budget -= len(data)
+            n = core.send_batch(request.message, n, None, request.seq_offset, seq)
+            if n <= 0:
+                break
+            budget -= n * size
             request.remaining -= n
             request.seq = seq + n
             if request.remaining == 0:
@@ -280,19 +261,18 @@ class Sender(Link):
         if queue and budget <= 0:
             # Out of budget, not of credit: carry on next turn.
             self._in_pump_list = True
-            conn._pumping.append(self)
-        elif not queue and not self.outstanding:
+            self.connection._pumping.append(self)
+        elif not queue and not core.unsettled:
             self._wake_settled()
         return budget
 
     def _settled(self, n, outcome, state):
-        self.outstanding -= n
         self.counts[outcome] += n
         if outcome != "accepted" and outcome != "settled":
             self.last_failure = (outcome, state)
         if self._queue:
             self.connection._want_pump(self)
-        elif not self.outstanding:
+        elif not self.core.unsettled:
             self._wake_settled()
 
     def _wake_settled(self):
@@ -303,28 +283,13 @@ class Sender(Link):
                 if not future.done():
                     future.set_result(None)
 
-    def _on_flow(self, fields):
-        n = len(fields)
+    def _on_flow(self):
         core = self.core
-        remote_count = fields[5] if n > 5 and fields[5] is not None else 0
-        link_credit = fields[6] if n > 6 and fields[6] is not None else 0
-        credit = (remote_count + link_credit - core.delivery_count) & MASK32
-        core.credit = credit if credit <= 0x7FFFFFFF else 0
-        drain = n > 8 and fields[8]
         if core.credit > 0 and self._queue:
             self.connection._want_pump(self)
-        elif drain and core.credit > 0:
-            # Nothing to send: use the credit up, as drain asks.
-            core.delivery_count = (core.delivery_count + core.credit) & MASK32
-            core.credit = 0
-            self._send_flow(drain=True)
-        elif n > 9 and fields[9]:
-            self._send_flow()
-
-    def _send_flow(self, drain=False):
-        core = self.core
-        self.session.send(FLOW, self.session.flow_fields() + [uint(self.handle), uint(core.delivery_count),
-                                                              uint(core.credit), None, drain])
+        elif core.drain and core.credit > 0:
+            core.drained()          # nothing to send: use the credit up, as drain asks
+            self.connection._schedule_flush()
 
     def _fail_waiters(self, exc):
         for request in self._queue:
@@ -332,7 +297,6 @@ class Sender(Link):
                 request.future.set_exception(exc)
                 request.future.exception()
         self._queue.clear()
-        self.session.drop_unsettled(self)
         waiters, self._settle_waiters = self._settle_waiters, []
         for future in waiters:
             if not future.done():
@@ -347,31 +311,29 @@ class Receiver(Link):
     """Receives messages: ``await get()`` (a Message), ``await get_raw()`` (bytes), or, with
     ``keep=False``, ``await wait_for(n)`` (count only)."""
 
-    def __init__(self, session, name, handle, address, *, credit=1000, settled=False, auto_accept=True,
+    def __init__(self, session, name, address, *, credit=1000, settled=False, auto_accept=True,
                  keep=True, ack_batch=None, limit=None, **node):
-        super().__init__(session, name, handle)
         self.source = make_source(address, **node)
+        core = session.core.attach(name, False, self.source, None,
+                                   snd_settle_mode=amqp.SND_SETTLED if settled else amqp.SND_UNSETTLED,
+                                   rcv_settle_mode=amqp.RCV_FIRST, batch=True)
+        super().__init__(session, core)
+        core.keep = keep
+        core.auto_accept = auto_accept
         self.settled = settled
         self.window = max(1, int(credit))
         self.low = self.window // 2
         self.limit = limit
         self.ack_batch = max(1, int(ack_batch if ack_batch else self.window // 2))
-        self.core = ReceiverCore(session.core, self, keep, auto_accept)
+        sc = session.core
+        sc.settle_batch = self.ack_batch if not sc.settle_batch else min(sc.settle_batch, self.ack_batch)
         self._buffer = collections.deque()     # (bytes, delivery-id or None)
         self._get_waiters = collections.deque()
         self._count_waiters = []
         self._drain_waiter = None
         self.draining = False
 
-    def _send_attach(self):
-        mode = SND_SETTLED if self.settled else SND_UNSETTLED
-        self.session.send(ATTACH, self._attach_fields(mode, RCV_FIRST, self.source, None))
-
-    def _attached(self, fields):
-        n = len(fields)
-        initial = fields[9] if n > 9 and fields[9] is not None else 0
-        self.core.delivery_count = initial
-        self.connection.core.add_receiver(self.session.remote_channel, self.remote_handle, self.core)
+    def _attached(self):
         self._refill()
 
     @property
@@ -394,13 +356,8 @@ class Receiver(Link):
         if self.limit is not None:
             target = min(target, self.limit - core.received)
         if target > core.credit:
-            core.credit = target
-            self._send_flow()
-
-    def _send_flow(self, drain=False):
-        core = self.core
-        self.session.send(FLOW, self.session.flow_fields() + [uint(self.handle), uint(core.delivery_count),
-                                                              uint(core.credit), None, drain])
+            core.flow(target, False)
+            self.connection._schedule_flush()
 
     def allow(self, n):
         """Raise ``limit`` (the deliveries credit is ever granted for) by ``n`` and top the credit up."""
@@ -410,20 +367,12 @@ class Receiver(Link):
     def add_credit(self, n):
         """Grant ``n`` more credit now (beyond the window's own top-ups)."""
         self.check_attached()
-        self.core.credit += n
-        self._send_flow()
+        self.core.flow(self.core.credit + n)
+        self.connection._schedule_flush()
 
-    def _on_flow(self, fields):
-        n = len(fields)
-        core = self.core
-        if n > 5 and fields[5] is not None:
-            core.delivery_count = fields[5]
-        if n > 6 and fields[6] is not None:
-            core.credit = fields[6]
-        if self.draining and core.credit <= 0:
+    def _on_flow(self):
+        if self.draining and self.core.credit <= 0:
             self._drained()
-        elif n > 9 and fields[9]:
-            self._send_flow()
 
     # -- deliveries ------------------------------------------------------------------------------
     def _on_burst(self):
@@ -449,8 +398,7 @@ class Receiver(Link):
                 else:
                     keep.append((count, future))
             self._count_waiters = keep
-        if self.session.core.pending_accepts:
-            self.session._accepts_pending(self.ack_batch)
+        self.session._accepts_pending()
         if self.draining and core.credit <= 0 and not core.in_partial:
             self._drained()
         else:
@@ -522,13 +470,11 @@ class Receiver(Link):
         did = message if isinstance(message, int) else message.delivery_id
         if did is None:
             return   # pre-settled, or auto-accepted already
-        if state is ACCEPTED:
-            self.session.core.accept(did)
-            conn = self.connection
-            conn._ack_sessions.add(self.session)
-            conn._schedule_flush()
-        else:
-            self.session.send(DISPOSITION, [True, uint(did), None, True, state])
+        if self.state == L_ATTACHED:
+            self.session.core.settle(did, None if state is ACCEPTED else state)
+            if state is ACCEPTED:
+                self.session._accepts_pending()
+            self.connection._schedule_flush()
         if not isinstance(message, int):
             message.delivery_id = None
 
@@ -540,12 +486,10 @@ class Receiver(Link):
         self._settle(message, RELEASED)
 
     def reject(self, message, condition=None, description=None):
-        from .connection import error_value
-        error = error_value(condition, description) if condition else None
-        self._settle(message, Described(ulong(0x25), [error] if error else []))
+        self._settle(message, amqp.rejected(condition, description))
 
     def modify(self, message, failed=True, undeliverable=False):
-        self._settle(message, Described(ulong(0x27), [failed, undeliverable]))
+        self._settle(message, amqp.modified(failed, undeliverable))
 
     # -- drain -----------------------------------------------------------------------------------
     async def drain(self, timeout=None):
@@ -553,10 +497,12 @@ class Receiver(Link):
         left. Credit is not topped up while draining; call ``add_credit`` or ``resume()`` after."""
         self.check_attached()
         self.draining = True
-        if self.core.credit <= 0:
-            self.core.credit = max(1, self.window - len(self._buffer))
+        credit = self.core.credit
+        if credit <= 0:
+            credit = max(1, self.window - len(self._buffer))
         self._drain_waiter = self.loop.create_future()
-        self._send_flow(drain=True)
+        self.core.flow(credit, True)
+        self.connection._schedule_flush()
         try:
             if timeout is None:
                 await self._drain_waiter
@@ -568,6 +514,8 @@ class Receiver(Link):
     def resume(self):
         """Back to the credit window after a drain."""
         self.draining = False
+        if self.state == L_ATTACHED:
+            self.core.flow(None, False)
         self._refill()
 
     def _drained(self):
@@ -576,16 +524,6 @@ class Receiver(Link):
             future.set_result(None)
 
     # -- ending ----------------------------------------------------------------------------------
-    def _before_close(self):
-        self.session._flush_accepts()
-        if self.remote_handle is not None and self.session.remote_channel is not None:
-            self.connection.core.remove_receiver(self.session.remote_channel, self.remote_handle)
-
-    def _terminate(self, exc, clean=False):
-        if self.remote_handle is not None and self.session.remote_channel is not None:
-            self.connection.core.remove_receiver(self.session.remote_channel, self.remote_handle)
-        super()._terminate(exc, clean)
-
     def _fail_waiters(self, exc):
         for future in list(self._get_waiters) + [f for _, f in self._count_waiters] + [self._drain_waiter]:
             if future is not None and not future.done():

@@ -10,7 +10,15 @@ Bodies: bytes/bytearray/memoryview -> a data section; anything else (str, int, d
 -> an amqp-value section; a list passed with ``sequence=True`` -> an amqp-sequence section.
 """
 from cypid.pyx.codec import (
-    Described, decode_at, encode, encode_header, scan_message, symbol, timestamp, uint, ulong,
+    Described,
+    decode_at,
+    encode,
+    encode_header,
+    scan_message,
+    symbol,
+    timestamp,
+    uint,
+    ulong,
 )
 
 HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS, PROPERTIES = 0x70, 0x71, 0x72, 0x73

@@ -313,7 +313,7 @@ async def subscriber(args, i, shared=None):
                 await asyncio.sleep(args.interval_sub / 1000)
         else:
             await rcv.wait_for(target)
-        session._flush_accepts()     # accept everything not yet accepted
+        session.flush_accepts()      # accept everything not yet accepted
         elapsed = time.perf_counter() - start
         if rcv.core.seq_error is not None:
             await done.send(Message(rcv.core.seq_error))

@@ -142,6 +142,10 @@ cdef class Session:
     cdef uint32_t _last_handle
     # Settlements of incoming deliveries to write: runs of accepted ids, then the others.
     cdef list _accepts                        # closed runs [(first, last)]
+    cdef Py_ssize_t _pending_accepts          # accepts queued (in _accepts and the open run)
+    cdef public Py_ssize_t settle_batch       # hold accepts back until this many (0: write each turn);
+                                              # flush_settles() / detach / end / close write them
+    cdef bint _force
     cdef bint _run_open
     cdef uint32_t _run_first, _run_last
     cdef list _others                         # [(delivery-id, state, settled)]
@@ -161,7 +165,7 @@ cdef class Session:
     cdef int _write(self, int code, list fields) except -1
     cdef list _flow_fields(self)
     cdef int _queue_settle(self, uint32_t did, object state, bint settled) except -1
-    cdef int _flush(self) except -1
+    cdef int _flush(self, bint force=*) except -1
     cdef int _track(self, Link link, object context, bint unsettled, uint32_t did) except -1
     cdef bint _notified                       # on_end called
     cdef int _write_frames(self, WriteBuffer frames, Py_ssize_t nframes, Link link) except -1
@@ -230,6 +234,7 @@ cdef class Link:
     cdef bint _notified                       # on_detach called
 
     cdef int _write_attach(self) except -1
+    cdef int _answer_null(self) except -1
     cdef int _write_attach_fields(self, object properties, object offered_capabilities,
                                   object desired_capabilities) except -1
     cdef int _write_detach(self, object err) except -1

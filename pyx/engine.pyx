@@ -634,12 +634,16 @@ cdef class Engine:
             return
         if self._phase != P_AMQP:
             self._terminate((condition, description or "", info) if condition else None)
+            self.handler.on_close(self.error, False)
             return
         if not self.open_sent:
             self.open()      # the spec: an open precedes the close, even a refusing one
         if self._pending_open is not None:
             self._write_frame(0, OPEN, self._pending_open)
             self._pending_open = None
+        for s in list(self._sessions.values()):
+            (<Session>s)._flush(True)
+        self._dirty = []
         self._write_frame(0, CLOSE, [error_value(condition, description, info)] if condition else [])
         self.close_sent = True
         if condition is not None:
@@ -925,6 +929,7 @@ cdef class Session:
 
     cdef int _queue_settle(self, uint32_t did, object state, bint settled) except -1:
         if state is None and settled:
+            self._pending_accepts += 1
             if self._run_open:
                 if did == <uint32_t>(self._run_last + 1):
                     self._run_last = did
@@ -946,22 +951,33 @@ cdef class Session:
         is None.  Accepts go out in ranges with the next output."""
         self._queue_settle(delivery_id, state, settled)
 
-    cdef int _flush(self) except -1:
+    def flush_settles(self):
+        """Write the accepts held back by ``settle_batch`` with the next output."""
+        if self._pending_accepts:
+            self._force = True
+            if not self._dirty:
+                self._dirty = True
+                self.engine._dirty.append(self)
+
+    cdef int _flush(self, bint force=False) except -1:
         self._dirty = False
         if self.state != S_MAPPED:
             self._accepts = []
             self._run_open = False
+            self._pending_accepts = 0
             self._others = []
             self._echo_settles = []
             return 0
-        if self._run_open:
-            self._accepts.append((self._run_first, self._run_last))
-            self._run_open = False
-        if self._accepts:
+        if force or self._force or self._pending_accepts >= self.settle_batch:
+            self._force = False
+            if self._run_open:
+                self._accepts.append((self._run_first, self._run_last))
+                self._run_open = False
             for first, last in self._accepts:
                 self._write(DISPOSITION, [True, uint(first), uint(last) if last != first else None, True,
                                           _ACCEPTED])
             self._accepts = []
+            self._pending_accepts = 0
         if self._others:
             for did, state, settled in self._others:
                 self._write(DISPOSITION, [True, uint(did), None, settled, state])
@@ -977,12 +993,7 @@ cdef class Session:
     @property
     def pending_settles(self):
         """Settlements queued and not written yet."""
-        n = len(self._others)
-        for first, last in self._accepts:
-            n += ((last - first) & MASK32) + 1
-        if self._run_open:
-            n += <uint32_t>(self._run_last - self._run_first) + 1
-        return n
+        return len(self._others) + self._pending_accepts
 
     # -- outgoing ---------------------------------------------------------------------------------
     cdef int _track(self, Link link, object context, bint unsettled, uint32_t did) except -1:
@@ -1298,6 +1309,7 @@ cdef class Session:
         """Write our end (with an error when ``condition`` is given); on_end comes with the peer's."""
         if self.state != S_MAPPED and self.state != S_BEGIN_SENT:
             return
+        self._flush(True)
         self._write(END, [error_value(condition, description, info)] if condition else [])
         self.state = S_END_SENT
         self._pending = None
@@ -1385,11 +1397,16 @@ cdef class Link:
         """Answer the peer's attach with a null terminus on our side, then detach with the error."""
         if self.state != L_ATTACH_RCVD:
             raise EngineError("link %r is not waiting for an answer" % (self.name,))
+        self._answer_null()
+        self.detach(condition, description, info)
+
+    cdef int _answer_null(self) except -1:
+        """Answer the peer's attach with a null terminus on our side (a detach follows)."""
         self.source = None if self.is_sender else self.remote_source
         self.target = self.remote_target if self.is_sender else None
         self._write_attach()
         self.state = L_ATTACHED
-        self.detach(condition, description, info)
+        return 0
 
     cdef int _write_detach(self, object err) except -1:
         self.session._write(DETACH, [uint(self.handle), True] + ([err] if err is not None else []))
@@ -1400,6 +1417,7 @@ cdef class Link:
         with the peer's."""
         if self.state != L_ATTACHED and self.state != L_ATTACH_SENT:
             return
+        self.session._flush(True)       # settlements first: the peer forgets the link's at the detach
         self._write_detach(error_value(condition, description, info) if condition else None)
         self.state = L_DETACH_SENT
         s = self.session
@@ -1416,7 +1434,8 @@ cdef class Link:
         self._in_partial = False
         self._partial = None
         self._partial_tag = None
-        self.state = L_ATTACHED
+        if self.state == L_ATTACH_RCVD:
+            self._answer_null()         # the spec: our attach before our detach
         self.detach(condition, description)
         self._terminate((condition, description, None))
         return 0
@@ -1450,6 +1469,8 @@ cdef class Link:
 
     # -- credit -----------------------------------------------------------------------------------
     cdef int _send_flow(self, bint echo) except -1:
+        if self.session._dirty:
+            self.session._flush()       # settlements queued before this credit go first
         fields = self.session._flow_fields()
         fields += [uint(self.handle), uint(self.delivery_count), uint(<uint32_t>self.credit if self.credit > 0 else 0),
                    uint(self.available) if self.is_sender else None, self.drain if not self.is_sender or self.drain else None,

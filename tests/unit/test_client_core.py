@@ -1,131 +1,124 @@
-"""pyx/clientcore and the client's pure parts without a broker: batches of transfers encoded by
-SenderCore are read back by InboundCore (single and multi-frame, aborted, settled), accepts come out
-as ranges, malformed transfers raise DecodeError; Message encode/decode, termini and URLs."""
+"""The client's per-message path on the engine without a broker: batches of transfers written by
+``Link.send_batch`` are read back by a batch receiving link (single and multi-frame, aborted, settled),
+accepts come out as ranges, malformed transfers close the connection with amqp:decode-error; Message
+encode/decode, termini and URLs."""
 import pytest
 from cypid.client import Message, make_source, make_target, parse_url
-from cypid.pyx.clientcore import InboundCore, ReceiverCore, SenderCore, SessionCore, frames_per_message
-from cypid.pyx.codec import DecodeError, decode_performative, encode_frame, encode_transfer_frames, uint
+from cypid.pyx import amqp
+from cypid.pyx.codec import Described, decode_performative, encode_frame, encode_transfer_frames, uint, ulong
+from cypid.pyx.engine import frames_per_message
+
+from tests.support.engine import make_pair, pump
+
+SOURCE = Described(ulong(0x28), ["q"])
 
 
-def _pipe(keep=True, auto_accept=True):
-    inbound = InboundCore(1 << 20)
-    session = SessionCore(0)
-    inbound.add_session(0, session)
-    rc = ReceiverCore(session, None, keep, auto_accept)
-    inbound.add_receiver(0, 3, rc)
-    return inbound, session, rc
+def _pipe(keep=True, auto_accept=True, credit=100):
+    """(client engine, its batch receiving link, server engine, the server's sending link)."""
+    c, _, s, sh = make_pair()
+    rcv = c.begin().attach("r", False, SOURCE, None, batch=True)
+    rcv.keep = keep
+    rcv.auto_accept = auto_accept
+    pump(c, s)
+    rcv.flow(credit)
+    pump(c, s)
+    snd = next(e[1] for e in sh.events if e[0] == "attach")
+    return c, rcv, s, snd
 
 
-def _drain(inbound):
-    events = []
-    while True:
-        ev = inbound.next_event()
-        if ev is None:
-            return events
-        events.append(ev)
+def _dispositions(data):
+    out = []
+    while data:
+        size = int.from_bytes(data[:4], "big")
+        code, fields, _ = decode_performative(data[8:size])
+        if code == amqp.DISPOSITION:
+            out.append((fields[1], fields[2] if len(fields) > 2 and fields[2] is not None else fields[1]))
+        data = data[size:]
+    return out
 
 
 def test_batch_round_trip_counts_ids_and_accept_ranges():
-    sess_out = SessionCore(0)
-    sess_out.remote_incoming_window = 100
-    snd = SenderCore(3, False)
-    snd.credit = 10
+    c, rcv, s, snd = _pipe()
     msg = Message(b"payload").encode()
-    data = snd.encode(sess_out, msg, 10, 65536)
-    assert (snd.credit, snd.delivery_count, snd.sent) == (0, 10, 10)
-    assert (sess_out.next_delivery_id, sess_out.next_outgoing_id) == (10, 10)
-    assert sess_out.remote_incoming_window == 90
-    inbound, session, rc = _pipe()
-    rc.credit = 10
+    assert snd.send_batch(msg, 10) == 10
+    assert (snd.credit, snd.delivery_count, snd.sent, snd.unsettled) == (90, 10, 10, 10)
+    assert (snd.session.next_delivery_id, snd.session.next_outgoing_id) == (10, 10)
+    data = s.take_output()
     for i in range(0, len(data), 7):            # in small pieces, as a socket may deliver them
-        inbound.feed(data[i:i + 7])
-        assert _drain(inbound) == []
-    assert rc.received == 10 and rc.credit == 0 and rc.delivery_count == 10
-    assert session.next_incoming_id == 10
-    msgs, ids = rc.take_messages()
+        c.feed(data[i:i + 7])
+    assert rcv.received == 10 and rcv.credit == 90 and rcv.delivery_count == 10
+    assert rcv.session.next_incoming_id == 10
+    msgs, ids = rcv.take_messages()
     assert msgs == [msg] * 10 and ids == []
-    assert inbound.touched == [rc] and rc.touched
-    assert session.pending_accepts == 10
-    assert session.take_accepts() == [(0, 9)]
-    assert session.pending_accepts == 0 and session.take_accepts() == []
+    assert rcv.session.pending_settles == 10
+    assert _dispositions(c.take_output()) == [(0, 9)]
+    assert rcv.session.pending_settles == 0
 
 
 def test_accept_ranges_break_on_gaps():
-    session = SessionCore(0)
+    c, rcv, s, snd = _pipe(auto_accept=False)
     for did in (1, 2, 3, 7, 8, 10):
-        session.accept(did)
-    assert session.take_accepts() == [(1, 3), (7, 8), (10, 10)]
+        rcv.session.settle(did)
+    assert _dispositions(c.take_output()) == [(1, 3), (7, 8), (10, 10)]
+
+
+def test_settle_batch_holds_accepts_until_flushed():
+    c, rcv, s, snd = _pipe()
+    rcv.session.settle_batch = 5
+    snd.send_batch(Message(b"m").encode(), 3)
+    c.feed(s.take_output())
+    assert _dispositions(c.take_output()) == []
+    rcv.session.flush_settles()
+    assert _dispositions(c.take_output()) == [(0, 2)]
 
 
 def test_multi_frame_delivery_and_abort():
-    inbound, session, rc = _pipe()
+    c, rcv, s, snd = _pipe()
     body = bytes(range(256)) * 40
-    frames = encode_transfer_frames(0, 3, 5, b"t", False, body, 600)
-    inbound.feed(frames)
-    assert _drain(inbound) == []
-    assert rc.received == 1 and rc.take_messages()[0] == [body]
-    assert session.take_accepts() == [(5, 5)]
+    c.feed(encode_transfer_frames(0, 0, 5, b"t", False, body, 600))
+    assert rcv.received == 1 and rcv.take_messages()[0] == [body]
+    assert _dispositions(c.take_output()) == [(5, 5)]
     # An aborted delivery: first frame with more=true, then a frame with aborted=true.
-    first = encode_transfer_frames(0, 3, 6, b"u", False, body, 600)
+    first = encode_transfer_frames(0, 0, 6, b"u", False, body, 600)
     size = int.from_bytes(first[:4], "big")
-    inbound.feed(first[:size])
-    inbound.feed(encode_frame(0, 0x14, [uint(3), None, None, None, None, False, None, None, None, True]))
-    assert _drain(inbound) == []
-    assert rc.received == 1 and not rc.in_partial
+    c.feed(first[:size])
+    assert rcv.in_partial
+    c.feed(encode_frame(0, 0x14, [uint(0), None, None, None, None, False, None, None, None, True]))
+    assert rcv.received == 1 and not rcv.in_partial and not c.finished
 
 
 def test_settled_transfers_need_no_accept_and_manual_mode_keeps_ids():
-    inbound, session, rc = _pipe(auto_accept=False)
-    inbound.feed(encode_transfer_frames(0, 3, 1, b"a", True, b"\x00Sw\xa1\x01x", 0))
-    inbound.feed(encode_transfer_frames(0, 3, 2, b"b", False, b"\x00Sw\xa1\x01y", 0))
-    _drain(inbound)
-    msgs, ids = rc.take_messages()
+    c, rcv, s, snd = _pipe(auto_accept=False)
+    c.feed(encode_transfer_frames(0, 0, 1, b"a", True, b"\x00Sw\xa1\x01x", 0))
+    c.feed(encode_transfer_frames(0, 0, 2, b"b", False, b"\x00Sw\xa1\x01y", 0))
+    msgs, ids = rcv.take_messages()
     assert ids == [None, 2]
-    assert session.pending_accepts == 0
+    assert rcv.session.pending_settles == 0
 
 
 def test_sequence_check_and_stamping():
-    sess_out = SessionCore(0)
-    sess_out.remote_incoming_window = 1000
-    snd = SenderCore(3, True)
+    c, rcv, s, snd = _pipe(keep=False)
     msg = Message(b"z" * 16).encode()
-    data = snd.encode(sess_out, msg, 5, 0, len(msg) - 8, 100)
-    inbound, session, rc = _pipe(keep=False)
-    rc.check_seq = True
-    rc.next_seq = 100
-    inbound.feed(data)
-    _drain(inbound)
-    assert rc.received == 5 and rc.seq_errors == 0 and rc.next_seq == 105
-    assert rc.take_messages() == ([], [])
+    rcv.check_seq = True
+    rcv.next_seq = 100
+    assert snd.send_batch(msg, 5, None, len(msg) - 8, 100) == 5
+    c.feed(s.take_output())
+    assert rcv.received == 5 and rcv.seq_errors == 0 and rcv.next_seq == 105
+    assert rcv.take_messages() == ([], [])
     with pytest.raises(ValueError):
-        snd.encode(sess_out, b"short", 1, 0, 0, 0)
-
-
-def test_other_frames_and_unknown_handles_come_back():
-    inbound, session, rc = _pipe()
-    flow = encode_frame(0, 0x13, [uint(0), uint(10), uint(0), uint(10)])
-    other = encode_transfer_frames(0, 9, 1, b"x", False, b"m", 0)
-    inbound.feed(flow + other + b"\x00\x00\x00\x08\x02\x00\x00\x00")
-    events = _drain(inbound)
-    assert [e[0:2] for e in events] == [(0, 0), (0, 0), (0, 0)]
-    assert decode_performative(events[0][2])[0] == 0x13
-    assert decode_performative(events[1][2])[0] == 0x14     # handle 9: not ours
-    assert events[2][2] == b""                               # heartbeat
-    assert inbound.frames == 3
+        snd.send_batch(b"short", 1, None, 0, 0)
 
 
 @pytest.mark.parametrize("body", [
     b"\x00\x53\x14\x45",                                     # empty list: no handle
-    b"\x00\x53\x14\xc0\x08\x02\x52\x03\x71\x00\x00\x00\x01",  # delivery-id as an int
+    b"\x00\x53\x14\xc0\x08\x02\x52\x00\x71\x00\x00\x00\x01",  # delivery-id as an int
     b"\x00\x53\x14\xc0\x20\x01\x43",                         # list size beyond the frame
     b"\x00\x53\x14\xa1\x01x",                                # not a list
 ])
-def test_malformed_transfers_raise_decode_error(body):
-    inbound, _, _ = _pipe()
-    frame = (8 + len(body)).to_bytes(4, "big") + b"\x02\x00\x00\x00" + body
-    inbound.feed(frame)
-    with pytest.raises(DecodeError):
-        _drain(inbound)
+def test_malformed_transfers_close_with_decode_error(body):
+    c, rcv, s, snd = _pipe()
+    c.feed((8 + len(body)).to_bytes(4, "big") + b"\x02\x00\x00\x00" + body)
+    assert c.finished and c.error[0] == amqp.DECODE_ERROR
 
 
 def test_frames_per_message_is_an_upper_bound():
@@ -172,19 +165,17 @@ def test_termini_and_urls():
 
 
 def test_mutated_transfers_never_crash():
-    """Random byte flips in transfer frames: each burst either decodes or raises DecodeError."""
+    """Random byte flips in transfer frames: each burst is either taken or closes the connection with
+    an AMQP error; never an exception out of the engine."""
     import random
     rnd = random.Random(1234)
-    good = (encode_transfer_frames(0, 3, 7, b"tag", False, b"\x00Sw\xa1\x05hello", 0)
-            + encode_transfer_frames(0, 3, 8, b"t2", True, bytes(300), 128))
-    for _ in range(3000):
+    good = (encode_transfer_frames(0, 0, 7, b"tag", False, b"\x00Sw\xa1\x05hello", 0)
+            + encode_transfer_frames(0, 0, 8, b"t2", True, bytes(300), 128))
+    for _ in range(1000):
         data = bytearray(good)
         for _ in range(rnd.randint(1, 4)):
             data[rnd.randrange(len(data))] = rnd.randrange(256)
-        inbound, _, rc = _pipe()
-        inbound.feed(bytes(data))
-        try:
-            _drain(inbound)
-        except DecodeError:
-            pass
-        assert rc.received <= 10
+        c, rcv, s, snd = _pipe()
+        c.feed(bytes(data))
+        assert rcv.received <= 10
+        assert not c.finished or c.error[0].startswith("amqp:")

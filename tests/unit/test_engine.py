@@ -432,3 +432,25 @@ def test_heartbeats_and_idle_timeout():
     assert not c.finished
     c.tick(3.3)                                          # nothing read for more than 2 x 1 s
     assert c.finished and c.error[0] == amqp.RESOURCE_LIMIT_EXCEEDED
+
+
+def test_a_link_failing_before_its_answer_gets_our_attach_first():
+    sh = Recorder(accept_links=False)
+    c, ch, s, sh = make_pair(server_handler=sh)
+    sess = c.begin()
+    link = sess.attach("x", True, None, TARGET)
+    pump(c, s)
+    from cypid.pyx.codec import encode_transfer_frames
+    s.feed(encode_transfer_frames(0, link.handle, 0, b"t", False, MSG, 65536))   # no credit was given
+    codes = [f[1] for f in _frames(s.take_output())]
+    assert codes == [amqp.ATTACH, amqp.DETACH]
+    assert next(e for e in sh.events if e[0] == "detach")[2][0] == amqp.TRANSFER_LIMIT_EXCEEDED
+
+
+def test_close_during_sasl_reports_once():
+    ch = Recorder()
+    c = Engine(ch, sasl=True)
+    ch.engine = c
+    c.start()
+    c.close()
+    assert c.finished and [e[0] for e in ch.events] == ["close"]
