@@ -29,7 +29,9 @@ cdef enum:
 cdef class Handler:
     """What the engine calls (docs/ENGINE.md, "The handler interface"); every method has a default."""
     cpdef object on_sasl_init(self, object mechanism, object response, object hostname)
+    cpdef object on_sasl_response(self, object response)
     cpdef object on_sasl_mechanisms(self, list offered)
+    cpdef object on_sasl_challenge(self, object challenge)
     cpdef object on_open(self)
     cpdef object on_close(self, object error, bint by_peer)
     cpdef object on_begin(self, object session)

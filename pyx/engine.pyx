@@ -280,8 +280,14 @@ cdef class Handler:
     cpdef object on_sasl_init(self, object mechanism, object response, object hostname):
         return 0 if mechanism == "ANONYMOUS" else 1
 
+    cpdef object on_sasl_response(self, object response):
+        return 1
+
     cpdef object on_sasl_mechanisms(self, list offered):
         return ("ANONYMOUS", None) if "ANONYMOUS" in offered else None
+
+    cpdef object on_sasl_challenge(self, object challenge):
+        return b""
 
     cpdef object on_open(self):
         pass
@@ -488,14 +494,21 @@ cdef class Engine:
 
     cdef int _on_sasl(self, int code, list fields) except -1:
         if self.server:
-            if code != SASL_INIT:
+            if code == SASL_INIT and self.sasl_mechanism is None:
+                mech = _field(fields, 0)
+                self.sasl_mechanism = "" if mech is None else str(mech)
+                allowed = self._sasl_mechanisms or ()
+                result = self.handler.on_sasl_init(self.sasl_mechanism, _field(fields, 1), _field(fields, 2)) \
+                    if self.sasl_mechanism in allowed else 1
+            elif code == SASL_RESPONSE and self.sasl_mechanism is not None:
+                result = self.handler.on_sasl_response(_field(fields, 0))
+            else:
                 raise ProtocolViolation(FRAMING_ERROR, "unexpected SASL frame 0x%x" % code)
-            mech = _field(fields, 0)
-            self.sasl_mechanism = None if mech is None else str(mech)
-            allowed = self._sasl_mechanisms or ()
-            outcome = self.handler.on_sasl_init(self.sasl_mechanism, _field(fields, 1), _field(fields, 2)) \
-                if self.sasl_mechanism in allowed else 1
-            self._write_frame(0, SASL_OUTCOME, [ubyte(outcome)], FRAME_SASL)
+            if isinstance(result, bytes):
+                self._write_frame(0, SASL_CHALLENGE, [result], FRAME_SASL)     # a response follows
+                return 0
+            outcome, additional = result if isinstance(result, tuple) else (result, None)
+            self._write_frame(0, SASL_OUTCOME, [ubyte(outcome), additional], FRAME_SASL)
             if outcome:
                 self._terminate((UNAUTHORIZED, "SASL %s authentication failed" % self.sasl_mechanism, None))
                 self.handler.on_close(self.error, False)
@@ -514,7 +527,8 @@ cdef class Engine:
             self.sasl_mechanism = choice[0]
             self._write_frame(0, SASL_INIT, [symbol(choice[0]), choice[1], self.hostname], FRAME_SASL)
         elif code == SASL_CHALLENGE:
-            self._write_frame(0, SASL_RESPONSE, [b""], FRAME_SASL)
+            response = self.handler.on_sasl_challenge(_field(fields, 0))
+            self._write_frame(0, SASL_RESPONSE, [b"" if response is None else response], FRAME_SASL)
         elif code == SASL_OUTCOME:
             outcome = _field(fields, 0)
             if outcome != 0:
@@ -838,8 +852,9 @@ cdef class Engine:
                 return 0
             if link.credit <= 0:
                 return link._fail(TRANSFER_LIMIT, "transfer beyond the link credit granted")
-            if t.tag_len > MAX_TAG:
-                return link._fail(INVALID_FIELD, "delivery-tag of %d bytes (at most %d)" % (t.tag_len, MAX_TAG))
+            if t.tag_len > MAX_TAG:       # the type delivery-tag is at most 32 bytes: a malformed transfer
+                raise ProtocolViolation(DECODE_ERROR, "transfer: delivery-tag of %d bytes, more than %d"
+                                        % (t.tag_len, MAX_TAG))
             if not t.has_id:
                 return link._fail(INVALID_FIELD, "the first transfer of a delivery has no delivery-id")
             if link.max_message_size and <uint64_t>t.payload_len > link.max_message_size:
@@ -1073,9 +1088,9 @@ cdef class Session:
         peer_is_receiver = _bool_field(fields, 2, "attach.role")
         if handle in self._remote_links:
             return self._fail(HANDLE_IN_USE, "attach on handle %d already in use" % handle)
-        if handle > self.handle_max:
-            return self._fail(RESOURCE_LIMIT, "attach on handle %d beyond handle-max %d"
-                              % (handle, self.handle_max))
+        if handle > self.handle_max:      # the spec: a handle beyond handle-max is a framing error
+            raise ProtocolViolation(FRAMING_ERROR, "attach on handle %d beyond handle-max %d"
+                                    % (handle, self.handle_max))
         link = self._attaching.pop(name, None)
         if link is not None and link.is_sender == peer_is_receiver:
             link.state = L_ATTACHED

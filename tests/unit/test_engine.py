@@ -139,8 +139,7 @@ def test_handle_max_bounds_links_and_handles_are_reused():
     assert len(s.session(0).links) == 4
     raw = frame(0, amqp.ATTACH, ["l9", uint(4), False, None, None, None, TARGET])
     s.feed(raw)
-    end = [e for e in sh.events if e[0] == "end"]
-    assert end and end[0][2][0] == amqp.RESOURCE_LIMIT_EXCEEDED
+    assert s.finished and s.error[0] == amqp.FRAMING_ERROR and "handle-max" in s.error[1]
     # On a fresh pair: a detached link's handle is taken by the next attach.
     c, ch, s, sh = make_pair()
     sess = c.begin()
@@ -298,14 +297,15 @@ def test_max_message_size_counts_a_partial_delivery():
     assert not s.finished
 
 
-def test_delivery_tag_over_32_bytes_detaches_the_link():
+def test_delivery_tag_over_32_bytes_is_a_decode_error():
     c, ch, s, sh, link = _sender_pair()
     with pytest.raises(EngineError):
         link.send(MSG, tag=b"t" * 33)
     from cypid.pyx.codec import encode_transfer_frames
-    s.feed(encode_transfer_frames(0, link.handle, 0, b"t" * 33, False, MSG, 65536))
-    detach = [e for e in sh.events if e[0] == "detach"]
-    assert detach[0][2][0] == amqp.INVALID_FIELD
+    s.feed(encode_transfer_frames(0, link.handle, 0, b"t" * 32, False, MSG, 65536))
+    assert len(sh.messages) == 1 and not s.finished
+    s.feed(encode_transfer_frames(0, link.handle, 1, b"t" * 33, False, MSG, 65536))
+    assert s.finished and s.error[0] == amqp.DECODE_ERROR and "delivery-tag" in s.error[1]
 
 
 def test_transfer_beyond_credit_detaches_the_link():
@@ -454,3 +454,30 @@ def test_close_during_sasl_reports_once():
     c.start()
     c.close()
     assert c.finished and [e[0] for e in ch.events] == ["close"]
+
+
+class _ChallengeServer(Recorder):
+    """A toy mechanism with one round of challenge and response (as SCRAM has)."""
+
+    def on_sasl_init(self, mechanism, response, hostname):
+        return b"nonce-" + response
+
+    def on_sasl_response(self, response):
+        return (0, b"welcome") if response == b"nonce-hi!" else 1
+
+
+class _ChallengeClient(Recorder):
+    def on_sasl_mechanisms(self, offered):
+        return ("X-TEST", b"hi")
+
+    def on_sasl_challenge(self, challenge):
+        self.events.append(("challenge", challenge))
+        return challenge + b"!"
+
+
+def test_sasl_challenge_and_response_rounds():
+    c, ch, s, sh = make_pair(client_kw={"sasl": True}, client_handler=_ChallengeClient(),
+                             server_handler=_ChallengeServer(),
+                             server_kw={"sasl_mechanisms": ["X-TEST"], "require_sasl": True})
+    assert ("challenge", b"nonce-hi") in ch.events
+    assert c.opened and s.opened and s.sasl_mechanism == "X-TEST"
