@@ -133,6 +133,11 @@ class ConfigStore:
             self.db.execute("DELETE FROM queues WHERE name=?", (name,))
             self.db.execute("DELETE FROM bindings WHERE queue=?", (name,))
 
+    def queue_journal(self, name):
+        """The journal directory name of queue ``name``'s row, or None."""
+        row = self.db.execute("SELECT journal FROM queues WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
     def queues(self):
         """[(name, properties, journal dir name)] in the order they were declared."""
         rows = self.db.execute("SELECT name, properties, journal FROM queues ORDER BY id").fetchall()

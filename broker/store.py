@@ -589,6 +589,11 @@ class Store:
         if durable:
             jdir = self.recovering.get(queue.name) if self.recovering is not None else None
             if jdir is None:
+                old = self.config.queue_journal(queue.name)
+                if old is not None and self._inside(old) and os.path.lexists(os.path.join(self.jrnl_dir, old)):
+                    # a queue of that name that was not recovered: its journal is kept, not reused
+                    self.set_aside(os.path.join(self.jrnl_dir, old), "queue %r declared anew; this "
+                                   "is the journal of the one that was not recovered" % queue.name)
                 jdir = self.config.add_queue(queue.name, properties)
                 recovering = False
             else:

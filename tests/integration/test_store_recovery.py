@@ -290,3 +290,34 @@ def test_ttl_keeps_its_absolute_expiry_across_restart(broker_factory):
     assert [m.body for m in got] == ["long", "none"]
     remaining = got[0].ttl
     assert 100.0 < remaining <= 120.0 - (time.time() - sent) + 0.5, remaining
+
+
+def test_journal_of_a_queue_not_recovered_is_kept_when_declared_anew(broker_factory):
+    """A queue that cannot be recovered (here: its row's properties ask for an impossible journal)
+    keeps its journal; declaring the name again starts a new journal and sets the old one aside."""
+    from cypid.pyx.codec import encode
+    broker = broker_factory()
+    _fill(broker, ["dq"])
+    broker.stop()
+    old = jdir(broker, "dq")
+    files = sorted(p.name for p in old.iterdir())
+    db = sqlite3.connect(str(store_dir(broker) / "config.sqlite"))
+    db.execute("UPDATE queues SET properties=? WHERE name='dq'", (encode({"durable": True, "qpid.file_count": 1}),))
+    db.commit()
+    db.close()
+    broker.start()
+    assert broker.log_lines(r"Queue 'dq' not recovered")
+    conn = connect(broker)
+    try:
+        send(conn, "dq", ["new"], options=CreateQueue(DURABLE))
+    finally:
+        conn.close()
+    broker.restart()
+    conn = connect(broker)
+    try:
+        assert bodies(conn, "dq") == ["new"]
+    finally:
+        conn.close()
+    kept = lost_files(broker)
+    assert all(any(k.endswith(old.name + "/" + f) for k in kept) for f in files), kept
+    assert len(broker.log_lines(r"error .*%s" % old.name)) == 1, broker.log_text()
