@@ -40,23 +40,36 @@ def check_delivery_tag(body):
     """A transfer's delivery-tag is at most 32 bytes (transport.xml, type delivery-tag); a longer one
     is a malformed performative. ``body`` is a transfer decode_transfer accepted: descriptor, list
     header, handle and delivery-id (fixed-width numbers: 0x4_ none, 0x5_ 1, 0x6_ 2, 0x7_ 4, 0x8_ 8
-    bytes), then the tag. Other descriptor forms take the slow road."""
-    if body[:3] != b"\x00\x53\x14":
+    bytes), then the tag. Other forms take the slow road (a full decode)."""
+    size = _tag_size_fast(body)
+    if size < 0:
         fields = decode_performative(body)[1]
         size = len(fields[2]) if len(fields) > 2 and fields[2] is not None else 0
-    else:
-        i = 5 if body[3] == 0xC0 else 12            # list8: code size count; list32: code size4 count4
-        for _ in range(2):
-            i += 1 + FIXED_WIDTH[(body[i] >> 4) - 4]
-        code = body[i]
-        if code == 0xA0:
-            size = body[i + 1]
-        elif code == 0xB0:
-            size = int.from_bytes(body[i + 1:i + 5], "big")
-        else:
-            return
     if size > 32:
         raise errors.AmqpDecodeError("transfer: delivery-tag of %d bytes, more than 32" % size)
+
+
+def _tag_size_fast(body):
+    """The delivery-tag's size read straight from the common encoding, or -1 to decode it all."""
+    if body[:3] != b"\x00\x53\x14" or body[3] not in (0xC0, 0xD0):
+        return -1
+    i = 6 if body[3] == 0xC0 else 12            # list8: code size count; list32: code size4 count4
+    n = len(body)
+    for _ in range(2):                          # handle, delivery-id
+        if i >= n:
+            return -1
+        code = body[i]
+        if not 0x40 <= code <= 0x8F:
+            return -1
+        i += 1 + FIXED_WIDTH[(code >> 4) - 4]
+    if i >= n:
+        return -1
+    code = body[i]
+    if code == 0xA0:
+        return body[i + 1]
+    if code == 0xB0:
+        return int.from_bytes(body[i + 1:i + 5], "big")
+    return 0 if code == 0x40 else -1
 
 
 def error_value(condition, description):
