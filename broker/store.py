@@ -822,28 +822,33 @@ class Store:
             self.set_aside(os.path.join(self.jrnl_dir, name), "no durable queue owns it")
 
     def _set_aside_strays(self, queue, path, count):
-        """Files in a queue's journal directory that are not its journal's: names the journal does
-        not use, or journal-NNNN.cjf past its file count (read from the files it wrote). Each is
-        moved to lost+found alone; the journal itself is recovered."""
+        """Files in a queue's journal directory that are not its journal's: a name the journal
+        does not use, or a ``journal-NNNN.cjf`` that is not a journal file (no journal header) and
+        lies past the file count the journal's own headers give (a journal that grew has files
+        past it too, with headers: those are its own). Each is moved to lost+found alone and the
+        journal is recovered. A bad header within the count is the journal's damage: its to judge."""
         try:
             names = sorted(os.listdir(path))
         except OSError:
             return
-        counts = []
+        parsed, counts = set(), []
         for name in names:
             m = _JOURNAL_FILE.match(name)
             if m and not m.group(2):
                 try:
                     counts.append(read_file_header(os.path.join(path, name))["count"])
+                    parsed.add(name)
                 except (OSError, KeyError):
                     pass
         if counts:
             count = max(set(counts), key=counts.count)
         for name in names:
             m = _JOURNAL_FILE.match(name)
-            if m is None or int(m.group(1)) >= count or not os.path.isfile(os.path.join(path, name)):
-                self.set_aside(os.path.join(path, name), "not a file of the journal of queue %r"
-                               % queue.name, prefix=os.path.basename(path))
+            full = os.path.join(path, name)
+            if m is None or not os.path.isfile(full) or \
+                    (not m.group(2) and name not in parsed and int(m.group(1)) >= count):
+                self.set_aside(full, "not a file of the journal of queue %r" % queue.name,
+                               prefix=os.path.basename(path))
 
     def set_aside(self, path, why, prefix=None):
         """Move ``path`` (a file or directory) into lost+found and log one error line naming each
