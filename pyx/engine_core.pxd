@@ -1,0 +1,96 @@
+# cython: language_level=3
+"""cypid.pyx.engine_core: the engine's lower layer -- the handler interface, the connection fields that
+sessions and links write to (ConnectionCore, the base of engine.Engine), the performative field readers
+and the transfer reader in C.  See docs/ENGINE.md.
+"""
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+from cypid.pyx.encoder cimport WriteBuffer
+
+
+cdef enum:
+    # Session states.
+    S_UNMAPPED = 0       # made here, begin not sent yet (never seen outside)
+    S_BEGIN_SENT = 1     # our begin is out, the peer's not in
+    S_MAPPED = 2         # both begins exchanged
+    S_END_SENT = 3       # our end is out; the peer's frames are dropped until its end
+    S_ENDED = 4
+    # Link states.
+    L_ATTACH_SENT = 0    # our attach is out
+    L_ATTACH_RCVD = 1    # the peer's attach is in; the handler answers (accept / refuse)
+    L_ATTACHED = 2
+    L_DETACH_SENT = 3    # our detach is out; the peer's transfers and flows are dropped
+    L_DETACHED = 4
+    MAX_TAG = 32         # delivery-tag bytes the spec allows
+    MIN_MAX_FRAME = 512
+    P_HEADER = 0         # connection phase: a protocol header is expected
+    P_SASL = 1
+    P_AMQP = 2
+
+
+# The fields of a transfer the engine uses, read in place (tag and payload point into the frame).
+cdef struct Transfer:
+    uint64_t handle
+    bint has_id
+    uint32_t did
+    const char* tag
+    Py_ssize_t tag_len
+    bint settled
+    bint more
+    bint aborted
+    const char* payload
+    Py_ssize_t payload_len
+
+
+cdef inline object _field(list fields, Py_ssize_t i):
+    return fields[i] if i < len(fields) else None
+
+
+cdef object _uint_field(list fields, Py_ssize_t i, object default, uint64_t limit, str what)
+cdef bint _bool_field(list fields, Py_ssize_t i, str what) except -1
+cdef Py_ssize_t _frames_per_message(Py_ssize_t size, uint64_t max_frame_size) noexcept
+cdef int64_t _take_number(list free, uint32_t* next_number, uint64_t limit) except -2
+cdef int _parse_transfer(const char* body, Py_ssize_t blen, Transfer* t) except -1
+
+
+cdef class Handler:
+    """What the engine calls (docs/ENGINE.md, "The handler interface"); every method has a default."""
+    cpdef object on_sasl_init(self, object mechanism, object response, object hostname)
+    cpdef object on_sasl_response(self, object response)
+    cpdef object on_sasl_mechanisms(self, list offered)
+    cpdef object on_sasl_challenge(self, object challenge)
+    cpdef object on_open(self)
+    cpdef object on_close(self, object error, bint by_peer)
+    cpdef object on_begin(self, object session)
+    cpdef object on_end(self, object session, object error)
+    cpdef object on_attach(self, object link)
+    cpdef object on_flow(self, object link)
+    cpdef object on_session_flow(self, object session)
+    cpdef object on_message(self, object link, object delivery, object data)
+    cpdef object on_messages(self, object link)
+    cpdef object on_outcome(self, object link, object context, int outcome, object state)
+    cpdef object on_settled(self, object link, Py_ssize_t count, int outcome, object state)
+    cpdef object on_detach(self, object link, object error)
+    cpdef object on_writable(self)
+
+
+cdef class ConnectionCore:
+    """The connection fields sessions and links use (engine.Engine adds the rest)."""
+    cdef public Handler handler
+    cdef WriteBuffer _out                     # every frame we write, until take_output()
+    cdef public Py_ssize_t output_limit       # bound on encoded-but-unwritten bytes
+    cdef bint _out_full                       # the bound was reached: on_writable() once it empties
+    cdef readonly uint32_t handle_max
+    cdef readonly uint32_t incoming_window    # transfers a session of ours accepts between flows
+    cdef readonly uint64_t max_message_size   # 0: no limit
+    cdef readonly uint32_t remote_max_frame_size
+    cdef dict _sessions                       # local channel -> Session
+    cdef dict _remote_sessions                # remote channel -> Session
+    cdef list _free_channels
+    cdef list _dirty                          # sessions with dispositions / window flows to write
+    cdef list _touched                        # batch links that got deliveries in this burst
+    cdef public Py_ssize_t held               # incoming deliveries held (not settled yet)
+    cdef object _last_session                 # the Session of the last transfer (runs of transfers)
+    cdef int _last_channel
+    cdef int _write_frame(self, int channel, int code, list fields, int frame_type=*) except -1
+    cdef int _release_channel(self, int channel, int remote_channel, object session) except -1
