@@ -66,7 +66,18 @@ LAZY_FLUSH_DELAY = 0.1
 FULL_LOG_INTERVAL = 10.0
 
 
-_JOURNAL_FILE = re.compile(r"^journal-(\d{4})\.cjf(\.tmp)?$")
+_JOURNAL_FILE = re.compile(r"^journal-(\d{4,5})\.cjf(\.tmp)?$")
+
+
+def _grown_file(path, count, match):
+    """A file past the journal's file count is its own when the journal grew: its header says so."""
+    if match.group(2):
+        return False
+    try:
+        h = read_file_header(path)
+    except OSError:
+        return False
+    return h["valid"] and h["count"] == count and h["index"] == int(match.group(1))
 
 
 class _JournalLog(logging.Handler):
@@ -822,33 +833,29 @@ class Store:
             self.set_aside(os.path.join(self.jrnl_dir, name), "no durable queue owns it")
 
     def _set_aside_strays(self, queue, path, count):
-        """Files in a queue's journal directory that are not its journal's: a name the journal
-        does not use, or a ``journal-NNNN.cjf`` that is not a journal file (no journal header) and
-        lies past the file count the journal's own headers give (a journal that grew has files
-        past it too, with headers: those are its own). Each is moved to lost+found alone and the
-        journal is recovered. A bad header within the count is the journal's damage: its to judge."""
+        """Files in a queue's journal directory that are not its journal's: names the journal does
+        not use, or journal-NNNN.cjf past its file count (read from the files it wrote). Each is
+        moved to lost+found alone; the journal itself is recovered."""
         try:
             names = sorted(os.listdir(path))
         except OSError:
             return
-        parsed, counts = set(), []
+        counts = []
         for name in names:
             m = _JOURNAL_FILE.match(name)
             if m and not m.group(2):
                 try:
                     counts.append(read_file_header(os.path.join(path, name))["count"])
-                    parsed.add(name)
                 except (OSError, KeyError):
                     pass
         if counts:
             count = max(set(counts), key=counts.count)
         for name in names:
             m = _JOURNAL_FILE.match(name)
-            full = os.path.join(path, name)
-            if m is None or not os.path.isfile(full) or \
-                    (not m.group(2) and name not in parsed and int(m.group(1)) >= count):
-                self.set_aside(full, "not a file of the journal of queue %r" % queue.name,
-                               prefix=os.path.basename(path))
+            if m is None or not os.path.isfile(os.path.join(path, name)) or (
+                    int(m.group(1)) >= count and not _grown_file(os.path.join(path, name), count, m)):
+                self.set_aside(os.path.join(path, name), "not a file of the journal of queue %r"
+                               % queue.name, prefix=os.path.basename(path))
 
     def set_aside(self, path, why, prefix=None):
         """Move ``path`` (a file or directory) into lost+found and log one error line naming each
