@@ -646,17 +646,18 @@ class Store:
         return journal
 
     def _open_journal(self, queue, path, count, pages, recovering):
+        limit = getattr(queue.settings, "journal_max_size", 4096) << 20
         if not recovering:
-            return Journal(path, count, pages, name=queue.name, writer=self.writer)
+            return Journal(path, count, pages, name=queue.name, writer=self.writer, max_size=limit)
         try:
             journal = Journal(path, count, pages, name=queue.name, writer=self.writer,
-                              load_data=not queue.settings.flow_to_disk)
+                              load_data=not queue.settings.flow_to_disk, max_size=limit)
         except JournalCorrupt as e:
             where = "%s.quarantined-%d" % (path, int(time.time()))
             os.rename(path, where)
             self.log.error("Queue %r: journal unreadable, moved to %s; the queue starts empty: %s",
                            queue.name, where, e)
-            return Journal(path, count, pages, name=queue.name, writer=self.writer)
+            return Journal(path, count, pages, name=queue.name, writer=self.writer, max_size=limit)
         for d in journal.damage:
             self.log.warning("Queue %r: journal damage in %s at offset %d: %s; recovered what came "
                              "before it", queue.name, d.file, d.offset, d.reason)

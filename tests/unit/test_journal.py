@@ -32,9 +32,16 @@ def test_crc32c_known_vector():
     assert jm.crc32c_bytes(b"") == 0
 
 
+def fixed(n, pages):
+    """max_size for a journal that may never grow past n files of ``pages`` pages."""
+    return n * (4096 + pages * PAGE)
+
+
 def test_geometry_4x8(jdir):
-    with Journal(jdir, 4, 8) as j:
-        assert (j.file_count, j.file_size, j.capacity) == (4, 8, 4 * 8 * PAGE)
+    with Journal(jdir, 4, 8, max_size=fixed(6, 8)) as j:
+        assert (j.file_count, j.file_size, j.max_files, j.capacity) == (4, 8, 6, 6 * 8 * PAGE)
+        assert os.listdir(jdir) == ["journal-0000.cjf"]  # the others: by the writer, ahead of need
+        assert os.path.getsize(jdir / "journal-0000.cjf") == 4096
     names = sorted(os.listdir(jdir))
     assert names == ["journal-0000.cjf", "journal-0001.cjf", "journal-0002.cjf", "journal-0003.cjf"]
     for n in names:
@@ -56,10 +63,26 @@ def test_existing_geometry_wins(jdir):
 
 
 def test_bad_geometry_arguments(jdir):
-    with pytest.raises(ValueError):
-        Journal(jdir, 2, 8)
-    with pytest.raises(ValueError):
-        Journal(jdir, 4, 0)
+    for count, size, word in ((2, 8, "qpid.file_count must be 3..64"), (65, 8, "3..64"),
+                              (65535, 8, "3..64"), (4, 0, "qpid.file_size must be 1..32767"),
+                              (4, 32768, "1..32767"), (4, 1 << 31, "1..32767")):
+        with pytest.raises((ValueError, OverflowError)) as info:
+            Journal(jdir, count, size)
+        if isinstance(info.value, ValueError) and not isinstance(info.value, OverflowError):
+            assert word in str(info.value)
+    assert not jdir.exists()
+
+
+def test_creating_a_journal_makes_one_header_page(jdir):
+    """Creating a journal returns at once: no preallocation of the geometry on the caller's thread,
+    whatever the geometry (the writer thread makes the files)."""
+    import time
+    t0 = time.monotonic()
+    with Journal(jdir, 64, 32767, max_size=0) as j:
+        assert os.listdir(jdir) == ["journal-0000.cjf"]
+        assert os.stat(jdir / "journal-0000.cjf").st_blocks * 512 <= 8192
+        j.close(sync=False)
+    assert time.monotonic() - t0 < 5
 
 
 def test_append_dequeue_recover(jdir):
@@ -159,8 +182,8 @@ def test_circular_reuse_many_cycles(jdir):
                 j.sync()
         st = j.stats()
         assert st["live_records"] == window
-        laps = (5000 * 768) // j.capacity
-        assert laps > 10
+        laps = (5000 * 768) // (4 * PAGE)
+        assert laps > 10 and st["files"] <= 6          # reused, not grown
     with Journal(jdir, 4, 1) as j:
         assert [r.rid for r in j.recovered] == list(range(5001 - window, 5001))
         assert all(r.data == payload(r.rid, 700) for r in j.recovered)
@@ -208,7 +231,7 @@ def test_moved_records_keep_queue_order_and_delivery_count(jdir):
 
 
 def test_full_journal_refuses_then_accepts_after_dequeues(jdir):
-    with Journal(jdir, 4, 1, name="slowq") as j:
+    with Journal(jdir, 4, 1, name="slowq", max_size=fixed(4, 1)) as j:
         rid = 0
         with pytest.raises(JournalFull) as info:
             while True:
@@ -216,7 +239,8 @@ def test_full_journal_refuses_then_accepts_after_dequeues(jdir):
                 j.append_enqueue(rid, payload(rid, 1000))
         err = info.value
         assert isinstance(err, JournalError) and isinstance(err, OSError)
-        assert "slowq" in str(err) and "4 files x 1 pages" in str(err) and str(jdir) in str(err)
+        assert "slowq" in str(err) and "at its limit: 4 files of 1 x 64 KiB" in str(err) and str(jdir) in str(err)
+        assert "--journal-max-size" in str(err)
         accepted = rid - 1
         assert accepted * 1056 >= 2 * PAGE * 0.9     # about (file_count - 2) files of records
         # refusing changed nothing; dequeues still work when full
@@ -236,7 +260,7 @@ def test_full_journal_refuses_then_accepts_after_dequeues(jdir):
 
 
 def test_record_larger_than_journal_is_refused(jdir):
-    with Journal(jdir, 4, 1) as j:
+    with Journal(jdir, 4, 1, max_size=fixed(4, 1)) as j:
         j.append_enqueue(1, b"small")
         with pytest.raises(JournalFull):
             j.append_enqueue(2, bytes(3 * PAGE))
@@ -367,7 +391,7 @@ def test_writer_reports_errors_to_callback(jdir):
         class Broken:
             name = "broken"
 
-            def sync(self):
+            def _sync_report(self):
                 raise JournalError(5, "boom")
         writer.flush(Broken(), lambda seq, err: (got.append(err), ev.set()))
         assert ev.wait(10)
@@ -391,7 +415,7 @@ def test_stats_and_file_info(jdir):
         st = j.stats()
         assert st["live_records"] == 5 and st["live_bytes"] == 5 * 1056
         info = j.file_info()
-        assert len(info) == 4 and sum(f["live_records"] for f in info) == 5
+        assert len(info) == st["files"] and sum(f["live_records"] for f in info) == 5
         assert sum(f["in_use"] for f in info) == st["files_in_use"]
 
 
