@@ -245,10 +245,17 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec("store-dir", "str", None,
                "Store directory location for persistence (default: the data directory)",
                metavar="DIR", group=_STORE),
-    OptionSpec("num-jfiles", "int", 8, "Default number of files for each durable queue's journal",
-               metavar="N", minimum=1, group=_STORE),
+    OptionSpec("num-jfiles", "int", 8,
+               "Default number of files for each durable queue's journal (3..64): its initial size and the "
+               "unit it grows by", metavar="N", minimum=3, maximum=64, group=_STORE),
     OptionSpec("jfile-size-pgs", "int", 24,
-               "Default size of each journal file, in 64 KiB pages", metavar="N", minimum=1, group=_STORE),
+               "Default size of each journal file, in 64 KiB pages (1..32767)", metavar="N", minimum=1,
+               maximum=32767, group=_STORE),
+    OptionSpec("journal-max-size", "int", 4096,
+               "Most disk space one durable queue's journal may grow to, in MiB (0: no limit but the "
+               "journal's 65535 files); past it durable messages are refused with resource-limit-exceeded. "
+               "A queue may ask for less with qpid.journal_max_size", metavar="MIB", minimum=0,
+               group=_STORE, cypid_only=True),
     # Daemon
     OptionSpec("daemon", "switch", False, "Run as a daemon", short="-d", group=_DAEMON),
     OptionSpec("pid-dir", "str", None,
@@ -306,6 +313,7 @@ class Options:
     store_dir: str | None = None
     num_jfiles: int = 8
     jfile_size_pgs: int = 24
+    journal_max_size: int = 4096
     daemon: bool = False
     pid_dir: str | None = None
     pidfile: str | None = None

@@ -16,6 +16,9 @@ types (qpidd 1.36's tools document them); an unknown ``qpid.policy_type`` value 
 than a warning; ``qpid.priorities`` above 10 is clamped to 10 (AMQP has ten priorities).
 """
 
+from cypid.pyx.journal_format import FILE_COUNT_RANGE as JOURNAL_FILE_COUNT
+from cypid.pyx.journal_format import FILE_SIZE_RANGE as JOURNAL_FILE_SIZE
+
 from .errors import InvalidArgument
 
 __all__ = [
@@ -215,8 +218,9 @@ class QueueSettings:
       lvq_no_browse, priorities, fairshare, fairshare_levels ({level: n}), group_header_key,
       shared_msg_group, group_timestamp, browse_only, no_local, paging, max_pages_loaded,
       page_factor, queue_msg_sequence, filter, trace_id, trace_exclude, alert_count, alert_size,
-      alert_count_down, alert_size_down, alert_repeat_gap [seconds], file_count, file_size
-      [64 KiB pages], efp_partition_num, efp_pool_file_size [KiB], replicate, other (unrecognised
+      alert_count_down, alert_size_down, alert_repeat_gap [seconds], file_count (3..64), file_size
+      [64 KiB pages, 1..32767], journal_max_size [MiB; 0 none; never above the broker's
+      --journal-max-size], efp_partition_num, efp_pool_file_size [KiB], replicate, other (unrecognised
       keys, raw), given (the recognised arguments as given, typed: see as_arguments()).
     """
 
@@ -259,6 +263,8 @@ class QueueSettings:
         self.alert_repeat_gap = 60
         self.file_count = 8
         self.file_size = 24
+        self.journal_max_size = 4096
+        self._broker_journal_max = 4096
         self.efp_partition_num = None
         self.efp_pool_file_size = None
         self.replicate = "none"
@@ -375,6 +381,9 @@ class QueueSettings:
             self.file_count = _default(defaults, "num_jfiles", 8)
         if "file_size" not in seen:
             self.file_size = _default(defaults, "jfile_size_pgs", 24)
+        self._broker_journal_max = _default(defaults, "journal_max_size", 4096)
+        if "journal_max_size" not in seen:
+            self.journal_max_size = self._broker_journal_max
         if "replicate" not in seen:
             self.replicate = _default(defaults, "ha_replicate", "none")
         if self.lifetime_policy is not None and self.lifetime_policy != LIFETIME_MANUAL:
@@ -435,10 +444,22 @@ class QueueSettings:
                 f"qpid.flow_resume_size={self.flow_resume_size} must be less than "
                 f"qpid.flow_stop_size={self.flow_stop_size}"
             )
-        if self.file_count < 1:
-            fail("qpid.file_count: must be at least 1")
-        if self.file_size < 1:
-            fail("qpid.file_size: must be at least 1 (64 KiB page)")
+        if not JOURNAL_FILE_COUNT[0] <= self.file_count <= JOURNAL_FILE_COUNT[1]:
+            fail("qpid.file_count: a journal has %d..%d files, not %d"
+                 % (JOURNAL_FILE_COUNT + (self.file_count,)))
+        if not JOURNAL_FILE_SIZE[0] <= self.file_size <= JOURNAL_FILE_SIZE[1]:
+            fail("qpid.file_size: a journal file has %d..%d pages of 64 KiB, not %d"
+                 % (JOURNAL_FILE_SIZE + (self.file_size,)))
+        top = self._broker_journal_max
+        if "journal_max_size" in seen and top and not 0 < self.journal_max_size <= top:
+            fail("qpid.journal_max_size: a queue's journal may have 1..%d MiB (the broker's "
+                 "--journal-max-size), not %d" % (top, self.journal_max_size))
+        limit = self.journal_max_size << 20
+        initial = self.file_count * (4096 + self.file_size * 65536)
+        if limit and initial > limit:
+            fail("qpid.file_count x qpid.file_size: %d files of %d pages of 64 KiB (%d MiB) are over the "
+                 "journal limit of %d MiB (--journal-max-size or qpid.journal_max_size)"
+                 % (self.file_count, self.file_size, (initial + (1 << 20) - 1) >> 20, self.journal_max_size))
         if self.page_factor < 1:
             fail("qpid.page_factor: must be at least 1")
         if self.max_pages_loaded < 1:
@@ -642,6 +663,7 @@ _QUEUE_KEYS = {
     # store
     "qpid.file_count": _q_uint("file_count"),
     "qpid.file_size": _q_uint("file_size"),
+    "qpid.journal_max_size": _q_uint("journal_max_size"),
     "qpid.efp_partition_num": _q_uint("efp_partition_num"),
     "qpid.efp_pool_file_size": _q_uint("efp_pool_file_size"),
     # HA

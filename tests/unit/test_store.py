@@ -120,7 +120,8 @@ def test_fanout_to_durable_queues_settles_after_every_sync(h):
 def test_full_journal_refuses_the_message_everywhere(h):
     nodes = h.nodes
     big, _ = nodes.declare_queue("big", {"durable": True})
-    tiny, _ = nodes.declare_queue("tiny", {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1})
+    tiny, _ = nodes.declare_queue("tiny", {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1,
+                                           "qpid.journal_max_size": 1})
     ex, _ = nodes.declare_exchange("fan", {"exchange-type": "fanout"})
     nodes.bind(ex, big, "")
     nodes.bind(ex, tiny, "")
@@ -132,13 +133,14 @@ def test_full_journal_refuses_the_message_everywhere(h):
         if outcome.__class__ is not Pending:
             break
         did += 1
-    assert did == 3                                # 64 KiB of records fit in a 3 x 1 journal
+    # a 1 MiB journal: 15 files of 64 KiB (+ header page), 13 of them for live records
+    assert did == 13 * 65536 // 20064
     cond = outcome.value[0].value
-    assert cond[0] == "amqp:resource-limit-exceeded" and "'tiny'" in cond[1]
-    assert big.msgDepth == tiny.msgDepth == 3      # the refused one is in neither
-    assert len(h.nodes.store.journals[big].journal) == 3
-    h.run_until(lambda: len(session.settled) == 4)
-    assert big.depth == tiny.depth == 3            # visible once synced
+    assert cond[0] == "amqp:resource-limit-exceeded" and "'tiny'" in cond[1] and "limit" in cond[1]
+    assert big.msgDepth == tiny.msgDepth == did    # the refused one is in neither
+    assert len(h.nodes.store.journals[big].journal) == did
+    h.run_until(lambda: len(session.settled) == did + 1)
+    assert big.depth == tiny.depth == did          # visible once synced
     assert [session.settled[i] for i in range(3)] == [None] * 3
 
 
@@ -270,9 +272,11 @@ def test_journal_that_cannot_be_made_refuses_the_declare(h):
     nodes = h.nodes
     with pytest.raises(errors.InvalidArgument, match="qpid.file_count"):
         nodes.declare_queue("two", {"durable": True, "qpid.file_count": 2})
-    with pytest.raises(errors.InvalidArgument, match="cannot create its journal"):
-        nodes.declare_queue("huge", {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1 << 30})
-    assert "two" not in nodes.queues and "huge" not in nodes.queues
+    with pytest.raises(errors.InvalidArgument, match="qpid.file_size: .*1..32767"):
+        nodes.declare_queue("huge", {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1 << 31})
+    with pytest.raises(errors.InvalidArgument, match="qpid.file_count: .*3..64"):
+        nodes.declare_queue("many", {"durable": True, "qpid.file_count": 65535})
+    assert "two" not in nodes.queues and "huge" not in nodes.queues and "many" not in nodes.queues
     assert nodes.store.config.queues() == []
     assert list((h.path / "cypid-store" / "jrnl").iterdir()) == []
 
