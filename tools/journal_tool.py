@@ -53,8 +53,8 @@ def show(directory: str, args, out) -> int:
         return 2
     with j:
         st = j.stats()
-        p("  queue %r: %d files x %d pages of 64 KiB = %s, format version %d"
-          % (j.name, j.file_count, j.file_size, _size(j.capacity), jm.FORMAT_VERSION))
+        p("  queue %r: %d files x %d pages of 64 KiB to start, %d files now, grows to %s; format version %d"
+          % (j.name, j.file_count, j.file_size, st["files"], _size(j.capacity), jm.FORMAT_VERSION))
         p("  live: %d records, %s; next seq %d; files in use %d (head file %d, writing file %d at %d)"
           % (st["live_records"], _size(st["live_bytes"]), st["next_seq"], st["files_in_use"],
              st["head"], st["writer"], st["write_offset"]))

@@ -24,6 +24,7 @@ from tests.support.amqp import CreateQueue
 from tests.support.broker import BrokerProcess, wait_until
 from tests.support.faults import Bystander, assert_no_trouble
 from tests.support.journal_disk import LoopFs, TimedProducer, received_numbers
+from tests.support.rawclient import RawClient
 
 SMALL = {"durable": True, "qpid.file_count": 3, "qpid.file_size": 1}   # 3 x 64 KiB to start
 
@@ -89,9 +90,11 @@ def test_journal_fsfreeze_stalls_only_durable_sends(disk_broker, loopfs):
             t0 = time.monotonic()
             bystander.check()
             worst = max(worst, time.monotonic() - t0)
-            t0 = time.monotonic()
-            BlockingConnection(broker.url, timeout=5).close()
+            t0 = time.monotonic()                   # a new connection: SASL, header, open answered
+            with RawClient.connect(broker, timeout=5) as client:
+                client.handshake()
             worst = max(worst, time.monotonic() - t0)
+        print("worst round trip or new connection while frozen: %.3f s" % worst)
         assert worst < 0.5, "a round trip or a new connection took %.3f s while the disk was frozen" % worst
         assert producer.outcomes() == 0, "durable sends were settled while the disk was frozen"
     finally:
