@@ -279,7 +279,9 @@ class Connection:
         # DecodeError as decode_performative + check_fields would); None for any other performative.
         transfer = decode_transfer(body)
         if transfer is not None:
-            if transfer[1] is not None:      # a delivery's first frame carries its delivery-tag
+            # A delivery's first frame carries its delivery-tag. A list8 of fields under 38 bytes
+            # cannot hold one over 32 bytes (0xa0, length, 33 bytes, plus count, handle, delivery-id).
+            if transfer[1] is not None and (body[3] != 0xC0 or body[4] >= 38):
                 check_delivery_tag(body)
             session = self.sessions.get(channel)
             if session is None:

@@ -286,17 +286,24 @@ class OutgoingLink(Link):
         self.credit = (remote_count + link_credit - self.delivery_count) & MASK32
         if self.credit > 0x7FFFFFFF:   # the peer's count is behind ours: no credit
             self.credit = 0
-        self.pump()
-        if self.drain and self.credit > 0 and not self.queue.has_message_for(self):
-            self.delivery_count = (self.delivery_count + self.credit) & MASK32
-            self.credit = 0
-            self.session.send_flow(self, drain=True)
-        elif n > 9 and fields[9]:
+        if not self.pump() and n > 9 and fields[9]:
             self.session.send_flow(self)
 
     def pump(self):
-        if self.queue is not None and self.can_take():
-            self.queue.dispatch()
+        """Take what the queue has for this link while it can; a drain whose credit the queue
+        cannot use up ends here (also when it resumes after the output or the window was full).
+        Returns True if it sent the drained flow."""
+        queue = self.queue
+        if queue is None:
+            return False
+        if self.can_take():
+            queue.dispatch()
+        if self.drain and self.credit > 0 and not self.detached and not queue.has_message_for(self):
+            self.delivery_count = (self.delivery_count + self.credit) & MASK32
+            self.credit = 0
+            self.session.send_flow(self, drain=True)
+            return True
+        return False
 
     def abandon(self):
         if self.detached:

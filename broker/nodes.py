@@ -41,6 +41,7 @@ class Nodes:
         self._purge_timer = None        # --queue-purge-interval: the next TTL sweep
         self._auto_delete_timers = {}   # queue -> its pending qpid.auto_delete_timeout
         self.producers = {}             # queue or exchange -> {producer link: None} attached to it
+        self.owned = {}                 # session -> {queue: None} it owns exclusively (session_ended)
 
     # -- the TTL sweep (--queue-purge-interval) ------------------------------------------------------
     def start_purge_timer(self):
@@ -284,8 +285,13 @@ class Nodes:
         if not queue.deleted and not queue.consumers and queue.auto_delete:
             self.delete_queue(queue)
 
+    def _own(self, queue, session):
+        """Note ``session`` as ``queue``'s exclusive owner, so that its end need not look at every queue."""
+        queue.exclusive_owner = session
+        self.owned.setdefault(session, {})[queue] = None
+
     def session_ended(self, session):
-        for queue in list(self.queues.values()):
+        for queue in self.owned.pop(session, ()):
             if queue.exclusive_owner is session:
                 queue.exclusive_owner = None
                 if queue.auto_delete and not queue.consumers:
@@ -444,7 +450,8 @@ class Nodes:
         if queue is not None and props.get("exclusive") and queue.exclusive_owner is not link.session:
             if queue.exclusive_owner is not None:
                 raise errors.PreconditionFailed("Cannot grant exclusive access to %s" % name)
-            queue.exclusive_owner = link.session
+        if queue is not None and (props.get("exclusive") or queue.exclusive_owner is link.session):
+            self._own(queue, link.session)      # also one declare_queue made exclusive to it
         return queue, ex, name
 
     @staticmethod
@@ -518,6 +525,8 @@ class Nodes:
         queue, created = self.declare_queue(qname, props, owner=link.session)
         if not shared and queue.exclusive_owner is not None and queue.exclusive_owner is not link.session:
             raise errors.PreconditionFailed("Cannot consume from exclusive queue %s" % qname)
+        if queue.exclusive_owner is link.session:
+            self._own(queue, link.session)
         subject, headers, applied = terminus.binding_filters()
         if ex.type == "topic":
             key, args = subject if subject is not None else "#", None

@@ -22,7 +22,7 @@ from tests.support.amqp import CreateQueue
 from tests.support.broker import wait_until
 from tests.support.faults import Bystander, assert_no_trouble, lines_about
 from tests.support.rawclient import (
-    ATTACH, BEGIN, DETACH, FLOW, RECEIVER, SENDER, TRANSFER, RawClient, encode_message, source, target,
+    ATTACH, BEGIN, DETACH, END, FLOW, RECEIVER, SENDER, TRANSFER, RawClient, encode_message, source, target,
     uint,
 )
 
@@ -78,6 +78,17 @@ def while_attacked(bystander, attack, at_least=3):
         slowest = max(slowest, time.monotonic() - start)
         rounds += 1
     return hostile.result(), slowest
+
+
+def fill(broker, queue, body, count):
+    """A new queue without a size limit, holding ``count`` messages of ``body``."""
+    conn = BlockingConnection(broker.url, timeout=60)
+    try:
+        sender = conn.create_sender(queue, options=CreateQueue({"qpid.max_size": 0}))
+        for _ in range(count):
+            sender.send(Message(body=body))
+    finally:
+        conn.close()
 
 
 def rss(broker) -> int:
@@ -179,6 +190,48 @@ def test_links_beyond_the_connection_limit_are_refused(shared_broker, shared_bys
     assert_no_trouble(shared_broker)
 
 
+def test_session_churn_with_many_queues_does_not_stall(broker_factory):
+    """Ending a session costs what the session owned, not one look at every queue: with 20,000
+    queues, a client beginning and ending sessions as fast as it can never stalls the bystander."""
+    broker = broker_factory()
+    queues = 20000
+    for first in range(0, queues, 4000):
+        with opened(broker) as c:
+            for ch in range(4):
+                c.begin(ch)
+            c.send(b"".join(encode_frame(i % 4, ATTACH, [
+                "q%d" % i, uint(i // 4 % 1000), False, None, None, source("me"),
+                target("churn-%d" % i, capabilities=["queue", "create-on-demand"]), None, None, uint(0)])
+                for i in range(first, first + 4000)))
+            for _ in range(4000):
+                c.expect(ATTACH, timeout=60, skip=(FLOW,))
+            c.close_cleanly(timeout=60)
+    bystander = Bystander(broker)
+    c = opened(broker)
+
+    def attack():
+        rounds = 40
+        churn = b"".join(encode_frame(ch, BEGIN, [None, uint(0), uint(100), uint(100)]) for ch in range(200)) \
+            + b"".join(encode_frame(ch, END, []) for ch in range(200))
+        for _ in range(rounds):
+            c.send(churn)
+        ends = 0
+        while ends < rounds * 200:
+            frame = c.read_frame(timeout=60)
+            assert frame is not None, "EOF after %d ends" % ends
+            ends += frame.code == END
+        return ends
+
+    try:
+        with c:
+            _, slowest = while_attacked(bystander, attack)
+            c.close_cleanly(timeout=30)
+        assert slowest < ROUND_TRIP, "a bystander round trip took %.3fs" % slowest
+    finally:
+        bystander.close()
+    assert_no_trouble(broker)
+
+
 # -- max-message-size ---------------------------------------------------------------------------
 def test_attach_offers_max_message_size(shared_broker):
     with opened(shared_broker) as c:
@@ -248,14 +301,7 @@ def test_consumer_that_never_reads_does_not_bloat_the_broker(broker_factory):
     """8 browsers of a 48 MB queue with credit for all of it, on a client that never reads: the
     broker encodes about max-connection-output for it and waits (+396 MB before the bound)."""
     broker = broker_factory()
-    body = b"x" * (100 * 1000)
-    filler = BlockingConnection(broker.url, timeout=60)
-    try:
-        sender = filler.create_sender("deep", options=CreateQueue({"qpid.max_size": 0}))
-        for _ in range(480):
-            sender.send(Message(body=body))
-    finally:
-        filler.close()
+    fill(broker, "deep", b"x" * (100 * 1000), 480)
     bystander = Bystander(broker)
     before = rss(broker)
     c = opened(broker)
@@ -285,14 +331,32 @@ def test_consumer_that_never_reads_does_not_bloat_the_broker(broker_factory):
     assert_no_trouble(broker)
 
 
+def test_drain_completes_past_the_output_bound(shared_broker):
+    """Messages bigger than max-connection-output: the link stops taking after each until the
+    socket drains, and a drain still ends with the drained flow once the queue is empty."""
+    body = b"B" * (5 << 20)
+    fill(shared_broker, "drain-big", body, 3)
+    with opened(shared_broker) as c:
+        ch = c.begin(0)
+        c.attach(ch, "drainer", 0, RECEIVER, src=source("drain-big"))
+        got = c.receive_all(ch, 0, credit=10, timeout=60)
+        assert len(got) == 3 and all(len(data) > len(body) for _, data in got)
+        c.close_cleanly()
+
+
 # -- delivery tags ------------------------------------------------------------------------------
 def test_delivery_tag_over_32_bytes_is_a_decode_error(shared_broker, shared_bystander):
     with opened(shared_broker) as c:
         ch = c.begin(0)
         c.attach(ch, "tags", 0, SENDER, src=source("me"), tgt=target("amq.fanout"))
         c.expect(FLOW, ch)
+        # 32 bytes is allowed, whatever the encodings around the tag (small and 4-byte delivery-ids,
+        # more fields after it).
         c.send(encode_frame(ch, TRANSFER, [uint(0), uint(0), b"t" * 32, uint(0), True], encode_message("ok")))
-        c.send(encode_frame(ch, TRANSFER, [uint(0), uint(1), b"t" * 33, uint(0), True], encode_message("no")))
+        c.send(encode_frame(ch, TRANSFER, [uint(0), uint(1 << 20), b"t" * 32, uint(0), True, False, None,
+                                           None, False, False, False], encode_message("ok")))
+        c.send(encode_frame(ch, TRANSFER, [uint(0), uint((1 << 20) + 1), b"t" * 33, uint(0), True],
+                            encode_message("no")))
         frame = c.expect_close("amqp:decode-error")
         assert "delivery-tag of 33 bytes" in frame.error.description
     shared_bystander.check()
