@@ -3,8 +3,9 @@
     python -m cypid.perf.deep_queue [--count 1000000] [--size 1024] [--data-dir DIR] [--window 5000]
 
 It starts a broker with default options (``qpidd --port 0 --data-dir DIR``; a temporary DIR unless
-given, removed at the end), declares the durable queue ``deep`` (default geometry: the journal
-grows from 8 x 1.5 MiB as the queue deepens), sends ``--count`` durable messages of ``--size``
+given, removed at the end), declares the durable queue ``deep`` with default journal geometry (it
+grows from 8 x 1.5 MiB as the queue deepens) and no in-memory limit (``qpid.max_size`` 0: qpidd's
+default queue limit of 100 MB would otherwise stop the producer at 80 MB, as it does in qpidd), sends ``--count`` durable messages of ``--size``
 bytes with at most ``--window`` unsettled, and counts the outcomes. Then it kills the broker with
 SIGKILL, starts it again on the same data directory and times how long until a consumer receives
 the first message (the target: under 2 s for a million), and how long until the broker logged its
@@ -80,8 +81,8 @@ async def fill(url, count, size, window):
     conn = await connect(url)
     try:
         session = await conn.session()
-        sender = await session.sender("deep", node="queue", create=True, properties={"durable": True},
-                                      window=window)
+        sender = await session.sender("deep", node="queue", create=True, window=window,
+                                      properties={"durable": True, "qpid.max_size": 0, "qpid.max_count": 0})
         data = Message(b"x" * size, durable=True).encode()
         left = count
         while left:
