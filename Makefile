@@ -23,10 +23,14 @@ run: $(STAMP)
 	$(BIN)/qpidd --config conf/qpidd.conf
 
 # The neutral client lets the benchmark smoke tests run too; without it (no Debian mirror) they skip.
+# The whole suite runs on uvloop (the broker's default loop), then the tests of broker processes run
+# again on the standard library's loop (CYPID_LOOP=asyncio), as uvloop's own suite does.
+LOOP_TESTS := tests/integration tests/interop tests/faults
 test: $(STAMP)
 	-$(MAKE) --no-print-directory neutral-client
 	-$(MAKE) --no-print-directory cyrus-sasl-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(LOOP_TESTS)
 
 # The Proton-C load client in ../shared/tools/neutral-client (not ours), built into build/neutral-client.
 NEUTRAL_SRC ?= $(firstword $(wildcard ../shared/tools/neutral-client ../../shared/tools/neutral-client))

@@ -21,7 +21,8 @@ def _failed(request) -> bool:
 def broker_factory(request, tmp_path):
     """``broker_factory(*args, name=None, **BrokerProcess kwargs) -> BrokerProcess``: start brokers
     (each on a free port, with its own data dir under tmp_path); all are stopped after the test,
-    and if the test failed their logs are printed."""
+    and if the test failed their logs are printed. A broker that kept connections, sessions, links,
+    unsettled deliveries, holds, journal files or descriptors after a clean stop fails the test."""
     factory = BrokerFactory(tmp_path / "brokers")
     try:
         yield factory
@@ -30,6 +31,14 @@ def broker_factory(request, tmp_path):
         if _failed(request):
             for b, text in factory.logs():
                 print(f"\n===== log of {b!r} ({b.log_path}) =====\n{text}")
+        fail_on_leaks(factory.leaks())
+
+
+def fail_on_leaks(leaks):
+    """Fail the test (at teardown) if a broker's stop audit found something kept (broker/audit.py)."""
+    if leaks:
+        pytest.fail("leak audit: the broker kept, after every connection closed:\n" + "\n".join(leaks),
+                    pytrace=False)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ the broker's log from its own start printed if it fails.
 """
 import pytest
 
-from tests.conftest import _failed
+from tests.conftest import _failed, fail_on_leaks
 from tests.support.broker import BrokerFactory
 from tests.support.faults import Bystander
 
@@ -42,6 +42,7 @@ def shared_broker_process(tmp_path_factory):
         yield factory()
     finally:
         factory.close()
+        fail_on_leaks(factory.leaks())
 
 
 @pytest.fixture

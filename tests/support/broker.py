@@ -5,6 +5,12 @@
 stdout) go to ``<base_dir>/qpidd.log`` (appended across restarts), so a test can grep it with
 ``log_text()``.
 
+Leak audit: brokers run with ``CYPID_AUDIT=1`` (broker/audit.py) and write what they hold at
+start-up and at a clean stop; ``stop()`` compares the two and keeps what was leaked in ``leaks``,
+which the ``broker``/``broker_factory`` fixtures turn into a failure at teardown. A broker killed,
+or one that writes no audit (another program under CYPID_TEST_QPIDD), is not audited. The event
+loop is the environment's ``CYPID_LOOP`` (uvloop unless it says ``asyncio``).
+
 The command is, in order: the ``command`` argument; the ``CYPID_TEST_QPIDD`` environment variable
 (a path or a shell-style command line); ``<sys.prefix>/bin/qpidd``; ``python -m cypid.broker.main``.
 """
@@ -19,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from cypid.broker import audit
 
 #: What a broker prints once it accepts connections (qpidd itself says "TCP/TCP6").
 LISTENING_RE = re.compile(r"Listening on TCP(?:/TCP6)? port (\d+)")
@@ -65,6 +73,7 @@ def _clean_env(extra: dict[str, str] | None) -> dict[str, str]:
     # A developer's QPID_* settings must not leak into test brokers.
     env = {k: v for k, v in os.environ.items() if not k.startswith("QPID_")}
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault(audit.AUDIT_ENV, "1")
     if extra:
         env.update(extra)
     return env
@@ -90,6 +99,8 @@ class BrokerProcess:
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.leaks: list[str] = []      # what clean stops found still held (see audit_run)
+        self._run_offset = 0            # where this run's lines start in the log
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -137,6 +148,7 @@ class BrokerProcess:
             log.write(header.encode())
             offset += len(header.encode())
             log.flush()
+            self._run_offset = offset
             self.proc = subprocess.Popen(
                 self.command_line(port), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=_clean_env(self.env), cwd=str(self.base_dir),
@@ -187,7 +199,23 @@ class BrokerProcess:
             except subprocess.TimeoutExpired:
                 self._append_log(f"=== broker pid {self.proc.pid} ignored SIGTERM; sending SIGKILL\n")
                 self.kill()
+            else:
+                self.audit_run()
         return self.proc.returncode
+
+    def audit_run(self) -> list[str]:
+        """Compare this run's stop audit with its start audit; what was kept is added to ``leaks``
+        (and returned). Nothing if the run wrote no stop audit (killed, or not a cypid broker)."""
+        reports = audit.parse(self._read_from(self._run_offset))
+        stops = [r for r in reports if r.get("when") == "stop"]
+        if not stops:
+            return []
+        starts = [r for r in reports if r.get("when") == "start"]
+        found = audit.problems(starts[0] if starts else None, stops[-1])
+        if found:
+            found = [f"{self.base_dir.name} run {self.starts}: " + "; ".join(found)]
+            self.leaks.extend(found)
+        return found
 
     def kill(self) -> int | None:
         """SIGKILL (kill -9) the broker and reap it."""
@@ -295,6 +323,10 @@ class BrokerFactory:
 
     def logs(self) -> Iterable[tuple[BrokerProcess, str]]:
         return [(b, b.log_text()) for b in self.brokers]
+
+    def leaks(self) -> list[str]:
+        """What the brokers' clean stops found still held (broker/audit.py), one line per run."""
+        return [leak for b in self.brokers for leak in b.leaks]
 
 
 __all__ = ["BrokerProcess", "BrokerFactory", "BrokerStartError", "LISTENING_RE", "default_command",

@@ -1,0 +1,89 @@
+"""The leak audit (cypid.broker.audit) over fake broker objects: it must see what is kept."""
+import json
+import os
+
+from cypid.broker import audit
+
+
+def _fake(name):
+    # a class of that name in one of cypid's modules, as the broker's own would be
+    return type(name, (), {"__module__": "cypid.broker.fake"})
+
+
+Connection, Session, OutgoingLink, Pending = (_fake(n) for n in ("Connection", "Session", "OutgoingLink",
+                                                                 "Pending"))
+
+
+class Ns:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def fake_broker(queues=(), flow_holds=None, producers=None, data_path=None):
+    nodes = Ns(queues={q.name: q for q in queues}, flow_holds=flow_holds or {}, producers=producers or {})
+    return Ns(connections=set(), nodes=nodes, options=Ns(data_path=data_path))
+
+
+def test_a_clean_broker_has_nothing_to_report():
+    report = audit.census(fake_broker([Ns(name="q", consumers=[], held=0)]), "stop", objects=[])
+    assert all(report[key] == 0 for key in audit.MUST_BE_ZERO)
+    assert audit.problems(report, report) == []
+
+
+def test_a_leaked_link_and_its_session_are_counted():
+    session = Session()
+    session.unsettled = {7: "delivery"}
+    link = OutgoingLink()
+    kept = [link, session, Connection(), Pending(), object()]
+    queue = Ns(name="q", consumers=[link], held=2)
+    report = audit.census(fake_broker([queue], flow_holds={queue: [Pending()]}), "stop", objects=kept)
+    assert (report["links"], report["sessions"], report["connections"], report["unsettled"],
+            report["pending_waits"], report["consumers"], report["held"], report["flow_holds"]) == (
+        1, 1, 1, 1, 1, 1, 2, 1)
+    found = audit.problems(None, report)
+    assert "links=1" in found and "unsettled=1" in found and "consumers=1" in found
+
+
+def test_classes_outside_cypid_are_not_counted():
+    foreign = type("OutgoingLink", (), {"__module__": "proton"})()
+    assert audit.census(fake_broker(), "stop", objects=[foreign])["links"] == 0
+
+
+def test_open_and_mapped_journal_files_are_named(tmp_path):
+    import mmap
+
+    path = tmp_path / "jrnl" / "q.jdat"
+    path.parent.mkdir()
+    path.write_bytes(b"\0" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        view = mmap.mmap(fd, 4096, prot=mmap.PROT_READ)
+        try:
+            report = audit.census(fake_broker(data_path=str(tmp_path)), "stop", objects=[])
+        finally:
+            view.close()
+    finally:
+        os.close(fd)
+    # (Python's mmap holds a duplicate of the descriptor: two open, one file mapped)
+    assert report["journal_files"] == 2 and report["journal_views"] == 1
+    assert set(report["files"]) == {str(path)}
+    assert any(str(path) in p for p in audit.problems(None, report))
+
+
+def test_descriptors_beyond_the_start_up_ones_are_named(tmp_path):
+    start = audit.census(fake_broker(), "start", objects=[])
+    r, w = os.pipe()
+    try:
+        stop = audit.census(fake_broker(), "stop", objects=[])
+    finally:
+        os.close(r)
+        os.close(w)
+    assert audit.problems(start, stop) == ["file descriptors beyond the start-up ones: pipe: x2"]
+    assert audit.problems(start, audit.census(fake_broker(), "stop", objects=[])) == []
+
+
+def test_audit_lines_round_trip_through_a_log():
+    report = {"when": "stop", "links": 2}
+    text = "2026-12-06 notice Shut down\n" + audit.line(report) + "\naudit: not json\n"
+    assert audit.parse(text) == [report]
+    assert json.loads(audit.line(report)[len(audit.PREFIX):]) == report
