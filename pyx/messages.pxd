@@ -26,7 +26,8 @@ cdef enum EntryState:
     ST_AVAILABLE = 0    # waiting for a consumer
     ST_ACQUIRED = 1     # delivered to a consumer, not yet accepted/released/rejected
     ST_DELETED = 2      # gone; the slot waits to be trimmed or compacted away
-    ST_HELD = 3         # queued (counted in the depth) but not yet visible: see queue.pyx "Held"
+    ST_HELD = 3         # queued (counted in the depth), not visible until its owner unholds it
+    ST_BEHIND = 4       # queued, not visible until no held entry is in front (queue.pyx "Held")
 
 
 cdef struct Entry:
@@ -40,7 +41,6 @@ cdef struct Entry:
     uint8_t level       # priority level (0 for FIFO queues)
     uint8_t durable     # msg.durable, cached for the persistent counters
     uint8_t ftd         # flowed to disk (the flow_to_disk hook took its body)
-    uint8_t hold        # ST_HELD until its owner calls unhold (0: held only to keep the order)
 
 
 cdef struct Store:

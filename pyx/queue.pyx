@@ -75,7 +75,7 @@ from libc.stdint cimport int64_t, uint32_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cypid.pyx.messages cimport (
-    ST_ACQUIRED, ST_AVAILABLE, ST_DELETED, ST_HELD, Entry, Messages, PriorityMessages, store_append, store_at,
+    ST_ACQUIRED, ST_AVAILABLE, ST_BEHIND, ST_DELETED, ST_HELD, Entry, Messages, PriorityMessages, store_append, store_at,
     store_clear, store_delete, store_find, store_first_available, store_lower_bound,
     priority_level, store_made_available, store_next_available,
 )
@@ -322,7 +322,7 @@ cdef class Queue:
             self.messages.removed(i)
         elif e.state == ST_ACQUIRED:
             self._unacquire(e)
-        elif e.state == ST_HELD:
+        elif e.state == ST_HELD or e.state == ST_BEHIND:
             self.held -= 1
         if e.key != NULL:
             if self.lvq:
@@ -456,8 +456,7 @@ cdef class Queue:
             e.enq_ns = _mono_ns()
         self._count_enqueue(e)
         if hold or self.held:
-            e.state = ST_HELD
-            e.hold = hold
+            e.state = ST_HELD if hold else ST_BEHIND
             if self.held == 0:
                 self.held_seq = seq
             self.held += 1
@@ -494,9 +493,9 @@ cdef class Queue:
         while i < n and self.held:
             e = store_at(&self.store, i)
             if e.state == ST_HELD:
-                if e.hold:
-                    self.held_seq = e.seq
-                    return released
+                self.held_seq = e.seq
+                return released
+            if e.state == ST_BEHIND:
                 e.state = ST_AVAILABLE
                 self.held -= 1
                 self.available += 1
@@ -516,7 +515,7 @@ cdef class Queue:
         e = store_at(&self.store, i)
         if e.state != ST_HELD or e.msg != <PyObject*>msg:
             return
-        e.hold = 0
+        e.state = ST_BEHIND
         if self._release_held() and self.consumers:
             self._run_dispatch()
 
@@ -528,7 +527,7 @@ cdef class Queue:
         if i < 0:
             return False
         e = store_at(&self.store, i)
-        if e.state != ST_HELD or e.msg != <PyObject*>msg:
+        if (e.state != ST_HELD and e.state != ST_BEHIND) or e.msg != <PyObject*>msg:
             return False
         self._drop(i)
         if self._events:
@@ -952,7 +951,7 @@ cdef class Queue:
         if self.held:
             for i in range(self.store.count):
                 if store_at(&self.store, i).state == ST_HELD:
-                    store_at(&self.store, i).hold = 0
+                    store_at(&self.store, i).state = ST_BEHIND
             self._release_held()
         while True:
             i = store_first_available(&self.store)
