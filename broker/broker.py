@@ -6,7 +6,9 @@ import asyncio
 import logging
 import uuid
 
+from .acl import Authorizer
 from .connection import Connection
+from .errors import AmqpError
 from .management import NO_EVENTS, ManagementAgent
 from .nodes import Nodes
 from .sasl import Authenticator
@@ -37,6 +39,8 @@ class Broker:
         self.nodes = Nodes(self)
         # Raises sasl.SaslConfigError (a bad --sasl-config or users database): the broker cannot start.
         self.authenticator = Authenticator(options, self.log)
+        self.acl = Authorizer(options, self.log)      # raises acl.AclError for a bad --acl-file
+        self.publisher = None           # the connection whose message is being routed, if any
         if getattr(options, "mgmt_enable", True):
             self.management = ManagementAgent(self)
             self.events = self.management.events
@@ -88,6 +92,12 @@ class Broker:
         return None
 
     def connection_established(self, conn):
+        if self.acl.enabled:
+            try:
+                self.acl.connecting(conn)
+            except AmqpError as e:
+                conn.fail(e.condition, e.description)
+                return
         self.log.info("Connection %s opened by %r (user %s)", conn.address, conn.container_id, conn.user)
         self.events.connection_opened(conn)
 

@@ -196,14 +196,22 @@ class IncomingLink(Link):
 
     def deliver(self, data):
         """Route one complete message; returns None for accepted, else the outcome to settle with."""
+        broker = self.broker
         try:
             msg = Message(data)
+            if broker.acl.transfer:     # the ACL has publish rules (broker/acl.py)
+                refused = broker.acl.publish_refused(self, msg)
+                if refused is not None:
+                    return Described(ulong(0x25), [make_error(errors.UNAUTHORIZED_ACCESS, refused)])
+            broker.publisher = self.session.connection   # whom the QMF agent answers for
             if self.anonymous:
-                return self.broker.nodes.route_anonymous(msg)
+                return broker.nodes.route_anonymous(msg)
             # A headers exchange decodes the application-properties only now (before enqueueing).
-            return self.broker.nodes.route(self.node, msg)
+            return broker.nodes.route(self.node, msg)
         except DecodeError as e:
             return Described(ulong(0x25), [make_error(errors.DECODE_ERROR, str(e))])
+        finally:
+            broker.publisher = None
 
 
 class OutgoingLink(Link):

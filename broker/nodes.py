@@ -432,6 +432,7 @@ class Nodes:
             raise errors.PreconditionFailed("Exchange of different type already exists")
         missing = (queue is None and ex is None) or (want_queue and create and queue is None) or \
             (want_topic and create and ex is None)
+        self.broker.acl.resolving(link, name, want_queue, want_topic, missing and create, props)  # ACL
         if missing:
             if not create:
                 raise errors.NotFound("Node not found: %s" % name)
@@ -487,6 +488,7 @@ class Nodes:
         caps = self._capabilities(terminus, queue, ex)
         mode = link.snd_settle_mode
         if queue is not None:
+            self.broker.acl.consuming(link, queue)   # ACL
             link.browsing = terminus.distribution_mode == "copy" or queue.settings.browse_only
             if not link.browsing and queue.exclusive_owner is not None \
                     and queue.exclusive_owner is not link.session:
@@ -522,6 +524,7 @@ class Nodes:
             raise errors.PreconditionFailed(
                 "Cannot subscribe to %s: queue %s exists and is not %s subscription queue of %s"
                 % (ex.name, qname, "a shared" if shared else "this link's", ex.name))
+        self.broker.acl.subscribing(link, ex, qname, props, terminus)     # ACL: create, bind, consume
         queue, created = self.declare_queue(qname, props, owner=link.session)
         if not shared and queue.exclusive_owner is not None and queue.exclusive_owner is not link.session:
             raise errors.PreconditionFailed("Cannot consume from exclusive queue %s" % qname)

@@ -210,6 +210,11 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                "Read DIR/qpidd.conf (Cyrus SASL 'key: value' form: mech_list, sasldb_path) for "
                "authentication; without it the users database is DATA-DIR/qpidd.sasldb",
                metavar="DIR"),
+    OptionSpec("acl-file", "str", None,
+               "The policy file to load from (qpidd's ACL rules: group, acl, quota lines); a relative FILE "
+               "is read from the data directory, as qpidd's. A request no rule allows is denied. "
+               "Reloaded by QMF reloadACLFile",
+               metavar="FILE"),
     OptionSpec("default-queue-limit", "int", 104857600, "Default maximum size for queues (in bytes)",
                metavar="BYTES", minimum=0),
     OptionSpec("default-flow-stop-threshold", "int", 80,
@@ -298,6 +303,7 @@ class Options:
     auth: bool = False
     realm: str = "QPID"
     sasl_config: str | None = None
+    acl_file: str | None = None
     default_queue_limit: int = 104857600
     default_flow_stop_threshold: int = 80
     default_flow_resume_threshold: int = 70

@@ -44,7 +44,7 @@ def saslpasswd_main(argv=None, stdin=None) -> int:
     parser.add_argument("-c", action="store_true", help="create the user (or set a new password)")
     parser.add_argument("-p", action="store_true", help="read the password from stdin, one line, no prompt")
     parser.add_argument("-n", action="store_true",
-                        help="do not keep a plain-text password (always so: only SCRAM's stored form is kept)")
+                        help="keep no plain-text password (always so: only SCRAM's stored form is kept)")
     parser.add_argument("-d", action="store_true", help="delete the user")
     parser.add_argument("-f", metavar="FILE", default=DEFAULT_FILE,
                         help="the users database (default %s, what `make run` reads)" % DEFAULT_FILE)

@@ -17,13 +17,14 @@ from cypid.pyx.codec import Described, decode_at, encode, encode_header, scan_me
 
 from .. import links as _links
 from .. import nodes as _nodes
-from ..errors import AmqpError
+from ..acl import describe
+from ..errors import AmqpError, UnauthorizedAccess
 from ..exchanges import topic_match
 from ..settings import QueueSettings
 from . import schema
 from .events import AgentEvents
-from .methods import STATUS_EXCEPTION, STATUS_PARAMETER_INVALID, STATUS_UNKNOWN_METHOD, \
-    STATUS_NOT_IMPLEMENTED, STATUS_UNKNOWN_OBJECT, MethodError, Methods, exception_text
+from .methods import STATUS_EXCEPTION, STATUS_FORBIDDEN, STATUS_PARAMETER_INVALID, \
+    STATUS_UNKNOWN_METHOD, STATUS_NOT_IMPLEMENTED, STATUS_UNKNOWN_OBJECT, MethodError, Methods, exception_text
 from .objects import BROKER_LEVELS, BROKER_SUMS, Snapshot, queue_counters, queue_depth
 
 DIRECT, TOPIC = "qmf.default.direct", "qmf.default.topic"
@@ -50,7 +51,9 @@ class AgentConsumer:
 
     def deliver(self, msg, queue):
         queue.dequeued(msg)
-        self.agent.loop.call_soon(self.agent.on_request, msg)
+        # The connection that published the request (None if the broker itself routed it): its
+        # authenticated user is the one QMF answers for and the ACL checks.
+        self.agent.loop.call_soon(self.agent.on_request, msg, self.agent.broker.publisher)
 
     def __repr__(self):
         return "<QMF agent consumer>"
@@ -186,9 +189,8 @@ class ManagementAgent:
         topic = self.broker.nodes.exchanges.get(TOPIC)
         patterns = [key for q, key, _ in topic.bindings if q is not self.sink] if topic is not None else []
         snap = None
-        pkg = schema.PACKAGE.replace(".", "_")
-        for cls_name in schema.CLASSES:
-            key = "agent.ind.data.%s.%s.%s" % (pkg, cls_name, self.key_suffix)
+        for cls_name, cls in schema.CLASSES.items():
+            key = "agent.ind.data.%s.%s.%s" % (cls.package.replace(".", "_"), cls_name, self.key_suffix)
             if not any(topic_match(p, key) for p in patterns):
                 self._published.pop(cls_name, None)
                 continue
@@ -423,13 +425,13 @@ class ManagementAgent:
                 self.log.exception("QMF agent: event %s not sent", key)
 
     # -- requests ----------------------------------------------------------------------------------
-    def on_request(self, msg):
+    def on_request(self, msg, publisher=None):
         try:
-            self._on_request(msg)
+            self._on_request(msg, publisher)
         except Exception:
             self.log.exception("QMF agent: request not handled")
 
-    def _on_request(self, msg):
+    def _on_request(self, msg, publisher=None):
         data = msg.body
         if len(data) > MAX_REQUEST:
             self.log.debug("QMF request of %d bytes ignored", len(data))
@@ -447,6 +449,8 @@ class ManagementAgent:
         request.cid = _correlation(props[5] if len(props) > 5 else None)
         user = info.user_id
         request.user = user.decode("utf-8", "replace") if isinstance(user, bytes) else (user or "")
+        if publisher is not None:
+            request.user = publisher.user or ""
         request.agent_name = "broker" if msg.subject == "broker" else self.name
         request.target = self._reply_target(str(reply_to))
         body = None
@@ -489,7 +493,8 @@ class ManagementAgent:
             sid = sid if isinstance(sid, dict) else {}
             cls_name = _text(sid.get("_class_name") or "").lower()
             package = sid.get("_package_name")
-            if cls_name in schema.CLASSES and (not package or _text(package) == schema.PACKAGE):
+            if cls_name in schema.CLASSES and (
+                    not package or _text(package) == schema.CLASSES[cls_name].package):
                 results = [self.object_map(cls_name, e) for e in snap.entries(cls_name)]
         while len(results) >= CHUNK:
             chunk, results = results[:CHUNK], results[CHUNK:]
@@ -514,11 +519,19 @@ class ManagementAgent:
         handler = self.methods.find(cls_name, method)
         if handler is None:
             return self._exception(request, STATUS_NOT_IMPLEMENTED, "NotImplemented")
+        cls = schema.CLASSES[cls_name]
+        acl = self.broker.acl
+        if acl.enabled and not acl.allowed(request.user, "access", "method", method, {
+                "schemapackage": cls.package, "schemaclass": cls_name}):
+            return self._exception(request, STATUS_FORBIDDEN,
+                                   describe("access", "method", method, request.user))
         self.current_context = RequestContext(request.user)
         try:
             out = handler(entry.obj, args)
         except MethodError as e:
             return self._exception(request, e.code, e.text)
+        except UnauthorizedAccess as e:     # an ACL denial inside the method (create, delete, ...)
+            return self._exception(request, STATUS_FORBIDDEN, exception_text(e))
         except AmqpError as e:
             return self._exception(request, STATUS_EXCEPTION, exception_text(e))
         except Exception as e:

@@ -8,6 +8,7 @@ inside a method: status 7 and the exception text ``<0-10 prefix>: <description>`
 import re
 
 from .. import errors
+from ..acl import AclError, create_props
 from ..errors import AmqpError
 from ..logs import RuleFilter, parse_rule
 
@@ -104,15 +105,25 @@ class Methods:
     def find(self, cls_name, method):
         return getattr(self, "%s_%s" % (cls_name, method), None)
 
+    def _acl(self, action, obj, name, props=None):
+        """The ACL check of what a method does, for the user who called it (UnauthorizedAccess)."""
+        acl = self.broker.acl
+        if acl.enabled:
+            context = self.agent.current_context
+            acl.check(context.user if context is not None else "", action, obj, name, props)
+
     # -- broker: create / delete / query ----------------------------------------------------------
     def broker_create(self, broker, args):
         kind, name, props = _str(args, "type"), _str(args, "name"), _map(args, "properties")
         if kind == "queue":
+            self._acl("create", "queue", name, create_props("queue", props))
             self._create_queue(name, props)
         elif kind in ("exchange", "topic"):
+            self._acl("create", "exchange", name, create_props("exchange", props))
             self._create_exchange(name, props)
         elif kind == "binding":
             ex, queue, key = self._binding(name)
+            self._acl("bind", "exchange", ex.name, {"queuename": queue.name, "routingkey": key})
             props.pop("exchange-type", None)
             self.nodes.bind(ex, queue, key, props)
         elif kind in ("link", "bridge", "QueuePolicy", "TopicPolicy", "domain", "incoming", "outgoing"):
@@ -176,6 +187,7 @@ class Methods:
             queue = self.nodes.queues.get(name)
             if queue is None:
                 raise _not_found("Delete failed. No such queue: %s" % name)
+            self._acl("delete", "queue", name)
             from .objects import queue_depth
             if _bool(options.get("if_empty", False)) and queue_depth(queue):
                 raise errors.PreconditionFailed("Cannot delete queue %s; queue not empty" % name)
@@ -187,6 +199,7 @@ class Methods:
                 raise errors.InvalidArgument("Delete not allowed for default exchange")
             if name not in self.nodes.exchanges:
                 raise _not_found("Delete failed. No such exchange: %s" % name)
+            self._acl("delete", "exchange", name)
             users = [q for q in self.nodes.queues.values() if q.alternate_exchange == name]
             users += [e for e in self.nodes.exchanges if e.alternate == name]
             if users:
@@ -194,6 +207,7 @@ class Methods:
             self.nodes.delete_exchange(name)
         elif kind == "binding":
             ex, queue, key = self._binding(name, "Unbind")
+            self._acl("unbind", "exchange", ex.name, {"queuename": queue.name, "routingkey": key})
             self.nodes.unbind(ex, queue, key)
         elif kind in ("link", "bridge", "QueuePolicy", "TopicPolicy", "domain", "incoming", "outgoing"):
             raise MethodError(STATUS_NOT_IMPLEMENTED, "%s objects are not supported by cypid yet" % kind)
@@ -275,6 +289,7 @@ class Methods:
         request = _uint(args, "request")
         if _map(args, "filter"):
             raise MethodError(STATUS_NOT_IMPLEMENTED, "purge filters are not supported by cypid yet")
+        self._acl("purge", "queue", queue.name)
         queue.purge(request)
         return {}
 
@@ -282,6 +297,7 @@ class Methods:
         request = _uint(args, "request")
         if _map(args, "filter"):
             raise MethodError(STATUS_NOT_IMPLEMENTED, "reroute filters are not supported by cypid yet")
+        self._acl("reroute", "queue", queue.name)
         if _bool(args.get("useAltExchange", False)):
             target = queue.alternate_exchange
             if not target:
@@ -292,6 +308,28 @@ class Methods:
                 raise MethodError(STATUS_PARAMETER_INVALID, "Exchange not found: %s" % target)
         queue.purge(request, target)
         return {}
+
+    # -- acl (org.apache.qpid.acl) -----------------------------------------------------------
+    def acl_reloadACLFile(self, acl, args):
+        try:
+            acl.reload()
+        except AclError as e:
+            self.broker.log.error("ACL file not reloaded, the rules in force stay: %s", e)
+            raise MethodError(STATUS_EXCEPTION, str(e)) from None
+        return {}
+
+    def acl_Lookup(self, acl, args):
+        props = _map(args, "propertyMap")
+        name = _str(args, "objectName")
+        props["name"] = name
+        permission, _ = acl.acl.decide(_str(args, "userId"), _str(args, "action"), _str(args, "object"),
+                                       props)
+        return {"result": permission}
+
+    def acl_LookupPublish(self, acl, args):
+        permission, _ = acl.acl.decide(_str(args, "userId"), "publish", "exchange", {
+            "name": _str(args, "exchangeName"), "routingkey": _str(args, "routingKey")})
+        return {"result": permission}
 
     # -- connection --------------------------------------------------------------------------
     def connection_close(self, conn, args):

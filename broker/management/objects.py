@@ -150,6 +150,21 @@ class Snapshot:
         values.update(stats)
         return [Entry("amqp-broker", values, agent.start_ns, self.now, broker)]
 
+    def cls_acl(self):
+        """The ACL module's object: there only with --acl-file (qpid-config reload-acl, qpid-stat --acl)."""
+        acl = self.broker.acl
+        if not acl.enabled:
+            return []
+        opts = self.broker.options
+        values = {"brokerRef": schema.BROKER_OBJECT_NAME, "policyFile": os.path.abspath(acl.path),
+                  "enforcingAcl": True, "transferAcl": acl.transfer, "lastAclLoad": acl.last_load_ns,
+                  "maxConnections": getattr(opts, "max_connections", 0),
+                  "maxConnectionsPerIp": getattr(opts, "connection_limit_per_ip", 0),
+                  "maxConnectionsPerUser": getattr(opts, "connection_limit_per_user", 0),
+                  "maxQueuesPerUser": 0, "aclDenyCount": acl.deny_count,
+                  "connectionDenyCount": getattr(acl, "connection_deny_count", 0), "queueQuotaDenyCount": 0}
+        return [Entry(schema.BROKER_OBJECT_NAME, values, self.agent.start_ns, self.now, acl)]
+
     def cls_system(self):
         u = os.uname()
         values = {"systemId": self.agent.system_id, "osName": u.sysname, "nodeName": u.nodename,

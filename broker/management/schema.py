@@ -318,8 +318,31 @@ _LINK_PROPS = [
 INCOMING = SchemaClass("incoming", _LINK_PROPS, [_ST("transfers", "count64")])
 OUTGOING = SchemaClass("outgoing", _LINK_PROPS, [_ST("transfers", "count64")])
 
+ACL_PACKAGE = "org.apache.qpid.acl"
+ACL_OBJECT_NAME = "%s:acl:%s" % (ACL_PACKAGE, BROKER_OBJECT_NAME)
+ACL = SchemaClass("acl", [
+    P("brokerRef", "objId", RC, index=True),
+    P("policyFile", "lstr"),
+    P("enforcingAcl", "bool"),
+    P("transferAcl", "bool"),
+    P("lastAclLoad", "absTime"),
+    P("maxConnections", "uint16"),
+    P("maxConnectionsPerIp", "uint16"),
+    P("maxConnectionsPerUser", "uint16"),
+    P("maxQueuesPerUser", "uint16"),
+], [_ST("aclDenyCount", "count64", unit=""), _ST("connectionDenyCount", "count64", unit=""),
+    _ST("queueQuotaDenyCount", "count64", unit="")], [
+    Method("reloadACLFile", desc="Reload the ACL file"),
+    Method("Lookup", (("userId", "sstr", "I"), ("action", "sstr", "I"), ("object", "sstr", "I"),
+                      ("objectName", "lstr", "I"), ("propertyMap", "map", "I"), ("result", "lstr", "O")),
+           desc="Lookup: user action object [name] [properties]"),
+    Method("LookupPublish", (("userId", "sstr", "I"), ("exchangeName", "sstr", "I"),
+                             ("routingKey", "lstr", "I"), ("result", "lstr", "O")),
+           desc="Lookup: user publish exchange routingkey"),
+], package=ACL_PACKAGE)
+
 CLASSES = {c.name: c for c in (BROKER, SYSTEM, MEMORY, VHOST, QUEUE, EXCHANGE, BINDING, SUBSCRIPTION,
-                               CONNECTION, SESSION, INCOMING, OUTGOING)}
+                               CONNECTION, SESSION, INCOMING, OUTGOING, ACL)}
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -382,13 +405,15 @@ def object_name(cls_name, key):
     """``<package>:<class>:<key>`` (memory's name is its bare key, as qpidd's)."""
     if cls_name == "memory":
         return key
-    return "%s:%s:%s" % (PACKAGE, cls_name, key)
+    return "%s:%s:%s" % (CLASSES[cls_name].package if cls_name in CLASSES else PACKAGE, cls_name, key)
 
 
 def split_object_name(name):
     """(class name, key) of an object name, or (None, None) if it is not one of ours."""
     if name == "amqp-broker":
         return "memory", name
+    if name.startswith(ACL_PACKAGE + ":acl:"):
+        return "acl", name[len(ACL_PACKAGE) + 5:]
     prefix = PACKAGE + ":"
     if not name.startswith(prefix):
         return None, None
