@@ -369,6 +369,8 @@ class Authorizer:
         acl = load(self.path)
         if acl.ignored:
             self.log.log(25, "ACL: %s: %d rules after an 'all all' rule are ignored", self.path, acl.ignored)
+        if acl.quotas["queues"]:
+            self.log.log(25, "ACL: %s: 'quota queues' lines are read but not enforced by cypid yet", self.path)
         self.acl, self.enabled, self.transfer = acl, True, acl.transfer
         self.last_load_ns = time.time_ns()
         self.log.log(25, "ACL: %d rules, %d groups read from %s", len(acl.rules), len(acl.groups), self.path)
@@ -503,10 +505,91 @@ def create_props(obj, node_props):
     return out
 
 
+class ConnectionLimits:
+    """--max-connections, --connection-limit-per-ip, --connection-limit-per-user and the ACL's
+    ``quota connections`` (which wins over the per-user option). A connection over a limit is closed
+    after open with amqp:resource-limit-exceeded; the log says so once per episode (the first refusal
+    of a key until its count drops below the limit again), not once per refused connection."""
+
+    TEXT = "User connection denied by configured limit"
+
+    def __init__(self, options, authorizer, log):
+        self.log = log.getChild("Security") if hasattr(log, "getChild") else log
+        self.authorizer = authorizer
+        self.max = getattr(options, "max_connections", 0) or 0
+        self.per_ip = getattr(options, "connection_limit_per_ip", 0) or 0
+        self.per_user = getattr(options, "connection_limit_per_user", 0) or 0
+        self.total = 0
+        self.by_ip = {}
+        self.by_user = {}
+        self.ip_of = {}
+        self.user_of = {}
+        self.episodes = set()
+        self.deny_count = 0
+
+    def user_limit(self, user):
+        acl = self.authorizer.acl if self.authorizer.enabled else None
+        quota = acl.quota("connections", user) if acl is not None else None
+        return quota if quota is not None else self.per_user
+
+    def _refuse(self, key, what, conn):
+        self.deny_count += 1
+        if key not in self.episodes:
+            self.episodes.add(key)
+            self.log.warning("Connection limit: %s; refusing further connections over it (first: %s)",
+                             what, conn.address)
+        return (errors.RESOURCE_LIMIT_EXCEEDED, "%s: %s" % (self.TEXT, what), 10)
+
+    def opened(self, conn):
+        """At accept: None, or (condition, text, log level) to close with once the peer opens."""
+        ip = peer_host(conn)
+        self.total += 1
+        self.ip_of[conn] = ip
+        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        if self.max and self.total > self.max:
+            return self._refuse(("max",), "%d connections (--max-connections %d)" % (self.total, self.max),
+                                conn)
+        if self.per_ip and self.by_ip[ip] > self.per_ip:
+            return self._refuse(("ip", ip), "%d connections from %s (--connection-limit-per-ip %d)"
+                                % (self.by_ip[ip], ip, self.per_ip), conn)
+        return None
+
+    def authenticated(self, conn):
+        """When the connection opens with its user: None or the refusal, as opened()."""
+        user = conn.user
+        self.user_of[conn] = user
+        count = self.by_user[user] = self.by_user.get(user, 0) + 1
+        limit = self.user_limit(user)
+        if limit and count > limit:
+            return self._refuse(("user", user), "%d connections of %s (limit %d)" % (count, user, limit), conn)
+        return None
+
+    def closed(self, conn):
+        ip = self.ip_of.pop(conn, None)
+        if ip is None:
+            return
+        self.total -= 1
+        self._drop(self.by_ip, ip, self.per_ip, ("ip", ip))
+        user = self.user_of.pop(conn, None)
+        if user is not None:
+            self._drop(self.by_user, user, self.user_limit(user), ("user", user))
+        if not self.max or self.total < self.max:
+            self.episodes.discard(("max",))
+
+    def _drop(self, table, key, limit, episode):
+        n = table[key] - 1
+        if n:
+            table[key] = n
+        else:
+            del table[key]
+        if not limit or n < limit:
+            self.episodes.discard(episode)
+
+
 def peer_host(conn):
     transport = getattr(conn, "transport", None)
     peer = transport.get_extra_info("peername") if transport is not None else None
     return peer[0] if peer else ""
 
 
-__all__ = ["Acl", "AclError", "Authorizer", "Rule", "load", "describe", "property_holds"]
+__all__ = ["Acl", "AclError", "Authorizer", "ConnectionLimits", "Rule", "load", "describe", "property_holds"]

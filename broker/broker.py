@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 
-from .acl import Authorizer
+from .acl import Authorizer, ConnectionLimits
 from .connection import Connection
 from .errors import AmqpError
 from .management import NO_EVENTS, ManagementAgent
@@ -40,6 +40,7 @@ class Broker:
         # Raises sasl.SaslConfigError (a bad --sasl-config or users database): the broker cannot start.
         self.authenticator = Authenticator(options, self.log)
         self.acl = Authorizer(options, self.log)      # raises acl.AclError for a bad --acl-file
+        self.limits = ConnectionLimits(options, self.acl, self.log)
         self.publisher = None           # the connection whose message is being routed, if any
         if getattr(options, "mgmt_enable", True):
             self.management = ManagementAgent(self)
@@ -87,9 +88,7 @@ class Broker:
     def connection_opened(self, conn):
         """Returns (condition, text) if the connection must be refused once it has opened."""
         self.connections.add(conn)
-        if len(self.connections) > self.options.max_connections:
-            return ("amqp:resource-limit-exceeded", "User connection denied by configured limit")
-        return None
+        return self.limits.opened(conn)     # (condition, text, log level) when over a limit
 
     def connection_established(self, conn):
         if self.acl.enabled:
@@ -98,10 +97,15 @@ class Broker:
             except AmqpError as e:
                 conn.fail(e.condition, e.description)
                 return
+        refused = self.limits.authenticated(conn)
+        if refused is not None:
+            conn.fail(*refused)
+            return
         self.log.info("Connection %s opened by %r (user %s)", conn.address, conn.container_id, conn.user)
         self.events.connection_opened(conn)
 
     def connection_closed(self, conn):
         self.connections.discard(conn)
+        self.limits.closed(conn)
         self.log.debug("Connection %s closed", conn.address)
         self.events.connection_closed(conn)

@@ -166,6 +166,12 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                metavar="N", minimum=1),
     OptionSpec("max-connections", "int", 500, "Sets the maximum allowed connections", metavar="N",
                minimum=0),
+    OptionSpec("connection-limit-per-user", "int", 0,
+               "The maximum number of connections a user may have (0: no limit); an ACL 'quota "
+               "connections' line wins over it for the users it names", metavar="N", minimum=0),
+    OptionSpec("connection-limit-per-ip", "int", 0,
+               "The maximum number of connections from one client host address (0: no limit)",
+               metavar="N", minimum=0),
     OptionSpec("max-negotiate-time", "ms", 10.0,
                "Maximum time in milliseconds a connection can take to send the initial protocol negotiation",
                metavar="MILLISECONDS"),
@@ -288,6 +294,8 @@ class Options:
     worker_threads: int | None = None
     connection_backlog: int = 10
     max_connections: int = 500
+    connection_limit_per_user: int = 0
+    connection_limit_per_ip: int = 0
     max_negotiate_time: float = 10.0
     max_frame_size: int = 65536
     max_sessions_per_connection: int = 256

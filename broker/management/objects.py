@@ -162,7 +162,7 @@ class Snapshot:
                   "maxConnectionsPerIp": getattr(opts, "connection_limit_per_ip", 0),
                   "maxConnectionsPerUser": getattr(opts, "connection_limit_per_user", 0),
                   "maxQueuesPerUser": 0, "aclDenyCount": acl.deny_count,
-                  "connectionDenyCount": getattr(acl, "connection_deny_count", 0), "queueQuotaDenyCount": 0}
+                  "connectionDenyCount": self.broker.limits.deny_count, "queueQuotaDenyCount": 0}
         return [Entry(schema.BROKER_OBJECT_NAME, values, self.agent.start_ns, self.now, acl)]
 
     def cls_system(self):

@@ -3,7 +3,6 @@ kind, allowed and denied, by user and by group rules, with wildcards, driven thr
 (python-qpid-proton; a raw client where the rejected outcome's error must be read) and QMF. Also:
 *-log rules write one line per decision, reloadACLFile, a bad file refused with its line number.
 """
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from proton.utils import BlockingConnection, SendException
 from tests.integration.test_qmf_agent import Console, QmfError
 from tests.support.amqp import TOPIC_FILTER, BindingFilter, CreateQueue
 from tests.support.broker import BrokerProcess, BrokerStartError, wait_until
+from tests.support.sasl import auth_args
 from tests.support.rawclient import (
     DISPOSITION, REJECTED, SENDER, RawClient, encode_message, source, target,
 )
@@ -59,15 +59,9 @@ acl deny-log all all
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     base = tmp_path_factory.mktemp("acl")
-    db = base / "users.sasldb"
-    for user in USERS:
-        subprocess.run([str(BIN / "cypid-saslpasswd"), "-c", "-p", "-f", str(db), user],
-                       input="pw-%s\n" % user, text=True, check=True, timeout=60)
-    (base / "sasl").mkdir()
-    (base / "sasl" / "qpidd.conf").write_text("mech_list: PLAIN\nsasldb_path: %s\n" % db)
+    args = auth_args(base, {user: "pw-%s" % user for user in USERS})
     (base / "policy.acl").write_text(POLICY)
-    b = BrokerProcess(base, ["--auth", "yes", "--sasl-config", str(base / "sasl"),
-                             "--acl-file", str(base / "policy.acl")])
+    b = BrokerProcess(base, args + ["--acl-file", str(base / "policy.acl")])
     b.start()
     admin = BlockingConnection(b.url, timeout=TIMEOUT, user="admin", password="pw-admin")
     for q in ("secret.q", "private.q", "work.q", "bob.q", "shared.q"):

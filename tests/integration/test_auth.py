@@ -17,6 +17,7 @@ from scramp import ScramClient
 
 from tests.integration.test_qmf_agent import Console
 from tests.support.broker import BrokerProcess, BrokerStartError, wait_until
+from tests.support.sasl import sasl_config, saslpasswd
 from tests.support.rawclient import (
     AMQP_HEADER, SASL_CHALLENGE, SASL_FRAME, SASL_HEADER, SASL_INIT, SASL_MECHANISMS, SASL_OUTCOME,
     SASL_RESPONSE, RawClient, symbol,
@@ -25,17 +26,6 @@ from tests.support.rawclient import (
 TIMEOUT = 30
 BIN = Path(sys.executable).parent
 FAILED = r"SASL: Authentication failed for %s from 127\.0\.0\.1:%d-127\.0\.0\.1:\d+ \(mechanism %s\)"
-
-
-def saslpasswd(path, user, password, realm="QPID", *extra):
-    subprocess.run([str(BIN / "cypid-saslpasswd"), "-c", "-p", "-f", str(path), "-u", realm, *extra, user],
-                   input=password + "\n", text=True, check=True, timeout=60)
-
-
-def sasl_config(directory, **keys):
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "qpidd.conf").write_text("".join("%s: %s\n" % kv for kv in keys.items()))
-    return directory
 
 
 def connect(broker, user=None, password=None, **kw):
