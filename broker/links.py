@@ -210,6 +210,12 @@ class IncomingLink(Link):
             return broker.nodes.route(self.node, msg)
         except DecodeError as e:
             return Described(ulong(0x25), [make_error(errors.DECODE_ERROR, str(e))])
+        except AmqpError as e:
+            # This message cannot be routed (e.g. a topic key over the limit): reject it alone; the
+            # sender's link and connection carry on. Errors bound to a wider endpoint still close it.
+            if e.scope not in (None, "link"):
+                raise
+            return Described(ulong(0x25), [make_error(e.condition, str(e))])
         finally:
             broker.publisher = None
 

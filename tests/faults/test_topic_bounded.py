@@ -9,7 +9,7 @@ naming the limit. While the hostile client does its worst, a bystander's round t
 import threading
 import time
 
-from proton import Message
+from proton import Delivery, Message
 from proton.utils import BlockingConnection
 
 from tests.support.amqp import TOPIC_FILTER, BindingFilter
@@ -22,16 +22,18 @@ BOUND = 0.5
 
 def _refusal(broker, subject):
     """Send one message with ``subject`` to amq.topic on a fresh connection; the condition and
-    description the broker refused it with (a rejected delivery, or the link or connection closed)."""
+    description of the rejected outcome it was refused with. Only that message is refused: the
+    same link then sends an ordinary message."""
     conn = BlockingConnection(broker.url, timeout=20)
     try:
         sender = conn.create_sender("amq.topic")
-        try:
-            sender.send(Message(subject=subject, body="hostile"))
-        except Exception as e:   # SendException (rejected) or the link/connection closed on it
-            condition = getattr(getattr(e, "state", None), "condition", None)
-            return str(condition) if condition is not None else str(e)
-        return None
+        delivery = sender.link.send(Message(subject=subject, body="hostile"))
+        conn.wait(lambda: delivery.remote_state, msg="an outcome for the hostile message")
+        if delivery.remote_state != Delivery.REJECTED:
+            return None
+        text = str(delivery.remote.condition)
+        sender.send(Message(subject="ordinary.key", body="after"))   # the link is still usable
+        return text
     finally:
         try:
             conn.close()
