@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from cypid.broker import acl as aclmod
 from cypid.broker.acl import Acl, AclError
 
+from tests.support.recording_log import Log
+
 FILE = """\
 # groups may hold groups; a trailing backslash continues a line
 group admins admin@QPID \\
@@ -95,17 +97,6 @@ def test_group_cycle_names_the_line():
     with pytest.raises(AclError, match=r"^f:1: group ga contains itself \(ga -> gb -> ga\)"):
         Acl.parse("group ga gb\ngroup gb ga\n", "f")
     assert Acl.parse("group g1 u@Q\ngroup g2 g1\n").groups["g2"] == {"u@Q"}
-
-
-class Log:
-    def __init__(self):
-        self.records = []
-
-    def getChild(self, name):
-        return self
-
-    def log(self, level, fmt, *args):
-        self.records.append((level, fmt % args))
 
 
 def test_authorizer_logs_log_rules_and_reloads(tmp_path):
