@@ -140,7 +140,7 @@ def test_journal_full_filesystem_rejects_then_resumes(disk_broker, loopfs):
         rejected.append(n)
         assert time.monotonic() < deadline, "the journal did not resume once space was back"
         n += 1
-        time.sleep(0.2)
+        time.sleep(0.2)  # poll: retry the send until the writer has resumed (deadline above)
     for n in range(n + 1, n + 11):
         assert send_durable(sender, n)
         accepted.append(n)

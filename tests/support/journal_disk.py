@@ -102,7 +102,7 @@ class LoopFs:
         for _ in range(50):
             if subprocess.run(["umount", str(self.mnt)], capture_output=True).returncode == 0:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)  # poll: umount until the filesystem is no longer busy (50 tries)
         else:
             subprocess.run(["umount", "-l", str(self.mnt)], capture_output=True)
         subprocess.run(["losetup", "-d", self.dev], capture_output=True)
