@@ -554,14 +554,15 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
     """Every frame of one delivery: transfer performatives plus the message split so that no frame
     exceeds max_frame_size (more=true on all but the last).  Only the first frame carries
     delivery-id, delivery-tag, message-format and settled; continuations carry handle and more."""
-    cdef WriteBuffer wb = WriteBuffer.__new__(WriteBuffer)
+    cdef Py_ssize_t nframes
     if not PyBytes_CheckExact(tag):
         tag = bytes(memoryview(tag))
     if not PyBytes_CheckExact(message):
         message = bytes(memoryview(message))
-    write_transfer_frames(wb, channel, handle, delivery_id, PyBytes_AS_STRING(tag), PyBytes_GET_SIZE(tag),
-                          settled, PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message), max_frame_size)
-    return wb.to_bytes()
+    # Written straight into the bytes object returned (no buffer in between: one copy of the message).
+    return _transfer_frames(None, &nframes, channel, handle, delivery_id, PyBytes_AS_STRING(tag),
+                            PyBytes_GET_SIZE(tag), settled, PyBytes_AS_STRING(message),
+                            PyBytes_GET_SIZE(message), max_frame_size)
 
 
 cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
@@ -569,6 +570,17 @@ cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t hand
                                       Py_ssize_t L, uint64_t max_frame_size) except -1:
     """Append every frame of one delivery to ``wb`` (see encode_transfer_frames); returns the number
     of frames written."""
+    cdef Py_ssize_t nframes
+    _transfer_frames(wb, &nframes, channel, handle, delivery_id, tag, tl, settled, msg, L, max_frame_size)
+    return nframes
+
+
+cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channel, uint32_t handle,
+                             uint32_t delivery_id, const char* tag, Py_ssize_t tl, bint settled,
+                             const char* msg, Py_ssize_t L, uint64_t max_frame_size):
+    """The frames of one delivery, appended to ``wb``, or (``wb`` None) in a new bytes object that
+    is returned; ``nframes_out`` gets the number of frames."""
+    cdef object result = None
     cdef char items1[300]
     cdef char perf1[320]
     cdef char items2[16]
@@ -619,9 +631,13 @@ cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t hand
     else:
         nframes = 1 + (L - cap1 + capn - 1) // capn
     total = 8 * nframes + p1 + (nframes - 1) * p2 + L
-    wb_reserve(wb, total)
-    w = wb.buf + wb.len
-    wb.len += total
+    if wb is None:
+        result = PyBytes_FromStringAndSize(NULL, total)
+        w = PyBytes_AS_STRING(result)
+    else:
+        wb_reserve(wb, total)
+        w = wb.buf + wb.len
+        wb.len += total
     # first frame
     chunk = L if L <= cap1 else cap1
     fs = 8 + p1 + chunk
@@ -650,4 +666,5 @@ cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t hand
         memcpy(w + 8 + p2, msg + off, <size_t>chunk)
         w += fs
         off += chunk
-    return nframes
+    nframes_out[0] = nframes
+    return result
