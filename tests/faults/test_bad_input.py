@@ -93,7 +93,7 @@ def test_wrong_protocol_header_is_answered_with_ours_then_eof(broker, bystander,
         c.send(data)
         assert c.read_header() == AMQP_HEADER
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "bad protocol header")
+        assert_logged_once(broker, c, bystander, "bad protocol header")
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_amqp_header_when_sasl_is_required_is_answered_with_sasl_header(auth_bro
         c.send(AMQP_HEADER)
         assert c.read_header() == SASL_HEADER
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "bad protocol header")
+        assert_logged_once(broker, c, bystander, "bad protocol header")
 
 
 @pytest.mark.parametrize("stage", ["nothing", "sasl-header", "amqp-header"])
@@ -130,7 +130,7 @@ def test_silent_client_is_dropped_after_max_negotiate_time(broker_factory, stage
                 assert c.sasl() == 0
                 assert c.amqp_header() == AMQP_HEADER
             c.expect_eof()
-            assert_logged_once(broker, c.address_tag, bystander, "no open within the negotiation time")
+            assert_logged_once(broker, c, bystander, "no open within the negotiation time")
     finally:
         bystander.close()
 
@@ -143,7 +143,7 @@ def test_silent_peer_is_closed_after_the_idle_timeout(broker, bystander):
         assert remote.field(4)                 # the broker advertises its own idle timeout
         close = c.expect_close("amqp:resource-limit-exceeded")
         assert "idle-timeout" in close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, "resource-limit-exceeded")
+        assert_logged_once(broker, c, bystander, "resource-limit-exceeded")
 
 
 def test_header_cut_short_by_eof(broker, bystander):
@@ -151,7 +151,7 @@ def test_header_cut_short_by_eof(broker, bystander):
         c.send(b"AMQ")
         c.shutdown_write()
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "inside a protocol header")
+        assert_logged_once(broker, c, bystander, "inside a protocol header")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_bad_sasl_mechanism_or_response_fails_authentication(broker, bystander, 
         c.expect(SASL_MECHANISMS)
         assert c.sasl_init(mechanism, response) == 1          # auth: authentication failed
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "Authentication failed")
+        assert_logged_once(broker, c, bystander, "Authentication failed")
 
 
 def test_anonymous_refused_when_auth_is_required(auth_broker):
@@ -182,7 +182,7 @@ def test_anonymous_refused_when_auth_is_required(auth_broker):
         assert "ANONYMOUS" not in offered
         assert c.sasl_init("ANONYMOUS") == 1
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, "Authentication failed")
+        assert_logged_once(broker, c, bystander, "Authentication failed")
 
 
 SASL_OUT_OF_ORDER = {
@@ -215,7 +215,7 @@ def test_sasl_frames_out_of_order_end_the_exchange(broker, bystander, make, cond
         outcome = c.expect(SASL_OUTCOME)
         assert outcome.field(0) == 3            # sys-perm: no AMQP layer to carry a close
         assert c.expect_eof() == []
-        assert_logged_once(broker, c.address_tag, bystander, condition)
+        assert_logged_once(broker, c, bystander, condition)
 
 
 def test_sasl_frame_after_sasl_is_done(broker, bystander):
@@ -224,7 +224,7 @@ def test_sasl_frame_after_sasl_is_done(broker, bystander):
         assert c.amqp_header() == AMQP_HEADER
         c.send_frame(0, SASL_INIT, [symbol("ANONYMOUS")], frame_type=SASL_FRAME)
         c.expect_close(FRAMING_ERROR)
-        assert_logged_once(broker, c.address_tag, bystander, FRAMING_ERROR)
+        assert_logged_once(broker, c, bystander, FRAMING_ERROR)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -243,14 +243,14 @@ def test_frames_before_open(broker, bystander, code, fields):
         c.expect_close(FRAMING_ERROR)
         # The broker sent its open first, so that the close is legal.
         assert [f.code for f in c.frames if f.type == 0] == [OPEN, CLOSE]
-        assert_logged_once(broker, c.address_tag, bystander, "expected open")
+        assert_logged_once(broker, c, bystander, "expected open")
 
 
 def test_open_sent_twice(broker, bystander):
     with opened(broker) as c:
         c.send_open()
         c.expect_close(FRAMING_ERROR)
-        assert_logged_once(broker, c.address_tag, bystander, "second open")
+        assert_logged_once(broker, c, bystander, "second open")
 
 
 @pytest.mark.parametrize("make, text", [
@@ -269,7 +269,7 @@ def test_bad_frame_header_is_a_framing_error(broker, bystander, make, text):
         c.send(make(max_frame))
         close = c.expect_close(FRAMING_ERROR)
         assert text in close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, FRAMING_ERROR)
+        assert_logged_once(broker, c, bystander, FRAMING_ERROR)
 
 
 def test_frame_exactly_max_frame_size_is_fine(broker, bystander):
@@ -288,7 +288,7 @@ def test_frame_exactly_max_frame_size_is_fine(broker, bystander):
         c.flow(ch, echo=True)
         c.expect(FLOW, ch, skip=(DISPOSITION,))
         c.close_cleanly()
-    assert lines_about(broker, c.address_tag) == []
+    assert lines_about(broker, c) == []
     bystander.check()
 
 
@@ -312,7 +312,7 @@ def test_truncated_frame_then_half_close(broker, bystander, when):
         c.shutdown_write()
         close = c.expect_close(FRAMING_ERROR)
         assert "ended inside a frame" in close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, FRAMING_ERROR)
+        assert_logged_once(broker, c, bystander, FRAMING_ERROR)
     # The half-sent message was never delivered.
     if when == "mid-transfer":
         with opened(broker) as r:
@@ -344,7 +344,7 @@ def test_undecodable_performative_is_a_decode_error(broker, bystander, body):
         c.begin(0)
         c.send(raw_frame(body))
         c.expect_close(DECODE_ERROR)
-        assert_logged_once(broker, c.address_tag, bystander, DECODE_ERROR)
+        assert_logged_once(broker, c, bystander, DECODE_ERROR)
 
 
 MALFORMED_FIELDS = {
@@ -379,7 +379,7 @@ def test_malformed_performative_fields_are_a_decode_error(broker, bystander, cod
         c.send_frame(1 if code == BEGIN else ch, code, fields)
         close = c.expect_close(DECODE_ERROR)
         assert close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, DECODE_ERROR)
+        assert_logged_once(broker, c, bystander, DECODE_ERROR)
 
 
 def test_malformed_open_is_a_decode_error(broker, bystander):
@@ -389,7 +389,7 @@ def test_malformed_open_is_a_decode_error(broker, bystander):
         c.send_frame(0, OPEN, [None, None, "big"])
         close = c.expect_close(DECODE_ERROR)
         assert "container-id" in close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, DECODE_ERROR)
+        assert_logged_once(broker, c, bystander, DECODE_ERROR)
 
 
 @pytest.mark.parametrize("code, fields", [
@@ -406,7 +406,7 @@ def test_frame_on_unknown_channel(broker, bystander, code, fields):
         c.send_frame(7, code, fields, payload=encode_message("x") if code == TRANSFER else b"")
         close = c.expect_close(NOT_ALLOWED)
         assert "unknown channel 7" in close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, NOT_ALLOWED)
+        assert_logged_once(broker, c, bystander, NOT_ALLOWED)
 
 
 def test_begin_on_a_channel_in_use(broker, bystander):
@@ -415,7 +415,7 @@ def test_begin_on_a_channel_in_use(broker, bystander):
         c.send_frame(3, BEGIN, [None, uint(0), uint(100), uint(100)])
         close = c.expect_close(FRAMING_ERROR)
         assert "already in use" in close.error.description
-        assert_logged_once(broker, c.address_tag, bystander, FRAMING_ERROR)
+        assert_logged_once(broker, c, bystander, FRAMING_ERROR)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -442,9 +442,9 @@ def test_unattached_handle_ends_the_session(broker, bystander, code, fields):
         c.send_frame(0, code, fields, payload=encode_message("x") if code == TRANSFER else b"")
         end = c.expect_end(UNATTACHED_HANDLE, channel=ch)
         assert "42" in end.error.description
-        assert_logged_once(broker, c.address_tag, bystander, UNATTACHED_HANDLE)
+        assert_logged_once(broker, c, bystander, UNATTACHED_HANDLE)
         _session_still_usable(c, 0)
-    assert len(lines_about(broker, c.address_tag)) == 1
+    assert len(lines_about(broker, c)) == 1
 
 
 def test_transfer_on_a_receiving_links_handle_ends_the_session(broker, bystander):
@@ -455,7 +455,7 @@ def test_transfer_on_a_receiving_links_handle_ends_the_session(broker, bystander
         # Handle 1 is a link on which the broker sends: a transfer from the client is not allowed.
         c.send_frame(0, TRANSFER, [uint(1), uint(0), b"t", uint(0), True], encode_message("x"))
         c.expect_end(UNATTACHED_HANDLE, channel=ch)
-        assert_logged_once(broker, c.address_tag, bystander, UNATTACHED_HANDLE)
+        assert_logged_once(broker, c, bystander, UNATTACHED_HANDLE)
         _session_still_usable(c, 0)
 
 
@@ -466,7 +466,7 @@ def test_attach_reusing_a_live_handle_ends_the_session(broker, bystander):
         c.attach(ch, "second", 5, SENDER, src=source("me"), tgt=target("handles"), wait=False)
         end = c.expect_end(HANDLE_IN_USE, channel=ch)
         assert "5" in end.error.description
-        assert_logged_once(broker, c.address_tag, bystander, HANDLE_IN_USE)
+        assert_logged_once(broker, c, bystander, HANDLE_IN_USE)
         _session_still_usable(c, 0)
 
 
@@ -479,7 +479,7 @@ def test_disposition_for_unknown_deliveries_is_ignored(broker, bystander):
         c.flow(ch, echo=True)
         c.expect(FLOW, ch)
         c.close_cleanly()
-    assert lines_about(broker, c.address_tag) == []
+    assert lines_about(broker, c) == []
     bystander.check()
     assert_no_trouble(broker)
 
@@ -493,7 +493,7 @@ def test_frames_for_a_session_the_broker_ended_are_ignored_until_end(broker, bys
         c.send_frame(0, FLOW, [uint(0), uint(100), uint(0), uint(100), uint(9), uint(0), uint(1)])
         c.send_frame(0, TRANSFER, [uint(9), uint(0), b"t", uint(0), True], encode_message("x"))
         _session_still_usable(c, 0)
-    assert len(lines_about(broker, c.address_tag)) == 1
+    assert len(lines_about(broker, c)) == 1
     bystander.check()
 
 
@@ -520,7 +520,7 @@ def test_attach_to_unknown_node_is_detached_with_not_found(broker, bystander, ro
         # The session is fine: the same handle can be used again.
         queue_with_producer(c, ch, "found")
         c.close_cleanly()
-    assert_logged_once(broker, c.address_tag, bystander, NOT_FOUND)
+    assert_logged_once(broker, c, bystander, NOT_FOUND)
 
 
 def test_undecodable_message_is_rejected_not_fatal(broker, bystander):
@@ -541,7 +541,7 @@ def test_undecodable_message_is_rejected_not_fatal(broker, bystander):
         got = c.receive_all(ch, 1, credit=10)
         assert [bare(m) for _, m in got] == [encode_message("fine")]
         c.close_cleanly()
-    assert lines_about(broker, c.address_tag) == []
+    assert lines_about(broker, c) == []
     bystander.check()
     assert_no_trouble(broker)
 
@@ -567,7 +567,7 @@ def test_message_with_undecodable_application_properties_is_rejected(broker, bys
         got = c.receive_all(ch, 1, credit=10)
         assert [bare(m) for _, m in got] == [encode_message("good")]
         c.close_cleanly()
-    assert lines_about(broker, c.address_tag) == []
+    assert lines_about(broker, c) == []
     bystander.check()
     assert_no_trouble(broker)
 
@@ -584,6 +584,6 @@ def test_aborted_multi_frame_delivery_never_appears(broker, bystander):
         got = c.receive_all(ch, 1, credit=10)
         assert [bare(m) for _, m in got] == [encode_message("after")]
         c.close_cleanly()
-    assert lines_about(broker, c.address_tag) == []
+    assert lines_about(broker, c) == []
     bystander.check()
     assert_no_trouble(broker)

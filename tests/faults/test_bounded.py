@@ -136,7 +136,7 @@ def test_sessions_beyond_channel_max_close_the_connection(shared_broker, shared_
     assert begins == CHANNEL_MAX + 1
     assert error.condition == FRAMING_ERROR and "channel-max" in error.description, error
     assert slowest < ROUND_TRIP, "a shared_bystander round trip took %.3fs" % slowest
-    wait_until(lambda: lines_about(shared_broker, c.address_tag), message="a log line about the connection")
+    wait_until(lambda: lines_about(shared_broker, c), message="a log line about the connection")
     assert_no_trouble(shared_broker)
 
 
@@ -185,7 +185,7 @@ def test_links_beyond_the_connection_limit_are_refused(shared_broker, shared_bys
         assert (attached, refused) == (LINKS_PER_CONNECTION, extra)
         assert slowest < ROUND_TRIP, "a shared_bystander round trip took %.3fs" % slowest
         c.close_cleanly(timeout=60)
-    lines = [line for line in lines_about(shared_broker, c.address_tag) if "refused" in line]
+    lines = [line for line in lines_about(shared_broker, c) if "refused" in line]
     assert len(lines) == 1 and "max-links-per-connection" in lines[0], lines
     assert_no_trouble(shared_broker)
 
@@ -270,7 +270,7 @@ def test_never_finished_delivery_past_max_message_size_is_cut_off(shared_broker,
         c.close_cleanly(timeout=30)
     # What it sent is dropped: the shared_broker did not keep growing with it.
     assert rss(shared_broker) - before < MAX_MESSAGE_SIZE + (64 << 20)
-    lines = lines_about(shared_broker, c.address_tag)
+    lines = lines_about(shared_broker, c)
     assert len(lines) == 1 and "max-message-size" in lines[0], lines
     assert_no_trouble(shared_broker)
 

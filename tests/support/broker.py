@@ -249,6 +249,17 @@ class BrokerProcess:
         """Everything the broker wrote to stderr/stdout, over all its starts."""
         return self._read_from(0)
 
+    def log_size(self) -> int:
+        """Bytes in the log so far: an offset for ``log_text_from``."""
+        try:
+            return os.path.getsize(self.log_path)
+        except FileNotFoundError:
+            return 0
+
+    def log_text_from(self, offset: int) -> str:
+        """What the broker wrote since the log held ``offset`` bytes."""
+        return self._read_from(offset)
+
     def log_lines(self, pattern: str | re.Pattern | None = None) -> list[str]:
         lines = self.log_text().splitlines()
         if pattern is None:

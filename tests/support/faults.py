@@ -41,12 +41,19 @@ class Bystander:
         self.conn.close()
 
 
-def lines_about(broker: BrokerProcess, client_address: str) -> list[str]:
-    """Log lines naming the connection whose client end is ``client_address`` (``127.0.0.1:PORT``)."""
-    return broker.log_lines(re.compile(r"-%s\b" % re.escape(client_address)))
+def lines_about(broker: BrokerProcess, client) -> list[str]:
+    """Log lines naming the connection whose client end is ``client`` (a RawClient, or its
+    ``127.0.0.1:PORT`` string). For a RawClient only lines written since it connected count: the
+    kernel reuses ephemeral ports, so an earlier test's connection may have had the same one."""
+    if isinstance(client, str):
+        address, offset = client, 0
+    else:
+        address, offset = client.address_tag, client.log_offset
+    regex = re.compile(r"-%s\b" % re.escape(address))
+    return [line for line in broker.log_text_from(offset).splitlines() if regex.search(line)]
 
 
-def assert_logged_once(broker: BrokerProcess, client_address: str, bystander: Bystander | None = None,
+def assert_logged_once(broker: BrokerProcess, client_address, bystander: Bystander | None = None,
                        pattern: str | None = None, timeout: float = 10) -> str:
     """Wait for the broker's line about the connection ``client_address``; after a round trip on the
     bystander (the broker has moved on), it must still be exactly one line (matching ``pattern``).

@@ -147,11 +147,16 @@ class RawClient:
         self.next_outgoing_id = 0
         self.next_delivery_id = 0
         self.peer_handles: dict[int, int] = {}   # our link handle -> the broker's handle for the link
+        self.log_offset = 0                       # see connect()
 
     @classmethod
     def connect(cls, broker, **kwargs) -> RawClient:
-        """Connect to a BrokerProcess (or anything with ``host`` and ``port``)."""
-        return cls(broker.host, broker.port, **kwargs)
+        """Connect to a BrokerProcess (or anything with ``host`` and ``port``). ``log_offset`` is
+        the broker's log size before connecting, so that log checks see only this connection's."""
+        log_offset = broker.log_size() if hasattr(broker, "log_size") else 0
+        client = cls(broker.host, broker.port, **kwargs)
+        client.log_offset = log_offset
+        return client
 
     # -- identity ---------------------------------------------------------------------------
     @property
