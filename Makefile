@@ -11,7 +11,8 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
 # Rebuild when any source of the package changes.
-SOURCES := setup.py pyproject.toml $(wildcard pyx/*.pyx pyx/*.pxd broker/*.py client/*.py tools/*.py perf/*.py ha/*.py)
+SOURCES := setup.py pyproject.toml $(shell find pyx broker client tools perf ha conf -type f \
+	\( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.conf' \) 2>/dev/null)
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/pip install -q ".[test]"
 	touch $(STAMP)
