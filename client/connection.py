@@ -23,6 +23,7 @@ log = logging.getLogger("cypid.client")
 WINDOW = 0x7FFFFFFF
 MASK32 = 0xFFFFFFFF
 DEFAULT_PORT = 5672
+DEFAULT_SSL_PORT = 5671
 VERSION = "0.1.0"
 # Connection states (what the API needs to know; the protocol states are the engine's).
 S_CONNECTING, S_OPENED, S_CLOSE_SENT, S_CLOSED = range(4)
@@ -32,23 +33,29 @@ SEND_BUDGET = 1 << 20       # bytes the senders encode per loop turn before the 
 
 
 def parse_url(url):
-    """(host, port, user, password) from ``host:port``, ``host``, ``[v6]:port`` or
-    ``amqp://[user[:password]@]host[:port][/...]``."""
+    """(host, port, user, password) from ``host:port``, ``host``, ``[v6]:port``,
+    ``amqp[s]://[user[:password]@]host[:port][/...]`` or the qpid tools' ``[user[/password]@]host[:port]``
+    (the credentials' separator is the first ``/`` or ``:``, as qpidd's URL grammar allows both).
+    The port defaults to 5671 for ``amqps://``, else 5672."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
     user = password = None
-    if "://" in url:
-        url = url.split("://", 1)[1]
-    url = url.split("/", 1)[0]
-    if "@" in url:
-        cred, url = url.rsplit("@", 1)
-        user, _, password = cred.partition(":")
-    if url.startswith("["):
-        host, _, rest = url[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif url.count(":") == 1:
-        host, port = url.split(":")
+    at = rest.rfind("@")
+    if at >= 0:
+        cred, rest = rest[:at], rest[at + 1:]
+        cut = min((i for i in (cred.find("/"), cred.find(":")) if i >= 0), default=-1)
+        user, password = (cred[:cut], cred[cut + 1:]) if cut >= 0 else (cred, None)
+    rest = rest.split("/", 1)[0]
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
     else:
-        host, port = url, ""
-    return host or "127.0.0.1", int(port) if port else DEFAULT_PORT, user or None, password or None
+        host, port = rest, ""
+    default = DEFAULT_SSL_PORT if scheme.lower() == "amqps" else DEFAULT_PORT
+    return host or "127.0.0.1", int(port) if port else default, user or None, password or None
 
 
 def _exception(error, default, cls=ConnectionClosed):
@@ -74,6 +81,7 @@ class Connection(Handler):
         self.username = username
         self.password = password
         self.mechanism = mechanism
+        self._scram = None           # a SCRAM exchange under way (scramp.ScramClient)
         self.use_sasl = sasl or username is not None
         self.idle_timeout = float(idle_timeout or 0)
         self.max_frame_size = int(max_frame_size)
@@ -193,21 +201,46 @@ class Connection(Handler):
 
     # -- the engine's calls ------------------------------------------------------------------------
     def on_sasl_mechanisms(self, offered):
+        """The first mechanism of ours the peer offers. ``mechanism`` may name several (space
+        separated, in order of preference, as qpidd's tools' --sasl-mechanism and proton's
+        allowed_mechs): PLAIN, SCRAM-SHA-256, SCRAM-SHA-1 (with a username), EXTERNAL (the TLS client
+        certificate is the identity), ANONYMOUS."""
         if self.mechanism:
-            want = [self.mechanism.upper()]
+            want = self.mechanism.upper().replace(",", " ").split()
         elif self.username is not None:
             want = ["PLAIN"]
         else:
             want = ["ANONYMOUS", "PLAIN"]
         for mech in want:
-            if mech in offered and (mech != "PLAIN" or self.username is not None):
-                if mech == "PLAIN":
-                    return mech, (b"\0" + (self.username or "").encode() + b"\0" +
-                                  (self.password or "").encode())
-                return mech, (b"anonymous" if mech == "ANONYMOUS" else None)
+            if mech not in offered:
+                continue
+            if mech == "ANONYMOUS":
+                return mech, b"anonymous"
+            if mech == "EXTERNAL":
+                return mech, b""        # no authzid: act as the certificate's identity
+            if self.username is None:
+                continue
+            if mech == "PLAIN":
+                return mech, (b"\0" + self.username.encode() + b"\0" + (self.password or "").encode())
+            if mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+                from scramp import ScramClient
+                self._scram = ScramClient([mech], self.username, self.password or "")
+                return mech, self._scram.get_client_first().encode()
         log.warning("no SASL mechanism in common: the peer offers %s, we can do %s",
                     " ".join(offered) or "none", " ".join(want))
         return None
+
+    def on_sasl_challenge(self, challenge):
+        """SCRAM's server-first message: our client-final (an empty response fails the exchange)."""
+        scram, self._scram = self._scram, None
+        if scram is None:
+            return b""
+        try:
+            scram.set_server_first(bytes(challenge or b"").decode("utf-8"))
+            return scram.get_client_final().encode()
+        except Exception as e:      # a malformed challenge: the peer then refuses the empty response
+            log.warning("SCRAM challenge refused: %s", e)
+            return b""
 
     def on_open(self):
         engine = self.engine
@@ -499,22 +532,28 @@ class Session:
         return "<Session channel=%d remote=%s>" % (self.channel, self.remote_channel)
 
 
-async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, **options):
-    """Open a connection to ``url`` (``host:port`` or ``amqp://[user:password@]host:port``).
+async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, **options):
+    """Open a connection to ``url`` (``host:port``, ``amqp[s]://[user:password@]host:port`` or the qpid
+    tools' ``[user/password@]host[:port]``).
 
-    Options: ``username``/``password`` (SASL PLAIN; else ANONYMOUS), ``mechanism``, ``sasl=False`` (no
-    SASL layer), ``idle_timeout`` (seconds: the peer must send something that often; we send heartbeats
-    at half the peer's), ``max_frame_size``, ``channel_max``, ``container_id``, ``hostname``,
-    ``properties``. Raises ConnectionClosed (AuthenticationError) or OSError."""
+    Options: ``username``/``password`` (SASL PLAIN; else ANONYMOUS), ``mechanism`` (one or several,
+    space separated: PLAIN, SCRAM-SHA-256, SCRAM-SHA-1, EXTERNAL, ANONYMOUS), ``sasl=False`` (no SASL
+    layer), ``ssl`` (an ``ssl.SSLContext``, or True for the default one; ``amqps://`` implies True),
+    ``idle_timeout`` (seconds: the peer must send something that often; we send heartbeats at half the
+    peer's), ``max_frame_size``, ``channel_max``, ``container_id``, ``hostname``, ``properties``.
+    Raises ConnectionClosed (AuthenticationError) or OSError (ssl.SSLError for a refused handshake)."""
     host, port, user, password = parse_url(url)
     if user is not None:
         options.setdefault("username", user)
         options.setdefault("password", password)
+    if ssl is None and url.lower().startswith("amqps://"):
+        ssl = True
     options.setdefault("hostname", host)
     loop = loop or asyncio.get_running_loop()
     conn = Connection(loop, **options)
+    tls = {"ssl": ssl, "server_hostname": host} if ssl else {}
     try:
-        await asyncio.wait_for(loop.create_connection(lambda: conn, host, port), timeout)
+        await asyncio.wait_for(loop.create_connection(lambda: conn, host, port, **tls), timeout)
         await asyncio.wait_for(asyncio.shield(conn.opened), timeout)
     except TimeoutError:
         conn.abort()

@@ -229,3 +229,21 @@ def test_auth_no_trusts_clients(tmp_path):
         connect(broker).close()
         connect(broker, "anyone", "anything").close()
 
+
+
+# -- cypid.client: the qpid tools' user/password@host:port and a chosen mechanism -------------------
+@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"])
+def test_cypid_client_logs_in_with_tools_url(secure, mech):
+    from cypid.client import BlockingConnection as Client
+    from cypid.client import ConnectionClosed
+    with Client("alice/secret@127.0.0.1:%d" % secure.port, timeout=TIMEOUT, mechanism=mech) as conn:
+        assert conn.is_open
+        console = Console("alice:secret@%s" % secure.url)
+        try:
+            conns = [o["_values"] for o in console.query("connection")]
+        finally:
+            console.close()
+    assert {"alice@QPID"} == {c["authIdentity"] for c in conns if c["saslMechanism"] == mech}
+    with pytest.raises(ConnectionClosed) as info:
+        Client("alice/wrong@127.0.0.1:%d" % secure.port, timeout=TIMEOUT, mechanism=mech).close()
+    assert "authentication failed" in str(info.value).lower()
