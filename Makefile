@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools
+.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # Rebuild when any source of the package changes.
 SOURCES := setup.py pyproject.toml $(shell find pyx broker client tools perf ha conf -type f \
-	\( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.conf' \) 2>/dev/null)
+	\( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.conf' -o -path 'ha/ocf/*' \) 2>/dev/null)
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/pip install -q ".[test]"
 	touch $(STAMP)
@@ -30,6 +30,8 @@ LOOP_TESTS := tests/integration tests/interop tests/faults
 test: $(STAMP)
 	-$(MAKE) --no-print-directory neutral-client
 	-$(MAKE) --no-print-directory cyrus-sasl-tools
+	-$(MAKE) --no-print-directory stock-qpidd
+	-$(MAKE) --no-print-directory ocf-tester
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(LOOP_TESTS)
 
@@ -47,6 +49,21 @@ $(NEUTRAL)/%: $(NEUTRAL_SRC)/%.c
 cyrus-sasl-tools:
 	command -v saslpasswd2 >/dev/null && command -v db_dump >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq sasl2-bin db-util)
+
+# The stock qpidd 1.40 in ../shared/tools/qpidd (not ours), unpacked into build/qpidd-install with the
+# Debian libraries it needs: qpid-ha's tests drive its HA module. Without it they skip.
+QPIDD_TAR ?= $(firstword $(wildcard ../shared/tools/qpidd/qpidd-1.40-debian12.tar.gz \
+	../../shared/tools/qpidd/qpidd-1.40-debian12.tar.gz))
+QPIDD_LIBS := libboost-program-options1.74.0 libqpid-proton11 libsasl2-2 libnss3 libaio1 libdb5.3++
+stock-qpidd: build/qpidd-install/sbin/qpidd
+build/qpidd-install/sbin/qpidd: $(QPIDD_TAR)
+	dpkg -s $(QPIDD_LIBS) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(QPIDD_LIBS))
+	mkdir -p build && tar xzf $< -C build/ && touch $@
+
+# Debian's ocf-tester (resource-agents) checks the Pacemaker agent ha/ocf/cypid; without it that test skips.
+ocf-tester:
+	command -v ocf-tester >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends resource-agents libxml2-utils)
 
 bench: $(STAMP) neutral-client
 	$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only tests/bench

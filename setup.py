@@ -14,6 +14,7 @@ PACKAGES = {
     "cypid.tools": "tools",
     "cypid.perf": "perf",
     "cypid.ha": "ha",
+    "cypid.ha.ocf": "ha/ocf",
 }
 
 
@@ -61,7 +62,7 @@ setup(
     python_requires=">=3.11",
     package_dir=PACKAGES,
     packages=list(PACKAGES),
-    package_data={"cypid.pyx": ["*.pxd", "*.pyx"]},
+    package_data={"cypid.pyx": ["*.pxd", "*.pyx"], "cypid.ha.ocf": ["cypid"]},
     ext_modules=extensions(),
     install_requires=[
         "ConfigArgParse==1.9.0",
@@ -86,6 +87,8 @@ setup(
             "qpid-stat = cypid.tools.stat:main",
             "qpid-tool = cypid.tools.tool:main",
             "qpid-printevents = cypid.tools.printevents:main",
+            "qpid-ha = cypid.tools.qpid_ha:main",
+            "cypid-ocf-agent = cypid.ha.ocf:main",
             "qpid-perftest = cypid.perf.perftest:main",
             "qpid-latency-test = cypid.perf.latency:main",
             "qpid-perf-compare = cypid.perf.compare:main",

@@ -24,6 +24,7 @@ from .errors import (
     LinkDetached,
     SessionEnded,
 )
+from .failover import FailoverConnection, connect_any, parse_urls
 from .links import Receiver, Sender
 from .message import Message, decode_message, encode_message
 from .terminus import make_source, make_target
@@ -48,4 +49,5 @@ def run(coro):
 __all__ = ["connect", "Connection", "Session", "Sender", "Receiver", "Message", "encode_message",
            "decode_message", "make_source", "make_target", "BlockingConnection", "BlockingSender",
            "BlockingReceiver", "ClientError", "ConnectionClosed", "AuthenticationError", "SessionEnded",
-           "LinkDetached", "DeliveryFailed", "parse_url", "new_event_loop", "run"]
+           "LinkDetached", "DeliveryFailed", "parse_url", "new_event_loop", "run", "FailoverConnection",
+           "connect_any", "parse_urls"]

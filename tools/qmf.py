@@ -383,6 +383,21 @@ class Connection:
             pass
         return message
 
+    def ping(self) -> None:
+        """Begin a session and wait for the broker's answer (qpid-ha ping): the broker is alive."""
+        from proton import Endpoint
+        try:
+            session = self._conn.conn.session()
+            session.open()
+            self._conn.wait(lambda: session.state & Endpoint.REMOTE_ACTIVE or session.state & Endpoint.REMOTE_CLOSED,
+                            timeout=self.timeout, msg="opening a session")
+            if not session.state & Endpoint.REMOTE_ACTIVE:
+                raise ConnectError("the broker at %s ended the session" % self.url.hostport)
+        except ConnectError:
+            raise
+        except Exception as e:
+            raise _wrap(e, self.url) from None
+
     def close(self) -> None:
         try:
             self._conn.close()
