@@ -9,8 +9,9 @@ import uuid
 from .acl import Authorizer, ConnectionLimits
 from .connection import Connection
 from .errors import AmqpError
-from .management import NO_EVENTS, ManagementAgent
+from .management import ManagementAgent
 from .nodes import Nodes
+from .observers import BrokerObservers
 from .sasl import Authenticator
 
 
@@ -32,8 +33,8 @@ class Broker:
         self.log = log or logging.getLogger("cypid.broker")
         self.container_id = str(uuid.uuid4())
         self.version = _version()
-        # Observer of configuration changes and connections (management events); never per message.
-        self.events = NO_EVENTS
+        # Observers of configuration changes and connections (management, HA); never per message.
+        self.events = BrokerObservers()
         self.management = None
         self.on_shutdown = None         # called when management asks the broker to shut down
         self.nodes = Nodes(self)
@@ -44,7 +45,11 @@ class Broker:
         self.publisher = None           # the connection whose message is being routed, if any
         if getattr(options, "mgmt_enable", True):
             self.management = ManagementAgent(self)
-            self.events = self.management.events
+            self.events.add(self.management.events)
+        self.ha = None                  # ha/habroker.py, with --ha-cluster or --ha-queue-replication
+        if getattr(options, "ha_cluster", False) or getattr(options, "ha_queue_replication", False):
+            from cypid.ha import HaBroker
+            self.ha = HaBroker(self)
         self.connections = set()
         self.servers = []
         self.port = None
@@ -69,8 +74,12 @@ class Broker:
                 port = server.sockets[0].getsockname()[1]
         self.port = port
         self.log.log(25, "Listening on TCP port %d", port)
+        if self.ha is not None:
+            self.ha.start()
 
     async def stop(self):
+        if self.ha is not None:
+            await self.ha.stop()
         self.nodes.stop_timers()
         if self.management is not None:
             self.management.stop()
@@ -101,6 +110,12 @@ class Broker:
         if refused is not None:
             conn.fail(*refused)
             return
+        if self.ha is not None:
+            refused = self.ha.refusal(conn)     # a backup admits admin tools only
+            if refused is not None:
+                condition, text, info = refused
+                conn.fail(condition, text, level=logging.INFO, info=info)
+                return
         self.log.info("Connection %s opened by %r (user %s)", conn.address, conn.container_id, conn.user)
         self.events.connection_opened(conn)
 

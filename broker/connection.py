@@ -72,9 +72,12 @@ def _tag_size_fast(body):
     return 0 if code == 0x40 else -1
 
 
-def error_value(condition, description):
+def error_value(condition, description, info=None):
     """An AMQP error composite for close/end/detach."""
-    return Described(ulong(ERROR_DESCRIPTOR), [symbol(condition), description])
+    fields = [symbol(condition), description]
+    if info:
+        fields.append({symbol(k): v for k, v in info.items()})
+    return Described(ulong(ERROR_DESCRIPTOR), fields)
 
 
 class Connection:
@@ -427,7 +430,7 @@ class Connection:
         self.send(0, CLOSE, fields)
 
     # -- ending ------------------------------------------------------------------------
-    def fail(self, condition, description, level=logging.WARNING):
+    def fail(self, condition, description, level=logging.WARNING, info=None):
         """Close this connection with an error; everyone else carries on."""
         if self.state == S_CLOSED:
             return
@@ -436,7 +439,7 @@ class Connection:
             if not self.open_sent:
                 self.send(0, OPEN, [self.broker.container_id])
                 self.open_sent = True
-            self._send_close([error_value(condition, description)])
+            self._send_close([error_value(condition, description, info)])
         elif self.state == S_SASL:
             # No AMQP layer yet to carry a close: end the SASL exchange as failed (sys-perm).
             self.write(encode_frame(0, SASL_OUTCOME, [ubyte(3)], frame_type=SASL_FRAME))

@@ -42,6 +42,9 @@ class Nodes:
         self._auto_delete_timers = {}   # queue -> its pending qpid.auto_delete_timeout
         self.producers = {}             # queue or exchange -> {producer link: None} attached to it
         self.owned = {}                 # session -> {queue: None} it owns exclusively (session_ended)
+        # HA on a primary (ha/primary.py): after a producer's message is routed, hold(outcome) adds
+        # the holds of the ready backups the queues' enqueue hooks sent it to.
+        self.replication = None
 
     # -- the TTL sweep (--queue-purge-interval) ------------------------------------------------------
     def start_purge_timer(self):
@@ -300,7 +303,15 @@ class Nodes:
     # -- routing -------------------------------------------------------------------------------
     def route(self, node, msg):
         """Deliver msg to a queue or through an exchange. Returns None (accepted), a Pending (settle
-        once its journal records are synced and its queue accepts more), or an outcome."""
+        once its journal records are synced, its queue accepts more and HA backups have it), or an
+        outcome."""
+        outcome = self._route(node, msg)
+        rep = self.replication
+        if rep is not None and rep.routed:
+            return rep.hold(outcome)
+        return outcome
+
+    def _route(self, node, msg):
         if type(node) is Queue:
             if node.deleted:
                 return None
@@ -406,7 +417,7 @@ class Nodes:
             return self.route(queue, msg)
         ex = self.exchanges.get(dest) if dest is not None else None
         if ex is not None:
-            return self._route_exchange(ex, msg)
+            return self.route(ex, msg)
         self.discards_no_route += 1
         self.log.info("Message to unknown address %r dropped", dest)
 

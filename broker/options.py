@@ -73,6 +73,13 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
+def _ha_url(text: str) -> None:
+    """qpidd's URL grammar (ha/url.py), checked at start-up so a bad URL stops the broker."""
+    if text:
+        from cypid.ha.url import parse_url
+        parse_url(text)
+
+
 def parse_milliseconds(text: str) -> float:
     """A plain integer count of milliseconds (qpidd's --max-negotiate-time) -> float seconds."""
     value = parse_int(text)
@@ -127,6 +134,8 @@ class OptionSpec:
         if self.kind == "switch":  # argparse gives a bool; a config-file text is yes/no
             return raw if isinstance(raw, bool) else parse_bool(raw)
         if self.kind == "str":
+            if self.validate is not None:
+                self.validate(raw)
             return raw
         if self.kind == "bool":
             return parse_bool(raw)
@@ -147,6 +156,13 @@ class OptionSpec:
 _LOG = "Logging options"
 _STORE = "Store options"
 _DAEMON = "Daemon options"
+_HA = "HA Options"
+
+
+def _replicate_level(text: str) -> str:
+    if text not in ("none", "configuration", "all"):
+        raise ValueError("must be one of none, configuration, all")
+    return text
 
 OPTION_TABLE: tuple[OptionSpec, ...] = (
     # Broker
@@ -267,6 +283,38 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                "journal's 65535 files); past it durable messages are refused with resource-limit-exceeded. "
                "A queue may ask for less with qpid.journal_max_size", metavar="MIB", minimum=0,
                group=_STORE, cypid_only=True),
+    # HA (qpidd's ha module; ha/README.md)
+    OptionSpec("ha-cluster", "bool", False, "Join a HA active/passive cluster (starts as a backup, "
+               "status joining, until the cluster manager promotes it)", metavar="yes|no", group=_HA),
+    OptionSpec("ha-queue-replication", "bool", False,
+               "Enable replication of specific queues without joining a cluster", metavar="yes|no",
+               group=_HA),
+    OptionSpec("ha-brokers-url", "str", "",
+               "URL with address of each broker in the cluster: [amqp:][user[/pass]@]host[:port],...",
+               metavar="URL", group=_HA, validate=lambda t: _ha_url(t)),
+    OptionSpec("ha-public-url", "str", "", "URL advertised to clients to connect to the cluster",
+               metavar="URL", group=_HA, validate=lambda t: _ha_url(t)),
+    OptionSpec("ha-replicate", "str", "none",
+               "Replication of queues and exchanges that do not say (qpid.replicate): none, "
+               "configuration or all", metavar="LEVEL", group=_HA, validate=_replicate_level),
+    OptionSpec("ha-username", "str", "", "Username for connections between HA brokers", metavar="USER",
+               group=_HA),
+    OptionSpec("ha-password", "str", "", "Password for connections between HA brokers", metavar="PASS",
+               group=_HA),
+    OptionSpec("ha-mechanism", "str", "", "Authentication mechanism for connections between HA brokers",
+               metavar="MECH", group=_HA),
+    OptionSpec("ha-backup-timeout", "duration", 10.0,
+               "Maximum time to wait for an expected backup to connect and become ready",
+               metavar="SECONDS", group=_HA),
+    OptionSpec("ha-flow-messages", "int", 1000,
+               "Flow control message count limit for replication, 0 means no limit", metavar="N",
+               minimum=0, group=_HA),
+    OptionSpec("ha-flow-bytes", "int", 0, "Flow control byte limit for replication, 0 means no limit",
+               metavar="N", minimum=0, group=_HA),
+    OptionSpec("link-maintenance-interval", "duration", 2.0,
+               "Interval to check link health and re-connect if need be", metavar="SECONDS", group=_HA),
+    OptionSpec("link-heartbeat-interval", "duration", 120.0,
+               "Heartbeat interval for a federation (and HA) link", metavar="SECONDS", group=_HA),
     # Daemon
     OptionSpec("daemon", "switch", False, "Run as a daemon", short="-d", group=_DAEMON),
     OptionSpec("pid-dir", "str", None,
@@ -328,6 +376,19 @@ class Options:
     num_jfiles: int = 8
     jfile_size_pgs: int = 24
     journal_max_size: int = 4096
+    ha_cluster: bool = False
+    ha_queue_replication: bool = False
+    ha_brokers_url: str = ""
+    ha_public_url: str = ""
+    ha_replicate: str = "none"
+    ha_username: str = ""
+    ha_password: str = ""
+    ha_mechanism: str = ""
+    ha_backup_timeout: float = 10.0
+    ha_flow_messages: int = 1000
+    ha_flow_bytes: int = 0
+    link_maintenance_interval: float = 2.0
+    link_heartbeat_interval: float = 120.0
     daemon: bool = False
     pid_dir: str | None = None
     pidfile: str | None = None

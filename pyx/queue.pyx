@@ -56,7 +56,9 @@ Flow control (qpid.flow_stop_*/flow_resume_*, as qpidd's QueueFlowLimit): after 
 thresholds, and ``on_flow_resume(queue)`` is called.
 
 ``dequeue_hook(msg)`` is called when a durable message leaves a durable queue, for any reason, and when
-a message flowed to disk (``ftd_hook``) leaves any queue: the journal drops its record.
+a message flowed to disk (``ftd_hook``) leaves any queue: the journal drops its record. With
+``observe_dequeues`` set (HA replicates the queue) it is called for every message that leaves.
+``enqueue_hook(msg)`` (HA) is called for each message queued, before any consumer can see it.
 
 Held. ``enqueue(msg, hold=True)`` queues a message that nobody may see yet (the store: until its
 journal record is synced): it counts in msgDepth/byteDepth at once (limits and flow control refuse
@@ -185,6 +187,8 @@ cdef class Queue:
         self.dequeue_hook = None
         self.ftd_hook = None
         self.on_self_destruct = None
+        self.enqueue_hook = None
+        self.observe_dequeues = False
         self.clock = None
         self.track_latency = False
         self._events = deque()
@@ -334,7 +338,7 @@ cdef class Queue:
                 g.total -= 1
                 if g.total == 0 and g.acquired == 0:
                     self.group_map.pop(g.name, None)
-        if ((e.durable and self.durable) or e.ftd) and self.dequeue_hook is not None:
+        if ((e.durable and self.durable) or e.ftd or self.observe_dequeues) and self.dequeue_hook is not None:
             self._events.append((EV_DEQUEUE, msg))
         store_delete(&self.store, i)
         if self.flowStopped:
@@ -423,6 +427,8 @@ cdef class Queue:
             ftd = verdict == 2
         if self.lvq and self._lvq_replace(msg, key, size, durable, expires, ftd,
                                           not hold and self.held == 0):
+            if self.enqueue_hook is not None:
+                self.enqueue_hook(msg)
             self._flush()
             if self.consumers:
                 self._run_dispatch()
@@ -473,6 +479,8 @@ cdef class Queue:
             self.flowStoppedCount += 1
         if ftd:
             self._events.append((EV_FTD, msg))
+        if self.enqueue_hook is not None:
+            self.enqueue_hook(msg)
         if self._events:
             self._flush()
         if self.held:
@@ -530,6 +538,24 @@ cdef class Queue:
         if (e.state != ST_HELD and e.state != ST_BEHIND) or e.msg != <PyObject*>msg:
             return False
         self._drop(i)
+        if self._events:
+            self._flush()
+        if self.held and self._release_held() and self.consumers:
+            self._run_dispatch()
+        return True
+
+    cpdef remove(self, object msg):
+        """Take ``msg`` out wherever it waits (available or held; not acquired), as a dequeue: an HA
+        backup applying the primary's dequeue. Returns whether it was there."""
+        cdef Py_ssize_t i = store_find(&self.store, _get_seq(msg))
+        cdef Entry* e
+        if i < 0:
+            return False
+        e = store_at(&self.store, i)
+        if e.msg != <PyObject*>msg or e.state == ST_ACQUIRED or e.state == ST_DELETED:
+            return False
+        self._drop(i)
+        self.acquires += 1
         if self._events:
             self._flush()
         if self.held and self._release_held() and self.consumers:
@@ -617,7 +643,7 @@ cdef class Queue:
         _set_seq(msg, old)
         e = store_at(&self.store, i)
         self._count_dequeue(e)
-        if ((e.durable and self.durable) or e.ftd) and self.dequeue_hook is not None:
+        if ((e.durable and self.durable) or e.ftd or self.observe_dequeues) and self.dequeue_hook is not None:
             self._events.append((EV_DEQUEUE, <object>e.msg))
         Py_INCREF(msg)
         old_msg = <object>e.msg
@@ -975,6 +1001,18 @@ cdef class Queue:
         """The consumer holding message group ``name``, or None."""
         g = self.group_map.get(name)
         return None if g is None else g.owner
+
+    def all_messages(self):
+        """Every message in the queue -- waiting, held or acquired -- in sequence order (an HA
+        snapshot; not a hot path)."""
+        cdef list out = []
+        cdef Py_ssize_t i
+        cdef Entry* e
+        for i in range(self.store.count):
+            e = store_at(&self.store, i)
+            if e.state != ST_DELETED and e.msg != NULL:
+                out.append(<object>e.msg)
+        return out
 
     def messages_waiting(self):
         """The waiting messages in sequence order (for management and tests; not a hot path)."""

@@ -9,6 +9,7 @@ request to ``AgentConsumer.deliver`` and the agent handles it on the next loop t
 ordinary messages (built with cypid.pyx.codec) put on the reply queue, or routed through the reply
 exchange with the reply key. Nothing here runs per message on the broker's data path.
 """
+import asyncio
 import os
 import time
 import uuid
@@ -528,19 +529,34 @@ class ManagementAgent:
         self.current_context = RequestContext(request.user)
         try:
             out = handler(entry.obj, args)
-        except MethodError as e:
-            return self._exception(request, e.code, e.text)
-        except UnauthorizedAccess as e:     # an ACL denial inside the method (create, delete, ...)
-            return self._exception(request, STATUS_FORBIDDEN, exception_text(e))
-        except AmqpError as e:
-            return self._exception(request, STATUS_EXCEPTION, exception_text(e))
         except Exception as e:
-            self.log.info("QMF method %s on %s failed: %s", method, name, e)
-            return self._exception(request, STATUS_EXCEPTION, str(e))
+            return self._method_failed(request, method, name, e)
         finally:
             self.current_context = None
+        if isinstance(out, asyncio.Future):     # a method that waits (HA promote): answered when done
+            out.add_done_callback(lambda f: self._method_done(request, method, name, f))
+            return
         self.log.debug("QMF method %s on %s done", method, name)
         self._reply(request, "_method_response", {"_arguments": out or {}})
+
+    def _method_done(self, request, method, name, future):
+        if future.cancelled():
+            return self._exception(request, STATUS_EXCEPTION, "method %s cancelled" % method)
+        e = future.exception()
+        if e is not None:
+            return self._method_failed(request, method, name, e)
+        self.log.debug("QMF method %s on %s done", method, name)
+        self._reply(request, "_method_response", {"_arguments": future.result() or {}})
+
+    def _method_failed(self, request, method, name, e):
+        if isinstance(e, MethodError):
+            return self._exception(request, e.code, e.text)
+        if isinstance(e, UnauthorizedAccess):   # an ACL denial inside the method (create, delete, ...)
+            return self._exception(request, STATUS_FORBIDDEN, exception_text(e))
+        if isinstance(e, AmqpError):
+            return self._exception(request, STATUS_EXCEPTION, exception_text(e))
+        self.log.info("QMF method %s on %s failed: %s", method, name, e)
+        return self._exception(request, STATUS_EXCEPTION, str(e))
 
 
 class _Request:

@@ -103,6 +103,10 @@ class Methods:
         self.log_hires = False
 
     def find(self, cls_name, method):
+        if cls_name == "habroker":      # the HA module's own methods (ha/habroker.py)
+            ha = self.broker.ha
+            handler = getattr(ha, "qmf_" + method, None) if ha is not None else None
+            return None if handler is None else (lambda obj, args: handler(args))
         return getattr(self, "%s_%s" % (cls_name, method), None)
 
     def _acl(self, action, obj, name, props=None):

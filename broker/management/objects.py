@@ -165,6 +165,13 @@ class Snapshot:
                   "connectionDenyCount": self.broker.limits.deny_count, "queueQuotaDenyCount": 0}
         return [Entry(schema.BROKER_OBJECT_NAME, values, self.agent.start_ns, self.now, acl)]
 
+    def cls_habroker(self):
+        """The HA module's object: there with --ha-cluster or --ha-queue-replication (qpid-ha)."""
+        ha = self.broker.ha
+        if ha is None:
+            return []
+        return [Entry("ha-broker", ha.qmf_values(), self.agent.start_ns, self.now, ha)]
+
     def cls_system(self):
         u = os.uname()
         values = {"systemId": self.agent.system_id, "osName": u.sysname, "nodeName": u.nodename,

@@ -341,8 +341,26 @@ ACL = SchemaClass("acl", [
            desc="Lookup: user publish exchange routingkey"),
 ], package=ACL_PACKAGE)
 
+HA_PACKAGE = "org.apache.qpid.ha"
+HABROKER_OBJECT_NAME = HA_PACKAGE + ":habroker:ha-broker"
+HABROKER = SchemaClass("habroker", [
+    P("name", "sstr", RC, index=True, desc="Primary Key"),
+    P("status", "sstr", desc="HA status: joining, catchup, ready, recovering, active or standalone"),
+    P("brokersUrl", "sstr", desc="URL listing each broker in the cluster"),
+    P("publicUrl", "sstr", desc="URL advertized to clients to connect to the cluster"),
+    P("replicateDefault", "sstr", desc="Replication for queues/exchanges that do not set qpid.replicate"),
+    P("members", "list", desc="List of brokers in the cluster"),
+    P("systemId", "uuid", desc="Identifies the system"),
+], [], [
+    Method("promote", desc="Promote a backup broker to primary."),
+    Method("setBrokersUrl", (("url", "sstr", "I"),)),
+    Method("setPublicUrl", (("url", "sstr", "I"),)),
+    Method("replicate", (("broker", "sstr", "I"), ("queue", "sstr", "I")),
+           desc="Replicate an individual queue from a remote broker (not supported by cypid yet)"),
+], package=HA_PACKAGE)
+
 CLASSES = {c.name: c for c in (BROKER, SYSTEM, MEMORY, VHOST, QUEUE, EXCHANGE, BINDING, SUBSCRIPTION,
-                               CONNECTION, SESSION, INCOMING, OUTGOING, ACL)}
+                               CONNECTION, SESSION, INCOMING, OUTGOING, ACL, HABROKER)}
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -355,7 +373,7 @@ EVENT_ARG_TYPES = {
     "rhost": "sstr", "user": "sstr", "qName": "sstr", "exName": "sstr", "exType": "sstr",
     "altEx": "sstr", "dest": "sstr", "disp": "sstr", "qTarget": "sstr", "key": "lstr", "reason": "lstr",
     "durable": "bool", "excl": "bool", "autoDel": "bool", "args": "map", "properties": "map",
-    "msgDepth": "count64", "byteDepth": "count64",
+    "msgDepth": "count64", "byteDepth": "count64", "members": "list",
 }
 
 
@@ -397,6 +415,7 @@ EVENTS = {e.name: e for e in (
     EventClass("queueThresholdExceeded", _W, ("qName", "msgDepth", "byteDepth")),
     EventClass("queueRedirect", _I, ("qName", "qTarget")),
     EventClass("queueRedirectCancelled", _I, ("qName", "qTarget")),
+    EventClass("membersUpdate", _I, ("members",), package=HA_PACKAGE),
 )}
 
 
@@ -414,6 +433,8 @@ def split_object_name(name):
         return "memory", name
     if name.startswith(ACL_PACKAGE + ":acl:"):
         return "acl", name[len(ACL_PACKAGE) + 5:]
+    if name.startswith(HA_PACKAGE + ":habroker:"):
+        return "habroker", name[len(HA_PACKAGE) + 10:]
     prefix = PACKAGE + ":"
     if not name.startswith(prefix):
         return None, None

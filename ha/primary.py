@@ -1,0 +1,371 @@
+"""The primary's side of replication (ha/README.md, "The stream" and "At least once").
+
+``Primary`` registers on the broker's observer list (configuration changes), installs the queue
+hooks of every replicated ``all`` queue (each message queued gets a replication id; each one that
+leaves is reported), and is ``nodes.replication``: after routing a producer's message, the broker
+asks ``hold(outcome)`` to add one hold per ready backup to its settlement.
+
+A backup is a ``RemoteBackup``: its private stream queue on this broker (``qpid.ha-backup.<id>``),
+which it consumes. Every operation is one message queued there; the backup's accept of a message
+dequeues it here, and that dequeue (the stream queue's ``dequeue_hook``) is the backup's
+acknowledgement.
+"""
+from cypid.pyx.message import Message
+
+from cypid.broker.store import Pending
+
+from .habroker import CATCHUP, READY, RECOVERING, STREAM_PREFIX
+from .stream import encode_op
+
+INFO_ARG = "qpid.ha-info"
+
+
+class RemoteBackup:
+    """One connected backup: its stream queue, what of the snapshot it has not acknowledged, and the
+    producers' settlements waiting for it."""
+
+    def __init__(self, primary, queue):
+        self.primary = primary
+        self.queue = queue
+        info = queue.settings.other.get(INFO_ARG) or {}
+        self.info = {str(k): v for k, v in info.items()} if isinstance(info, dict) else {}
+        self.system_id = str(self.info.get("system-id", queue.name[len(STREAM_PREFIX):]))
+        self.status = CATCHUP
+        self.snapshot = set()       # stream messages of the snapshot not yet acknowledged
+        self.snapshot_sent = False
+        self.holds = {}             # stream message -> Pending (a producer's settlement)
+        queue.observe_dequeues = True
+        queue.dequeue_hook = self.acknowledged
+
+    @property
+    def ready(self):
+        return self.status == READY
+
+    def send(self, op, **fields):
+        msg = Message(encode_op(op, **fields))
+        self.queue.enqueue(msg)
+        return msg
+
+    def snap(self, op, **fields):
+        self.snapshot.add(self.send(op, **fields))
+
+    def snapshot_done(self):
+        self.snap("end")
+        self.snapshot_sent = True
+
+    def acknowledged(self, msg):
+        """The stream queue's dequeue_hook: the backup accepted ``msg`` (applied it)."""
+        if self.queue.deleted:      # drained because the backup went: not acknowledged
+            return
+        pending = self.holds.pop(msg, None)
+        if pending is not None:
+            self.primary.release(pending)
+        snapshot = self.snapshot
+        if snapshot and msg in snapshot:
+            snapshot.discard(msg)
+            if not snapshot and self.snapshot_sent and self.status == CATCHUP:
+                self.status = READY
+                self.primary.backup_ready(self)
+
+    def gone(self):
+        holds, self.holds = self.holds, {}
+        for pending in holds.values():
+            self.primary.release(pending)
+        self.snapshot.clear()
+
+    def __repr__(self):
+        return "<RemoteBackup %s %s>" % (self.system_id, self.status)
+
+
+class ReplicatedQueue:
+    """The primary's ids for an ``all`` queue's messages."""
+
+    __slots__ = ("primary", "queue", "ids", "next_id", "previous_hook")
+
+    def __init__(self, primary, queue):
+        self.primary = primary
+        self.queue = queue
+        self.ids = {}
+        self.next_id = 1
+        for msg in queue.all_messages():
+            self.ids[msg] = self.next_id
+            self.next_id += 1
+        self.previous_hook = queue.dequeue_hook      # the store's, for a durable queue
+        queue.enqueue_hook = self.enqueued
+        queue.observe_dequeues = True
+        queue.dequeue_hook = self.dequeued
+
+    def unhook(self):
+        queue = self.queue
+        queue.enqueue_hook = None
+        queue.observe_dequeues = False
+        if queue.dequeue_hook == self.dequeued:
+            queue.dequeue_hook = self.previous_hook
+
+    def enqueued(self, msg):
+        i = self.next_id
+        self.next_id = i + 1
+        self.ids[msg] = i
+        self.primary.enqueued(self, msg, i)
+
+    def dequeued(self, msg):
+        hook = self.previous_hook
+        if hook is not None:
+            hook(msg)
+        i = self.ids.pop(msg, None)
+        if i is not None:
+            self.primary.dequeued(self, i)
+
+
+class Primary:
+    def __init__(self, ha):
+        self.ha = ha
+        self.broker = ha.broker
+        self.nodes = ha.broker.nodes
+        self.log = ha.log
+        self.loop = ha.loop
+        self.backups = {}           # stream queue -> RemoteBackup
+        self.queues = {}            # queue -> ReplicatedQueue
+        self.routed = []            # (RemoteBackup or None, stream message) since the last hold()
+        self.recovering_holds = []  # settlements held until the status is active
+        self._deqs = {}             # ReplicatedQueue -> [ids] not yet sent
+        self._deq_scheduled = False
+        self._touched = set()       # connections with settlements to write
+        self._clear_scheduled = False
+        for queue in list(self.nodes.queues.values()):
+            if self.ha.queue_level(queue) != "none":
+                self.ha.identity("queue", queue.name)
+                if self.ha.queue_level(queue) == "all":
+                    self.queues[queue] = ReplicatedQueue(self, queue)
+        for ex in self.nodes.exchanges:
+            if self.ha.exchange_level(ex) != "none":
+                self.ha.identity("exchange", ex.name)
+        self.broker.events.add(self)
+        self.nodes.replication = self
+
+    async def stop(self):
+        self.broker.events.remove(self)
+        if self.nodes.replication is self:
+            self.nodes.replication = None
+        for rq in self.queues.values():
+            rq.unhook()
+        self.queues.clear()
+        for rb in list(self.backups.values()):
+            rb.gone()
+        self.backups.clear()
+        self.activated()
+
+    # -- membership ---------------------------------------------------------------------------------
+    def backup_infos(self):
+        return [dict(rb.info, status=rb.status) for rb in self.backups.values()]
+
+    def is_ready(self, system_id):
+        return any(rb.ready and rb.system_id == str(system_id) for rb in self.backups.values())
+
+    def publish_members(self, members):
+        for rb in self.backups.values():
+            rb.send("members", members=members)
+
+    def backup_ready(self, rb):
+        self.log.log(25, "HA: backup %s:%s is ready", rb.info.get("host-name"), rb.info.get("port"))
+        self.ha.members_changed()
+        self.ha.backup_ready(rb.system_id)
+
+    def activated(self):
+        holds, self.recovering_holds = self.recovering_holds, []
+        for pending in holds:
+            self.release(pending)
+
+    # -- holds on producers' settlements ----------------------------------------------------------
+    def hold(self, outcome):
+        """After routing a producer's message: one hold per ready backup sent a copy (and one while
+        recovering). Returns the outcome to settle with (a Pending when anything holds it)."""
+        routed, self.routed = self.routed, []
+        if outcome is not None and outcome.__class__ is not Pending:
+            return outcome          # refused: nothing to wait for
+        for rb, msg in routed:
+            if outcome is None:
+                outcome = Pending()
+            outcome.count += 1
+            if rb is None:
+                self.recovering_holds.append(outcome)
+            else:
+                rb.holds[msg] = outcome
+        return outcome
+
+    def release(self, pending):
+        pending.count -= 1
+        if pending.count == 0 and pending.session is not None:
+            session = pending.session
+            session.settle_incoming(pending.did, pending.outcome)
+            if not self._touched:
+                self.loop.call_soon(self._flush_settlements)
+            self._touched.add(session.connection)
+
+    def _flush_settlements(self):
+        touched, self._touched = self._touched, set()
+        for conn in touched:
+            conn.flush_dirty()
+
+    def _clear_routed(self):
+        """Messages the broker queued itself (no producer asked hold()) hold nothing."""
+        self._clear_scheduled = False
+        self.routed = []
+
+    # -- messages -----------------------------------------------------------------------------------
+    def _wire(self, rq, msg):
+        if msg.body is None and self.nodes.store is not None:       # flowed to disk
+            return self.nodes.store.encoded(rq.queue, msg, keep=False)
+        return msg.encoded()
+
+    def enqueued(self, rq, msg, i):
+        if not self.backups and self.ha.status != RECOVERING:
+            return
+        data = None
+        name = rq.queue.name
+        routed = self.routed
+        for rb in self.backups.values():
+            if not rb.snapshot_sent:
+                continue
+            if data is None:
+                data = self._wire(rq, msg)
+            sm = rb.send("enq", q=name, id=i, data=data)
+            if rb.ready:
+                routed.append((rb, sm))
+        if self.ha.status == RECOVERING:
+            routed.append((None, None))
+        if routed and not self._clear_scheduled:
+            self._clear_scheduled = True
+            self.loop.call_soon(self._clear_routed)
+
+    def dequeued(self, rq, i):
+        if not self.backups:
+            return
+        ids = self._deqs.get(rq)
+        if ids is None:
+            ids = self._deqs[rq] = []
+            if not self._deq_scheduled:
+                self._deq_scheduled = True
+                self.loop.call_soon(self._flush_deqs)
+        ids.append(i)
+
+    def _flush_deqs(self):
+        self._deq_scheduled = False
+        deqs, self._deqs = self._deqs, {}
+        for rq, ids in deqs.items():
+            for rb in self.backups.values():
+                if rb.snapshot_sent:
+                    rb.send("deq", q=rq.queue.name, ids=ids)
+
+    def _broadcast(self, op, **fields):
+        if self._deqs:
+            self._flush_deqs()
+        for rb in self.backups.values():
+            if rb.snapshot_sent:
+                rb.send(op, **fields)
+
+    # -- configuration (the broker-observer interface) -------------------------------------------
+    def _queue_fields(self, queue, new=False):
+        settings = queue.settings
+        props = dict(settings.as_arguments())
+        props.update({"durable": bool(queue.durable), "auto-delete": bool(queue.auto_delete),
+                      "exclusive": bool(settings.exclusive)})
+        if queue.alternate_exchange:
+            props["alternate-exchange"] = queue.alternate_exchange
+        return {"name": queue.name, "uuid": self.ha.identity("queue", queue.name, new),
+                "level": self.ha.queue_level(queue), "props": props}
+
+    def _exchange_fields(self, ex, new=False):
+        props = dict(ex.arguments or {})
+        props.update({"exchange-type": ex.type, "durable": bool(ex.durable),
+                      "auto-delete": bool(ex.auto_delete)})
+        if ex.alternate:
+            props["alternate-exchange"] = ex.alternate
+        return {"name": ex.name, "uuid": self.ha.identity("exchange", ex.name, new), "props": props}
+
+    def queue_declared(self, queue, context=None):
+        if queue.name.startswith(STREAM_PREFIX):
+            self._backup_connected(queue)
+            return
+        level = self.ha.queue_level(queue)
+        if level == "none":
+            return
+        if level == "all":
+            self.queues[queue] = ReplicatedQueue(self, queue)
+        self._broadcast("queue", **self._queue_fields(queue, new=True))
+
+    def queue_deleted(self, queue, context=None):
+        rb = self.backups.pop(queue, None)
+        if rb is not None:
+            rb.gone()
+            self.log.log(25, "HA: backup %s:%s disconnected", rb.info.get("host-name"), rb.info.get("port"))
+            self.ha.members_changed()
+            return
+        rq = self.queues.pop(queue, None)
+        if rq is not None:
+            rq.unhook()
+            self._deqs.pop(rq, None)
+        if rq is not None or self.ha.queue_level(queue) != "none":
+            self._broadcast("qdel", name=queue.name)
+            self.ha.uuids.pop(("queue", queue.name), None)
+
+    def exchange_declared(self, exchange, context=None):
+        if self.ha.exchange_level(exchange) != "none":
+            self._broadcast("exchange", **self._exchange_fields(exchange, new=True))
+
+    def exchange_deleted(self, exchange, context=None):
+        if self.ha.exchange_level(exchange) != "none":
+            self._broadcast("xdel", name=exchange.name)
+            self.ha.uuids.pop(("exchange", exchange.name), None)
+
+    def _binding_replicated(self, exchange, queue):
+        return self.ha.exchange_level(exchange) != "none" and self.ha.queue_level(queue) != "none"
+
+    def bound(self, exchange, queue, key, arguments=None, context=None):
+        if self._binding_replicated(exchange, queue):
+            self._broadcast("bind", exchange=exchange.name, queue=queue.name, key=key,
+                            args=dict(arguments or {}))
+
+    def unbound(self, exchange, queue, key, context=None):
+        if self._binding_replicated(exchange, queue):
+            self._broadcast("unbind", exchange=exchange.name, queue=queue.name, key=key)
+
+    # -- a backup connects: its snapshot ---------------------------------------------------------
+    def _backup_connected(self, stream):
+        if self._deqs:
+            self._flush_deqs()
+        rb = RemoteBackup(self, stream)
+        self.backups[stream] = rb
+        ha = self.ha
+        queues = [q for q in self.nodes.queues.values() if ha.queue_level(q) != "none" and not q.deleted]
+        exchanges = [ex for ex in self.nodes.exchanges if ha.exchange_level(ex) != "none"]
+        exchanges.sort(key=lambda ex: bool(ex.alternate))
+        rb.snap("begin", queues={q.name: ha.identity("queue", q.name) for q in queues},
+                exchanges={ex.name: ha.identity("exchange", ex.name) for ex in exchanges})
+        for ex in exchanges:
+            rb.snap("exchange", **self._exchange_fields(ex))
+        for q in queues:
+            rb.snap("queue", **self._queue_fields(q))
+        for ex in exchanges:
+            for q, key, args in list(ex.bindings):
+                if ha.queue_level(q) != "none":
+                    rb.snap("bind", exchange=ex.name, queue=q.name, key=key, args=dict(args or {}))
+        count = 0
+        for q in queues:
+            rq = self.queues.get(q)
+            if rq is None:
+                continue
+            ids = rq.ids
+            name = q.name
+            for msg in q.all_messages():
+                i = ids.get(msg)
+                if i is not None:
+                    rb.snap("enq", q=name, id=i, data=self._wire(rq, msg))
+                    count += 1
+        rb.snapshot_done()
+        self.log.log(25, "HA: backup %s:%s connected: %d queue(s), %d exchange(s), %d message(s) to copy",
+                     rb.info.get("host-name"), rb.info.get("port"), len(queues), len(exchanges), count)
+        ha.members_changed()
+
+
+__all__ = ["Primary", "RemoteBackup", "INFO_ARG"]
