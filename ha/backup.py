@@ -39,6 +39,33 @@ class _Acceptor:
         pass
 
 
+class _AllOf:
+    """Waits for several Pendings (a batch's journal syncs) and then settles once, as a Pending does."""
+
+    __slots__ = ("left", "session", "did", "connection")
+
+    def __init__(self, pendings):
+        self.left = len(pendings)
+        self.session = self.did = None
+        self.connection = self
+        for pending in pendings:
+            pending.wait(self, 0)
+
+    def settle_incoming(self, did, outcome):
+        self.left -= 1
+        if self.left == 0 and self.session is not None:
+            self.session.settle_incoming(self.did, None)
+
+    def wait(self, session, did):
+        if self.left <= 0:
+            session.settle_incoming(did, None)
+        else:
+            self.session, self.did = session, did
+
+    def flush_dirty(self):
+        pass
+
+
 class Backup:
     def __init__(self, ha):
         self.ha = ha
@@ -276,13 +303,9 @@ class Backup:
         if ex is not None and queue is not None:
             self.nodes.unbind(ex, queue, str(f.get("key") or ""))
 
-    def _op_enq(self, f):
-        name = str(f["q"])
-        ids = self.ids.get(name)
-        queue = self.nodes.queues.get(name)
-        if ids is None or queue is None:
-            return None
-        msg = Message(f["data"])
+    def _enqueue(self, queue, ids, i, data):
+        """One replicated message into ``queue``: a Pending while its journal record syncs, or None."""
+        msg = Message(data)
         store = self.nodes.store
         try:
             if msg.durable and store is not None:
@@ -291,12 +314,25 @@ class Backup:
                 queue.enqueue(msg)
                 outcome = None
         except QueueLimitExceeded as e:
-            self.log.warning("HA: queue %r refused a replicated message: %s", name, e)
+            self.log.warning("HA: queue %r refused a replicated message: %s", queue.name, e)
             return None
-        ids[int(f["id"])] = msg
-        if outcome is not None and outcome.__class__ is Pending:
-            return outcome
-        return None
+        ids[int(i)] = msg
+        return outcome if outcome is not None and outcome.__class__ is Pending else None
+
+    def _op_enqs(self, f):
+        """Messages queued on the primary (a snapshot's, or a loop turn's): accepted once every one
+        is applied (durable ones: synced)."""
+        waits = []
+        queues = self.nodes.queues
+        for q, i, data in zip(f["qs"], f["ids"], f["data"]):
+            name = str(q)
+            ids = self.ids.get(name)
+            queue = queues.get(name)
+            if ids is not None and queue is not None:
+                wait = self._enqueue(queue, ids, i, data)
+                if wait is not None:
+                    waits.append(wait)
+        return _AllOf(waits) if waits else None
 
     def _op_deq(self, f):
         name = str(f["q"])

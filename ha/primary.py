@@ -18,6 +18,27 @@ from .habroker import CATCHUP, READY, RECOVERING, STREAM_PREFIX
 from .stream import encode_op
 
 INFO_ARG = "qpid.ha-info"
+#: a snapshot's messages go to a backup this many (or this many bytes) to a stream message
+SNAPSHOT_BATCH_COUNT = 1000
+SNAPSHOT_BATCH_BYTES = 256 * 1024
+#: live enqueues of one loop turn share a stream message up to this many bytes
+LIVE_BATCH_BYTES = 256 * 1024
+
+
+class Batch:
+    """Enqueues of one loop turn for one backup (one ``enqs`` stream message), and the producers'
+    settlements waiting for the backup to acknowledge it."""
+
+    __slots__ = ("qs", "ids", "data", "size", "pendings")
+
+    def __init__(self):
+        self.qs, self.ids, self.data, self.size, self.pendings = [], [], [], 0, []
+
+    def add(self, q, i, data):
+        self.qs.append(q)
+        self.ids.append(i)
+        self.data.append(data)
+        self.size += len(data)
 
 
 class RemoteBackup:
@@ -33,7 +54,8 @@ class RemoteBackup:
         self.status = CATCHUP
         self.snapshot = set()       # stream messages of the snapshot not yet acknowledged
         self.snapshot_sent = False
-        self.holds = {}             # stream message -> Pending (a producer's settlement)
+        self.holds = {}             # stream message -> [Pending] (producers' settlements)
+        self.batch = None           # this loop turn's enqueues, not yet sent
         queue.observe_dequeues = True
         queue.dequeue_hook = self.acknowledged
 
@@ -57,9 +79,11 @@ class RemoteBackup:
         """The stream queue's dequeue_hook: the backup accepted ``msg`` (applied it)."""
         if self.queue.deleted:      # drained because the backup went: not acknowledged
             return
-        pending = self.holds.pop(msg, None)
-        if pending is not None:
-            self.primary.release(pending)
+        pendings = self.holds.pop(msg, None)
+        if pendings:
+            release = self.primary.release
+            for pending in pendings:
+                release(pending)
         snapshot = self.snapshot
         if snapshot and msg in snapshot:
             snapshot.discard(msg)
@@ -67,10 +91,21 @@ class RemoteBackup:
                 self.status = READY
                 self.primary.backup_ready(self)
 
+    def flush(self):
+        """Send this turn's enqueues (one stream message); its holds wait for the acknowledgement."""
+        batch, self.batch = self.batch, None
+        if batch is not None:
+            msg = self.send("enqs", qs=batch.qs, ids=batch.ids, data=batch.data)
+            self.holds[msg] = batch.pendings    # hold() may still add to it in this turn
+
     def gone(self):
         holds, self.holds = self.holds, {}
-        for pending in holds.values():
-            self.primary.release(pending)
+        if self.batch is not None:
+            holds[None] = self.batch.pendings
+            self.batch = None
+        for pendings in holds.values():
+            for pending in pendings:
+                self.primary.release(pending)
         self.snapshot.clear()
 
     def __repr__(self):
@@ -129,7 +164,7 @@ class Primary:
         self.routed = []            # (RemoteBackup or None, stream message) since the last hold()
         self.recovering_holds = []  # settlements held until the status is active
         self._deqs = {}             # ReplicatedQueue -> [ids] not yet sent
-        self._deq_scheduled = False
+        self._flush_scheduled = False
         self._touched = set()       # connections with settlements to write
         self._clear_scheduled = False
         for queue in list(self.nodes.queues.values()):
@@ -183,14 +218,14 @@ class Primary:
         routed, self.routed = self.routed, []
         if outcome is not None and outcome.__class__ is not Pending:
             return outcome          # refused: nothing to wait for
-        for rb, msg in routed:
+        for rb, batch in routed:
             if outcome is None:
                 outcome = Pending()
             outcome.count += 1
             if rb is None:
                 self.recovering_holds.append(outcome)
             else:
-                rb.holds[msg] = outcome
+                batch.pendings.append(outcome)
         return outcome
 
     def release(self, pending):
@@ -229,9 +264,15 @@ class Primary:
                 continue
             if data is None:
                 data = self._wire(rq, msg)
-            sm = rb.send("enq", q=name, id=i, data=data)
+            batch = rb.batch
+            if batch is None:
+                batch = rb.batch = Batch()
+                self._schedule_flush()
+            batch.add(name, i, data)
             if rb.ready:
-                routed.append((rb, sm))
+                routed.append((rb, batch))
+            if batch.size >= LIVE_BATCH_BYTES:
+                rb.flush()
         if self.ha.status == RECOVERING:
             routed.append((None, None))
         if routed and not self._clear_scheduled:
@@ -244,13 +285,21 @@ class Primary:
         ids = self._deqs.get(rq)
         if ids is None:
             ids = self._deqs[rq] = []
-            if not self._deq_scheduled:
-                self._deq_scheduled = True
-                self.loop.call_soon(self._flush_deqs)
+            self._schedule_flush()
         ids.append(i)
 
-    def _flush_deqs(self):
-        self._deq_scheduled = False
+    def _schedule_flush(self):
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self):
+        """Send what this turn batched: every backup's enqueues, then the dequeues (a dequeue never
+        goes before the enqueue of the same message)."""
+        self._flush_scheduled = False
+        for rb in self.backups.values():
+            if rb.batch is not None:
+                rb.flush()
         deqs, self._deqs = self._deqs, {}
         for rq, ids in deqs.items():
             for rb in self.backups.values():
@@ -258,8 +307,7 @@ class Primary:
                     rb.send("deq", q=rq.queue.name, ids=ids)
 
     def _broadcast(self, op, **fields):
-        if self._deqs:
-            self._flush_deqs()
+        self.flush()
         for rb in self.backups.values():
             if rb.snapshot_sent:
                 rb.send(op, **fields)
@@ -304,7 +352,6 @@ class Primary:
         rq = self.queues.pop(queue, None)
         if rq is not None:
             rq.unhook()
-            self._deqs.pop(rq, None)
         if rq is not None or self.ha.queue_level(queue) != "none":
             self._broadcast("qdel", name=queue.name)
             self.ha.uuids.pop(("queue", queue.name), None)
@@ -332,8 +379,7 @@ class Primary:
 
     # -- a backup connects: its snapshot ---------------------------------------------------------
     def _backup_connected(self, stream):
-        if self._deqs:
-            self._flush_deqs()
+        self.flush()
         rb = RemoteBackup(self, stream)
         self.backups[stream] = rb
         ha = self.ha
@@ -353,19 +399,34 @@ class Primary:
         count = 0
         for q in queues:
             rq = self.queues.get(q)
-            if rq is None:
-                continue
-            ids = rq.ids
-            name = q.name
-            for msg in q.all_messages():
-                i = ids.get(msg)
-                if i is not None:
-                    rb.snap("enq", q=name, id=i, data=self._wire(rq, msg))
-                    count += 1
+            if rq is not None:
+                count += self._snapshot_messages(rb, rq)
         rb.snapshot_done()
         self.log.log(25, "HA: backup %s:%s connected: %d queue(s), %d exchange(s), %d message(s) to copy",
                      rb.info.get("host-name"), rb.info.get("port"), len(queues), len(exchanges), count)
         ha.members_changed()
+
+
+    def _snapshot_messages(self, rb, rq):
+        """A queue's messages for a new backup, many to a stream message (``enqs``)."""
+        ids, name = rq.ids, rq.queue.name
+        batch_ids, batch_data, size, count = [], [], 0, 0
+        for msg in rq.queue.all_messages():
+            i = ids.get(msg)
+            if i is None:
+                continue
+            data = self._wire(rq, msg)
+            batch_ids.append(i)
+            batch_data.append(data)
+            size += len(data)
+            if size >= SNAPSHOT_BATCH_BYTES or len(batch_ids) >= SNAPSHOT_BATCH_COUNT:
+                rb.snap("enqs", qs=[name] * len(batch_ids), ids=batch_ids, data=batch_data)
+                count += len(batch_ids)
+                batch_ids, batch_data, size = [], [], 0
+        if batch_ids:
+            rb.snap("enqs", qs=[name] * len(batch_ids), ids=batch_ids, data=batch_data)
+            count += len(batch_ids)
+        return count
 
 
 __all__ = ["Primary", "RemoteBackup", "INFO_ARG"]

@@ -11,7 +11,7 @@ the fields of each operation:
 | queue | name, uuid, props, level | a queue exists |
 | qdel | name | it was deleted |
 | bind / unbind | exchange, queue, key (, args) | a binding |
-| enq | q, id, data | a message was queued on an `all` queue (data: the message's bytes) |
+| enqs | qs, ids, data (lists) | messages queued on `all` queues (a snapshot's, or one loop turn's): each one's queue, replication id and bytes |
 | deq | q, ids | messages left the queue |
 | end | - | the snapshot is complete |
 | members | members | the primary's membership (each backup learns its own status from it) |

@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from cypid.client import connect, encode_message
-from tests.support.broker import BrokerFactory, wait_until
+from tests.support.broker import wait_until
+from tests.support.ha import brokers  # noqa: F401 (the fixture)
 from tests.support.ha import HaCluster, HaConsole, queue_depths, wait_status
 
 BROKER_ID = "org.apache.qpid.broker:broker:amqp-broker"
@@ -18,13 +19,6 @@ MESSAGE = {d: encode_message(BODY, durable=d) for d in (False, True)}
 
 def seq_offset(durable):
     return len(MESSAGE[durable]) - len(BODY)
-
-
-@pytest.fixture
-def brokers(tmp_path):
-    factory = BrokerFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 def create_queue(broker, name, durable):

@@ -1,20 +1,13 @@
 """Replication of configuration and messages from a primary to its backups, on real brokers
 (qpidd's ReplicationTests, ../shared/reference/ha.md section 8, as far as cypid has them)."""
-import pytest
 from proton import Message
 from proton.utils import BlockingConnection
 
-from tests.support.broker import BrokerFactory, wait_until
+from tests.support.broker import wait_until
+from tests.support.ha import brokers  # noqa: F401 (the fixture)
 from tests.support.ha import HA_ARGS, HaCluster, HaConsole, fill, queue_depths, wait_status
 
 BROKER_ID = "org.apache.qpid.broker:broker:amqp-broker"
-
-
-@pytest.fixture
-def brokers(tmp_path):
-    factory = BrokerFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 def create(broker, kind, name, **properties):

@@ -4,15 +4,9 @@ import pytest
 from proton import ConnectionException
 from proton.utils import BlockingConnection
 
-from tests.support.broker import BrokerFactory, wait_until
+from tests.support.broker import wait_until
+from tests.support.ha import brokers  # noqa: F401 (the fixture)
 from tests.support.ha import HA_ARGS, HaCluster, HaConsole, QmfError, fill, status_of, wait_status
-
-
-@pytest.fixture
-def brokers(tmp_path):
-    factory = BrokerFactory(tmp_path)
-    yield factory
-    factory.close()
 
 
 def test_habroker_object_on_a_joining_broker(brokers):

@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from proton import Message, symbol
 from proton.utils import BlockingConnection
 
-from .broker import wait_until
+from .broker import BrokerFactory, wait_until
 
 HA_ID = "org.apache.qpid.ha:habroker:ha-broker"
 TIMEOUT = 60
 #: qpidd's ha_test.py: fast link maintenance, a short heartbeat, replicate everything by default
 HA_ARGS = ("--ha-cluster", "yes", "--link-maintenance-interval", "0.1", "--link-heartbeat-interval", "5",
            "--ha-replicate", "all")
+
+
+@pytest.fixture
+def brokers(tmp_path):
+    """A BrokerFactory in the test's directory; every broker stopped after the test."""
+    factory = BrokerFactory(tmp_path)
+    yield factory
+    factory.close()
 
 
 class QmfError(Exception):
