@@ -558,6 +558,9 @@ async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, **
     except TimeoutError:
         conn.abort()
         raise ConnectionClosed("no open from %s:%s within %ss" % (host, port, timeout)) from None
+    except BaseException:       # refused after the TCP connect, or cancelled: no socket left behind
+        conn.abort()
+        raise
     return conn
 
 

@@ -16,7 +16,7 @@ import pytest
 from proton import Message, symbol
 from proton.utils import BlockingConnection
 
-from .broker import BrokerFactory, wait_until
+from .broker import wait_until
 
 HA_ID = "org.apache.qpid.ha:habroker:ha-broker"
 TIMEOUT = 60
@@ -26,11 +26,10 @@ HA_ARGS = ("--ha-cluster", "yes", "--link-maintenance-interval", "0.1", "--link-
 
 
 @pytest.fixture
-def brokers(tmp_path):
-    """A BrokerFactory in the test's directory; every broker stopped after the test."""
-    factory = BrokerFactory(tmp_path)
-    yield factory
-    factory.close()
+def brokers(broker_factory):
+    """conftest's broker_factory (brokers stopped after the test, logs printed if it failed, the leak
+    audit of every clean stop)."""
+    return broker_factory
 
 
 class QmfError(Exception):
