@@ -561,6 +561,8 @@ async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, **
     except BaseException:       # refused after the TCP connect, or cancelled: no socket left behind
         conn.abort()
         raise
+    if not conn.is_open:        # closed right after its open (an HA backup's amqp:connection:redirect)
+        raise conn.error or ConnectionClosed("%s:%s closed the connection after its open" % (host, port))
     return conn
 
 
