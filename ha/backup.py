@@ -228,6 +228,9 @@ class Backup:
             mine = uuids.get(("queue", queue.name))
             if mine is None and queue.name not in queues and not queue.durable:
                 continue                # made here (an admin tool's), never replicated
+            if queue.msgDepth:
+                self.log.log(25, "HA: queue %r: %d message(s) held here replaced by the primary's copy",
+                             queue.name, queue.msgDepth)
             if queue.name not in queues or mine != queues[queue.name]:
                 self._delete_queue(queue.name)      # gone, recreated, or stale from the store
             else:

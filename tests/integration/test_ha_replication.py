@@ -190,3 +190,39 @@ def test_kill_primary_then_promote_loses_no_accepted_message(brokers):
     assert depths["durable-q"] == 2000 and depths["transient-q"] == 2000
     wait_status(cluster[2], "ready")
     assert len(receive(new, "durable-q", 2000)) == 2000
+
+
+def test_restarted_backup_discards_its_stale_store_and_catches_up(brokers):
+    cluster = HaCluster(brokers, 2)
+    primary, backup = cluster[0], cluster[1]
+    create(primary, "queue", "dq", durable=True)
+    send(primary, "dq", ["d1", "d2", "d3"], durable=True)
+    wait_depth(backup, "dq", 3)
+    backup.kill()
+    assert receive(primary, "dq", 2) == ["d1", "d2"]
+    send(primary, "dq", ["d4"], durable=True)
+    backup.restart(port=backup.port)
+    assert queue_depths(backup)["dq"] == 3          # its own store's stale copy, until it rejoins
+    with HaConsole(backup.url) as c:
+        c.set_brokers_url(cluster.url)
+    wait_status(backup, "ready")
+    assert browse(backup, "dq") == ["d3", "d4"]
+    # and after a failover the promoted backup serves exactly that
+    cluster.kill(0)
+    cluster.promote(1)
+    assert receive(backup, "dq", 2) == ["d3", "d4"]
+
+
+def test_replication_with_authentication(brokers, tmp_path):
+    from tests.support.sasl import auth_args
+    args = auth_args(tmp_path / "sasl", {"ha": "ha-secret", "admin": "admin-secret"})
+    args += ["--ha-username", "ha", "--ha-password", "ha-secret", "--ha-mechanism", "PLAIN"]
+    cluster = HaCluster(brokers, 2, args=args, credentials="admin:admin-secret@")
+    primary, backup = (cluster.admin_url(b) for b in cluster.brokers)
+    with HaConsole(primary) as c:
+        c.call("create", {"type": "queue", "name": "authq", "properties": {}, "strict": True},
+               object_name=BROKER_ID)
+    conn = BlockingConnection(primary, timeout=60)
+    conn.create_sender("authq").send(Message(body="secret"))
+    conn.close()
+    wait_until(lambda: queue_depths(backup).get("authq") == 1, 60)

@@ -99,8 +99,13 @@ class HaConsole:
         return {q["name"]: q for q in self.query("queue")}
 
 
+def _url(broker):
+    """A broker's address: a BrokerProcess's url, or a URL string (with credentials, say)."""
+    return broker if isinstance(broker, str) else broker.url
+
+
 def status_of(broker, timeout=TIMEOUT):
-    with HaConsole(broker.url, timeout) as c:
+    with HaConsole(_url(broker), timeout) as c:
         return c.status()
 
 
@@ -110,7 +115,7 @@ def wait_status(broker, status, timeout=TIMEOUT):
 
 
 def queue_depths(broker):
-    with HaConsole(broker.url) as c:
+    with HaConsole(_url(broker)) as c:
         return {name: q.get("msgDepth") for name, q in c.queues().items()}
 
 
@@ -134,25 +139,29 @@ def fill(broker, queue, count, size=1024, durable=True, properties=None):
 
 
 class HaCluster:
-    def __init__(self, factory, n=3, args=(), promote=True):
+    def __init__(self, factory, n=3, args=(), promote=True, credentials=""):
         self.factory = factory
+        self.credentials = credentials      # "user:password@" for the consoles of --auth brokers
         self.brokers = [factory(*HA_ARGS, *args) for _ in range(n)]
         self.url = ",".join(b.url for b in self.brokers)
         for b in self.brokers:
-            with HaConsole(b.url) as c:
+            with HaConsole(self.admin_url(b)) as c:
                 c.set_brokers_url(self.url)
         if promote:
             self.promote(0)
             for b in self.brokers[1:]:
-                wait_status(b, "ready")
+                wait_status(self.admin_url(b), "ready")
+
+    def admin_url(self, broker):
+        return self.credentials + broker.url
 
     def __getitem__(self, i):
         return self.brokers[i]
 
     def promote(self, i):
-        with HaConsole(self.brokers[i].url) as c:
+        with HaConsole(self.admin_url(self.brokers[i])) as c:
             c.promote()
-        wait_status(self.brokers[i], "active")
+        wait_status(self.admin_url(self.brokers[i]), "active")
 
     def kill(self, i):
         self.brokers[i].kill()
