@@ -84,12 +84,12 @@ def _redirect_target(error):
 
 
 async def connect_any(urls, *, reconnect_timeout=None, reconnect_limit=None, interval_min=0.05,
-                      interval_max=2.0, timeout=10.0, **options):
+                      interval_max=2.0, timeout=10.0, first=None, **options):
     """Connect to the first broker of ``urls`` that accepts the connection, trying them in turn
     (round after round, waiting ``interval_min`` doubling up to ``interval_max`` between rounds) until
     ``reconnect_timeout`` seconds or ``reconnect_limit`` rounds have passed (None: for ever). A
-    redirect to a broker outside the list is tried at once. Returns (connection, its url); raises
-    the last failure."""
+    redirect is followed at once; ``first`` (an address) is tried before the list in the first
+    round. Returns (connection, its url); raises the last failure."""
     addresses = parse_urls(urls)
     deadline = None if reconnect_timeout is None else time.monotonic() + reconnect_timeout
     interval = interval_min
@@ -97,10 +97,14 @@ async def connect_any(urls, *, reconnect_timeout=None, reconnect_limit=None, int
     last = None
     while True:
         pending = list(addresses)
+        if first and rounds == 0:
+            pending = [first] + [a for a in pending if a != first]
         while pending:
             url = pending.pop(0)
             try:
                 conn = await connect(url, timeout=timeout, **options)
+                if not conn.is_open:        # a backup's open comes with its close (redirect)
+                    raise conn.error or ConnectionClosed("connection to %s closed at once" % url)
                 return conn, url
             except (OSError, ClientError) as e:
                 last = e
@@ -151,10 +155,10 @@ class FailoverConnection:
         self._watcher = asyncio.ensure_future(self._watch())
         return self
 
-    async def _connect(self):
+    async def _connect(self, first=None):
         self.connection, self.url = await connect_any(
             self.urls, reconnect_timeout=self.reconnect_timeout, reconnect_limit=self.reconnect_limit,
-            **self.options)
+            first=first, **self.options)
 
     def _notify(self):
         changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
@@ -167,9 +171,10 @@ class FailoverConnection:
             await asyncio.shield(self.connection.closed)
             if self._closing:
                 return
-            log.warning("connection to %s lost (%s): failing over", self.url, self.connection.error)
+            lost = self.connection.error
+            log.warning("connection to %s lost (%s): failing over", self.url, lost)
             try:
-                await self._connect()
+                await self._connect(first=_redirect_target(lost))
             except ClientError as e:
                 self.error = e
                 self._notify()

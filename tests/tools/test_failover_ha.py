@@ -153,9 +153,14 @@ class ListSender(ClientHandler):
         return "next %d, accepted %d, unsettled %d" % (self.next, len(self.accepted), len(self.unsettled))
 
 
-def test_proton_reconnect_list_fails_over_to_the_promoted_backup(cluster):  # noqa: F811
+def test_proton_reconnect_list_fails_over_to_the_promoted_backup(cluster, request):  # noqa: F811
     if cluster.kind == "cypid":
-        pytest.skip("to run when cypid's HA lands")
+        # Known conflict, named rather than hidden: python-qpid-proton 0.40 carries on through its
+        # reconnect list after a dropped transport (qpidd's backups drop it) or a close with
+        # amqp:connection:forced, but a close with amqp:connection:redirect (cypid's backups) ends
+        # the connection for good (EndpointStateHandler.on_connection_remote_close).
+        request.applymarker(pytest.mark.xfail(strict=True, reason="cypid's backups refuse with "
+                                              "amqp:connection:redirect, which proton does not retry"))
     brokers = start_cluster(cluster)
     handler = run(ListSender(brokers))
     handler.manager.join()
