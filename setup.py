@@ -89,6 +89,7 @@ setup(
             "qpid-printevents = cypid.tools.printevents:main",
             "qpid-ha = cypid.tools.qpid_ha:main",
             "cypid-ocf-agent = cypid.ha.ocf:main",
+            "qpid-route = cypid.tools.route:main",
             "qpid-perftest = cypid.perf.perftest:main",
             "qpid-latency-test = cypid.perf.latency:main",
             "qpid-perf-compare = cypid.perf.compare:main",

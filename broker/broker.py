@@ -9,6 +9,7 @@ import uuid
 from .acl import Authorizer, ConnectionLimits
 from .connection import Connection
 from .errors import AmqpError
+from .federation import Federation
 from .management import ManagementAgent
 from .nodes import Nodes
 from .observers import BrokerObservers
@@ -50,6 +51,7 @@ class Broker:
         if getattr(options, "ha_cluster", False) or getattr(options, "ha_queue_replication", False):
             from cypid.ha import HaBroker
             self.ha = HaBroker(self)
+        self.federation = Federation(self)   # links and bridges to other brokers (qpid-route)
         self.connections = set()
         self.servers = []
         self.port = None
@@ -76,8 +78,10 @@ class Broker:
         self.log.log(25, "Listening on TCP port %d", port)
         if self.ha is not None:
             self.ha.start()
+        self.federation.start()
 
     async def stop(self):
+        await self.federation.stop()
         if self.ha is not None:
             await self.ha.stop()
         self.nodes.stop_timers()

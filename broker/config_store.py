@@ -15,6 +15,7 @@ Tables (version 1)::
     exchanges(id INTEGER PRIMARY KEY, name TEXT UNIQUE, type TEXT, properties BLOB)
     queues(id INTEGER PRIMARY KEY, name TEXT UNIQUE, properties BLOB, journal TEXT)
     bindings(exchange TEXT, queue TEXT, key TEXT, arguments BLOB, PRIMARY KEY (exchange, queue, key))
+    federation(id INTEGER PRIMARY KEY, kind TEXT, name TEXT, properties BLOB)  -- durable links, bridges
 
 Ids only grow (AUTOINCREMENT), so a queue declared again after a delete gets a new journal
 directory and can never meet the old one's files.
@@ -42,6 +43,9 @@ CREATE TABLE IF NOT EXISTS queues (
 CREATE TABLE IF NOT EXISTS bindings (
     exchange TEXT NOT NULL, queue TEXT NOT NULL, key TEXT NOT NULL, arguments BLOB,
     PRIMARY KEY (exchange, queue, key));
+CREATE TABLE IF NOT EXISTS federation (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,
+    properties BLOB NOT NULL, UNIQUE (kind, name));
 """
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -160,6 +164,21 @@ class ConfigStore:
         rows = self.db.execute("SELECT exchange, queue, key, arguments FROM bindings ORDER BY rowid"
                                ).fetchall()
         return [(ex, q, key, _decode_map(blob) if blob is not None else None) for ex, q, key, blob in rows]
+
+    # -- federation links and bridges (kind 'link' or 'bridge') -------------------------------------
+    def add_federation(self, kind, name, properties):
+        with self._txn():
+            self.db.execute("INSERT OR REPLACE INTO federation(kind, name, properties) VALUES (?, ?, ?)",
+                            (kind, name, _encode_map(properties)))
+
+    def remove_federation(self, kind, name):
+        with self._txn():
+            self.db.execute("DELETE FROM federation WHERE kind=? AND name=?", (kind, name))
+
+    def federation(self):
+        """[(kind, name, properties)] in the order they were made."""
+        rows = self.db.execute("SELECT kind, name, properties FROM federation ORDER BY id").fetchall()
+        return [(kind, name, _decode_map(blob)) for kind, name, blob in rows]
 
 
 class _Txn:

@@ -130,11 +130,24 @@ class Methods:
             self._acl("bind", "exchange", ex.name, {"queuename": queue.name, "routingkey": key})
             props.pop("exchange-type", None)
             self.nodes.bind(ex, queue, key, props)
-        elif kind in ("link", "bridge", "QueuePolicy", "TopicPolicy", "domain", "incoming", "outgoing"):
+        elif kind in ("link", "bridge"):
+            self._acl("create", "link", name)
+            self._federation(self.broker.federation.create_link if kind == "link"
+                             else self.broker.federation.create_bridge, name, props)
+        elif kind in ("QueuePolicy", "TopicPolicy", "domain", "incoming", "outgoing"):
             raise MethodError(STATUS_NOT_IMPLEMENTED, "%s objects are not supported by cypid yet" % kind)
         else:
             raise MethodError(STATUS_EXCEPTION, "unknown object type: %s" % kind)
         return {}
+
+    @staticmethod
+    def _federation(call, *args):
+        """A federation request; its refusal is the method's exception (qpidd's texts)."""
+        from ..federation import FederationError
+        try:
+            return call(*args)
+        except FederationError as e:
+            raise MethodError(STATUS_EXCEPTION, str(e)) from None
 
     def _check_alternate(self, props):
         alt = props.get("alternate-exchange")
@@ -213,10 +226,41 @@ class Methods:
             ex, queue, key = self._binding(name, "Unbind")
             self._acl("unbind", "exchange", ex.name, {"queuename": queue.name, "routingkey": key})
             self.nodes.unbind(ex, queue, key)
-        elif kind in ("link", "bridge", "QueuePolicy", "TopicPolicy", "domain", "incoming", "outgoing"):
+        elif kind in ("link", "bridge"):
+            self._acl("delete", "link", name)
+            fed = self.broker.federation
+            self._federation(fed.delete_link if kind == "link" else fed.delete_bridge, name)
+        elif kind in ("QueuePolicy", "TopicPolicy", "domain", "incoming", "outgoing"):
             raise MethodError(STATUS_NOT_IMPLEMENTED, "%s objects are not supported by cypid yet" % kind)
         else:
             raise MethodError(STATUS_EXCEPTION, "unknown object type: %s" % kind)
+        return {}
+
+    def broker_connect(self, broker, args):
+        """qpidd's (deprecated but used by qpid-route) way to make a federation link."""
+        host = _str(args, "host")
+        if not host:
+            raise MethodError(STATUS_PARAMETER_INVALID, "invalid parameter to method call: host")
+        self._acl("create", "link", host)
+        self._federation(self.broker.federation.connect, host, _uint(args, "port") or 5672,
+                         _bool(args.get("durable", False)), _str(args, "authMechanism"),
+                         _str(args, "username"), _str(args, "password"), _str(args, "transport"))
+        return {}
+
+    # -- federation link and bridge ----------------------------------------------------------
+    def link_close(self, link, args):
+        self._acl("delete", "link", link.name)
+        self.broker.federation.close_link(link)
+        return {}
+
+    def link_bridge(self, link, args):
+        self._acl("create", "link", link.name)
+        self._federation(self.broker.federation.bridge_on, link, args)
+        return {}
+
+    def bridge_close(self, bridge, args):
+        self._acl("delete", "link", bridge.link.name)
+        self.broker.federation.close_bridge(bridge)
         return {}
 
     def broker_query(self, broker, args):

@@ -150,6 +150,27 @@ class Snapshot:
         values.update(stats)
         return [Entry("amqp-broker", values, agent.start_ns, self.now, broker)]
 
+    def cls_link(self):
+        """Federation links (broker/federation.py), keyed by name as qpidd's."""
+        out = []
+        for link in list(self.broker.federation.links.values()):
+            values = {"vhostRef": VHOST_NAME, "name": link.name, "host": link.host, "port": link.port,
+                      "transport": link.transport, "durable": link.durable, "connectionRef": None,
+                      "state": link.state, "lastError": link.last_error}
+            out.append(Entry(link.name, values, self.created(link), self.now, link))
+        return out
+
+    def cls_bridge(self):
+        out = []
+        for bridge in list(self.broker.federation.bridges.values()):
+            values = {"linkRef": object_name("link", bridge.link.name), "name": bridge.name,
+                      "channelId": bridge.channel_id, "durable": bridge.durable, "src": bridge.src,
+                      "dest": bridge.dest, "key": bridge.key, "srcIsQueue": bridge.src_is_queue,
+                      "srcIsLocal": bridge.src_is_local, "tag": bridge.tag, "excludes": bridge.excludes,
+                      "dynamic": bridge.dynamic, "sync": bridge.sync, "credit": bridge.credit}
+            out.append(Entry(bridge.name, values, self.created(bridge), self.now, bridge))
+        return out
+
     def cls_acl(self):
         """The ACL module's object: there only with --acl-file (qpid-config reload-acl, qpid-stat --acl)."""
         acl = self.broker.acl

@@ -341,6 +341,40 @@ ACL = SchemaClass("acl", [
            desc="Lookup: user publish exchange routingkey"),
 ], package=ACL_PACKAGE)
 
+LINK = SchemaClass("link", [
+    P("vhostRef", "objId", RC, index=True),
+    P("name", "sstr", RC, index=True),
+    P("host", "sstr", RC),
+    P("port", "uint16", RC),
+    P("transport", "sstr", RC),
+    P("durable", "bool", RC),
+    P("connectionRef", "objId"),
+], [_ST("state", "sstr", unit=""), _ST("lastError", "lstr", unit="")], [
+    Method("close"),
+    Method("bridge", (("durable", "bool", "I"), ("src", "sstr", "I"), ("dest", "sstr", "I"),
+                      ("key", "lstr", "I"), ("tag", "sstr", "I"), ("excludes", "sstr", "I"),
+                      ("srcIsQueue", "bool", "I"), ("srcIsLocal", "bool", "I"), ("dynamic", "bool", "I"),
+                      ("sync", "uint16", "I"), ("credit", "uint32", "I")),
+           desc="Bridge messages over the link"),
+])
+
+BRIDGE = SchemaClass("bridge", [
+    P("linkRef", "objId", RC, index=True),
+    P("name", "sstr", RC, index=True),
+    P("channelId", "uint16"),
+    P("durable", "bool", RC),
+    P("src", "sstr", RC),
+    P("dest", "sstr", RC),
+    P("key", "lstr", RC),
+    P("srcIsQueue", "bool", RC),
+    P("srcIsLocal", "bool", RC),
+    P("tag", "sstr", RC),
+    P("excludes", "sstr", RC),
+    P("dynamic", "bool", RC),
+    P("sync", "uint16", RC),
+    P("credit", "uint32", RC),
+], [], [Method("close")])
+
 HA_PACKAGE = "org.apache.qpid.ha"
 HABROKER_OBJECT_NAME = HA_PACKAGE + ":habroker:ha-broker"
 HABROKER = SchemaClass("habroker", [
@@ -360,7 +394,7 @@ HABROKER = SchemaClass("habroker", [
 ], package=HA_PACKAGE)
 
 CLASSES = {c.name: c for c in (BROKER, SYSTEM, MEMORY, VHOST, QUEUE, EXCHANGE, BINDING, SUBSCRIPTION,
-                               CONNECTION, SESSION, INCOMING, OUTGOING, ACL, HABROKER)}
+                               CONNECTION, SESSION, INCOMING, OUTGOING, ACL, HABROKER, LINK, BRIDGE)}
 
 
 # -- events -----------------------------------------------------------------------------------
