@@ -122,6 +122,45 @@ class Pending:
         self.session = session
         self.did = did
 
+    # The holds interface docs/ENGINE.md describes (what HA uses, so that it works before and after
+    # the broker moves onto the engine): another kind of hold adds ``count += 1`` and calls release().
+    def attach(self, delivery):
+        """Hold ``delivery`` (anything with ``hold() -> itself`` and ``release(outcome)``) until every
+        hold is released; nothing is held when none is left."""
+        if self.count > 0:
+            self.session = _HeldDelivery(delivery.hold())
+            self.did = None
+
+    def release(self, outcome=None):
+        """One hold is done; the last one settles. Returns the connection to flush, if any."""
+        if outcome is not None:
+            self.outcome = outcome
+        self.count -= 1
+        if self.count == 0 and self.session is not None:
+            session = self.session
+            session.settle_incoming(self.did, self.outcome)
+            return session.connection
+        return None
+
+
+class _HeldDelivery:
+    """A delivery held by a Pending, shaped as the session Pending settles today."""
+
+    __slots__ = ("delivery",)
+
+    def __init__(self, delivery):
+        self.delivery = delivery
+
+    def settle_incoming(self, did, outcome):
+        self.delivery.release(outcome)
+
+    @property
+    def connection(self):
+        return self
+
+    def flush_dirty(self):
+        pass
+
 
 class QueueJournal:
     """One queue's journal and the store's bookkeeping for it."""

@@ -6,6 +6,7 @@ queue on the primary and applies each operation to this broker's nodes, acceptin
 once it is applied (a durable message: once its journal record is synced).
 """
 import asyncio
+import functools
 
 from cypid.client import ClientError, connect
 from cypid.pyx.message import Message
@@ -22,48 +23,32 @@ from .stream import decode_op
 from .url import UrlError, parse_url
 
 
-class _Acceptor:
-    """Stands for a producer's session to a Pending (broker/store.py): when the backup's journal has
-    synced the message, the Pending 'settles' it -- here, accepts the stream message."""
-
-    __slots__ = ("receiver", "connection")
-
-    def __init__(self, receiver):
-        self.receiver = receiver
-        self.connection = self
-
-    def settle_incoming(self, did, outcome):
-        self.receiver.accept(did)
-
-    def flush_dirty(self):
-        pass
-
-
 class _AllOf:
-    """Waits for several Pendings (a batch's journal syncs) and then settles once, as a Pending does."""
+    """Holds on a stream message's acceptance: each Pending (a journal sync on this backup) holds it
+    as it would a producer's delivery (``attach``: ``hold()``, then ``release()``); when the last is
+    released, or none held it, ``done()`` runs."""
 
-    __slots__ = ("left", "session", "did", "connection")
+    __slots__ = ("left", "done")
 
-    def __init__(self, pendings):
-        self.left = len(pendings)
-        self.session = self.did = None
-        self.connection = self
+    def __init__(self, pendings, done):
+        self.left = 0
+        self.done = None
         for pending in pendings:
-            pending.wait(self, 0)
-
-    def settle_incoming(self, did, outcome):
-        self.left -= 1
-        if self.left == 0 and self.session is not None:
-            self.session.settle_incoming(self.did, None)
-
-    def wait(self, session, did):
-        if self.left <= 0:
-            session.settle_incoming(did, None)
+            pending.attach(self)
+        if self.left == 0:
+            done()
         else:
-            self.session, self.did = session, did
+            self.done = done
 
-    def flush_dirty(self):
-        pass
+    def hold(self):
+        self.left += 1
+        return self
+
+    def release(self, outcome=None):
+        self.left -= 1
+        if self.left == 0 and self.done is not None:
+            done, self.done = self.done, None
+            done()
 
 
 class Backup:
@@ -158,7 +143,6 @@ class Backup:
             name, node="queue", create=True, credit=window, auto_accept=False, ack_batch=1,
             properties={"auto-delete": True, "exclusive": True, "qpid.replicate": "none",
                         "qpid.max_size": 0, "qpid.max_count": 0, INFO_ARG: info})
-        acceptor = _Acceptor(receiver)
         self.connected_to = (address.host, address.port)
         self.log.log(25, "HA: connected to primary %s", address.hostport)
         try:
@@ -168,11 +152,11 @@ class Backup:
                     await receiver._wait_message(None)
                     continue
                 data, did = item
-                waiting = self._apply(data)
-                if waiting is None:
+                waits = self._apply(data)
+                if not waits:
                     receiver.accept(did)
                 else:
-                    waiting.wait(acceptor, did)
+                    _AllOf(waits, functools.partial(receiver.accept, did))
         finally:
             self.log.log(25, "HA: link to primary %s lost", address.hostport)
 
@@ -335,7 +319,7 @@ class Backup:
                 wait = self._enqueue(queue, ids, i, data)
                 if wait is not None:
                     waits.append(wait)
-        return _AllOf(waits) if waits else None
+        return waits
 
     def _op_deq(self, f):
         name = str(f["q"])

@@ -229,13 +229,11 @@ class Primary:
         return outcome
 
     def release(self, pending):
-        pending.count -= 1
-        if pending.count == 0 and pending.session is not None:
-            session = pending.session
-            session.settle_incoming(pending.did, pending.outcome)
+        conn = pending.release()        # the connection whose settlements to write, if any
+        if conn is not None:
             if not self._touched:
                 self.loop.call_soon(self._flush_settlements)
-            self._touched.add(session.connection)
+            self._touched.add(conn)
 
     def _flush_settlements(self):
         touched, self._touched = self._touched, set()

@@ -77,7 +77,8 @@ async def _drain(url, queue, count):
 def test_kill_primary_under_load_loses_no_accepted_message(brokers, durable):
     cluster = HaCluster(brokers, 3)
     create_queue(cluster[0], "load", durable)
-    wait_until(lambda: "load" in queue_depths(cluster[1]) and "load" in queue_depths(cluster[2]), 60)
+    wait_until(lambda: "load" in queue_depths(cluster[1]) and "load" in queue_depths(cluster[2]), 60,
+               interval=0.05)
     producer = Producer(cluster[0].url, "load", durable)
     producer.start()
     wait_until(lambda: producer.accepted >= 3000 or producer.error, 120)
@@ -98,7 +99,7 @@ def test_kill_primary_under_load_loses_no_accepted_message(brokers, durable):
 def test_a_stalled_ready_backup_holds_the_producer(brokers):
     cluster = HaCluster(brokers, 2)
     create_queue(cluster[0], "q", False)
-    wait_until(lambda: "q" in queue_depths(cluster[1]), 60)
+    wait_until(lambda: "q" in queue_depths(cluster[1]), 60, interval=0.05)
 
     async def run():
         conn = await connect(cluster[0].url, timeout=30)

@@ -32,7 +32,7 @@ async def send_and_check_held(broker, queue):
 def test_recovering_primary_holds_messages_until_the_expected_backup_is_ready(brokers):
     cluster = HaCluster(brokers, 3)
     create_queue(cluster[0], "q")
-    wait_until(lambda: "q" in queue_depths(cluster[2]), 60)
+    wait_until(lambda: "q" in queue_depths(cluster[2]), 60, interval=0.05)
     cluster[2].signal(signal.SIGSTOP)
     cluster.kill(0)
     with HaConsole(cluster[1].url) as c:
@@ -57,7 +57,7 @@ def test_recovering_primary_holds_messages_until_the_expected_backup_is_ready(br
 def test_backup_timeout_releases_a_recovering_primary(brokers):
     cluster = HaCluster(brokers, 3, args=("--ha-backup-timeout", "1"))
     create_queue(cluster[0], "q")
-    wait_until(lambda: "q" in queue_depths(cluster[2]), 60)
+    wait_until(lambda: "q" in queue_depths(cluster[2]), 60, interval=0.05)
     cluster.kill(0)             # first: a live primary would tell b1 that b2 left
     cluster.kill(2)
     with HaConsole(cluster[1].url) as c:
@@ -83,7 +83,7 @@ def test_exclusive_queues_replicate_temporary_ones_do_not(brokers):
     temp_names = [n for n, q in HaConsole(primary.url).queues().items()
                   if q["exclusive"] and q["autoDelete"] and not n.startswith("qpid.ha-backup.")]
     create_queue(primary, "marker")
-    wait_until(lambda: "marker" in queue_depths(backup), 60)
+    wait_until(lambda: "marker" in queue_depths(backup), 60, interval=0.05)
     with HaConsole(backup.url) as c:
         queues = c.queues()
     assert queues["excl"]["exclusive"] is True
@@ -95,10 +95,10 @@ def test_auto_delete_queue_deleted_on_the_backup_with_the_primary(brokers):
     cluster = HaCluster(brokers, 2)
     primary, backup = cluster[0], cluster[1]
     create_queue(primary, "auto", **{"auto-delete": True})
-    wait_until(lambda: "auto" in queue_depths(backup), 60)
+    wait_until(lambda: "auto" in queue_depths(backup), 60, interval=0.05)
     conn = BlockingConnection(primary.url, timeout=60)
     rcv = conn.create_receiver("auto")
     rcv.close()                 # the last consumer goes: the primary deletes the queue
     conn.close()
-    wait_until(lambda: "auto" not in queue_depths(primary), 60)
-    wait_until(lambda: "auto" not in queue_depths(backup), 60)
+    wait_until(lambda: "auto" not in queue_depths(primary), 60, interval=0.05)
+    wait_until(lambda: "auto" not in queue_depths(backup), 60, interval=0.05)

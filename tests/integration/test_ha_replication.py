@@ -63,7 +63,7 @@ def browse(broker, queue):
 
 
 def wait_depth(broker, queue, depth, timeout=60):
-    return wait_until(lambda: queue_depths(broker).get(queue) == depth, timeout,
+    return wait_until(lambda: queue_depths(broker).get(queue) == depth, timeout, interval=0.05,
                       message=lambda: f"{queue} depth {depth} on {broker}: {queue_depths(broker).get(queue)}")
 
 
@@ -107,7 +107,8 @@ def test_configuration_replicated_before_and_after_a_backup_connects(brokers):
     # deletions
     delete(primary, "queue", "after")
     delete(primary, "exchange", "ex-after")
-    wait_until(lambda: "after" not in objects(backup)[0] and "ex-after" not in objects(backup)[1], 60)
+    wait_until(lambda: "after" not in objects(backup)[0] and "ex-after" not in objects(backup)[1], 60,
+               interval=0.05)
 
 
 def test_messages_routed_through_exchanges_and_queue_types(brokers):
@@ -225,4 +226,4 @@ def test_replication_with_authentication(brokers, tmp_path):
     conn = BlockingConnection(primary, timeout=60)
     conn.create_sender("authq").send(Message(body="secret"))
     conn.close()
-    wait_until(lambda: queue_depths(backup).get("authq") == 1, 60)
+    wait_until(lambda: queue_depths(backup).get("authq") == 1, 60, interval=0.05)

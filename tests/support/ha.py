@@ -110,8 +110,34 @@ def status_of(broker, timeout=TIMEOUT):
 
 
 def wait_status(broker, status, timeout=TIMEOUT):
-    return wait_until(lambda: status_of(broker) == status, timeout,
-                      message=lambda: f"{broker} status {status} (it is {status_of(broker)})")
+    """Poll ``broker``'s HA status on one admin connection (a new one only if it breaks) until it is
+    ``status``."""
+    url = _url(broker)
+    console = None
+    seen = []
+
+    def check():
+        nonlocal console
+        try:
+            if console is None:
+                console = HaConsole(url, 20)
+            seen[:] = [console.status()]
+            return seen[0] == status
+        except Exception as e:
+            seen[:] = [repr(e)]
+            if console is not None:
+                try:
+                    console.close()
+                except Exception:
+                    pass
+                console = None
+            return False
+    try:
+        return wait_until(check, timeout, interval=0.02,
+                          message=lambda: f"{url} status {status} (last seen: {seen and seen[0]})")
+    finally:
+        if console is not None:
+            console.close()
 
 
 def queue_depths(broker):
