@@ -114,6 +114,8 @@ def started(request):
                 pass
 
 
+# ocf-tester on cypid only (the agent is cypid's; the two-node test below runs it on stock qpidd too).
+@pytest.mark.parametrize("broker_params", ["cypid"], indirect=True)
 def test_ocf_tester_passes(workdir, broker_params, started):
     tester = shutil.which("ocf-tester")
     if tester is None:
