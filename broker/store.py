@@ -30,8 +30,14 @@ Hooks, and what each costs per message:
   when a consumer gets it.
 
 Record data: the message's kept bytes (``msg.body``, from the bare message on), with its header
-fields in the record's 8 user flags (durable, priority up to 15); a message with a ttl or a larger
-priority keeps its header section in front (``F_HEADER``).
+fields in the record's user flags (durable, priority up to 15, and the bytes its header section and
+delivery-annotations took on arrival, so that its size, and the queue's byteDepth, are the same
+after a restart); a message with a ttl or a larger priority keeps its header section in front
+(``F_HEADER``). docs/JOURNAL-FORMAT.md, "The broker's record data", has the layout.
+
+Recovery (``recover``): each durable queue's journal is scanned in C, and its live records become
+messages without their bodies being read (cypid.pyx.store_recovery): a body stays in the journal,
+as a flowed-to-disk one does, until a consumer gets it.
 """
 import collections
 import errno
@@ -46,6 +52,8 @@ import time
 from cypid.pyx.codec import Described, encode_header, symbol, ulong
 from cypid.pyx.journal import (Journal, JournalCorrupt, JournalError, JournalFull, JournalWriter,
                                read_file_header)
+from cypid.pyx.message import Message
+from cypid.pyx.store_recovery import complete, fill_queue, max_rid
 
 from . import errors
 from .config_store import ConfigStore
@@ -56,14 +64,22 @@ LOST_DIRNAME = "lost+found"     # journal data the broker cannot account for, ke
 F_TRANSIENT = 0x80      # written only to flow a message to disk: not recovered
 F_HEADER = 0x40         # data = header section + body
 F_DURABLE = 0x20        # (no F_HEADER) the message's header said durable
+F_SIZE = 0x20           # (with F_HEADER) the message's size as received follows the expiry (u32)
 F_EXPIRY = 0x10         # data starts with the absolute expiry: u64 ms since the epoch (wall clock)
 F_PRIORITY = 0x0F       # (no F_HEADER) its priority
+EXTRA_SHIFT = 8         # bits 8..14: bytes the message had on arrival beyond its recorded data
+EXTRA_MAX = 0x7F
 EXPIRY_SIZE = 8
+SIZE_SIZE = 4
 # Dequeue and update records are synced at most this long after they are written when no
 # enqueue asks for a sync sooner (qpidd's journal-flush-timeout is 500 ms).
 LAZY_FLUSH_DELAY = 0.1
 # A full journal is logged at most this often (seconds) while producers keep trying.
 FULL_LOG_INTERVAL = 10.0
+# Recovery puts this many of a queue's messages in before the broker serves, then this many per
+# loop turn (about 10 ms); whatever must see the whole queue first loads the rest at once.
+FILL_FIRST = 1000
+FILL_CHUNK = 20000
 
 
 _JOURNAL_FILE = re.compile(r"^journal-(\d{4,5})\.cjf(\.tmp)?$")
@@ -91,6 +107,108 @@ class _JournalLog(logging.Handler):
     def emit(self, record):
         record.category = "Store"
         self.target.handle(record)
+
+
+class _Loader:
+    """A recovered queue's messages going into it (cypid.pyx.store_recovery.fill_queue): a record
+    whose flags say all the queue needs becomes a message without its data being read, one with a
+    header section or an expiry is read and parsed (``slow``). ``step(n)`` puts in the next n;
+    ``next_chunk`` runs on the loop until all are in; ``finish`` (the queue's ``loading`` hook: an
+    enqueue or a look at the whole queue) puts in the rest at once."""
+
+    def __init__(self, store, qj, entries):
+        self.store = store
+        self.qj = qj
+        self.entries = entries
+        self.pos = 0
+        self.queued = self.refused = self.expired = 0
+        self.why = None
+        self.done = False
+        settings = qj.queue.settings
+        self.keyed = getattr(settings, "lvq_key", None) is not None or \
+            getattr(settings, "group_header_key", None) is not None
+        self.now_wall = time.time()
+        self.now_mono = time.monotonic()
+
+    @property
+    def left(self):
+        return len(self.entries) - self.pos if not self.done else 0
+
+    def slow(self, e):
+        journal = self.qj.journal
+        rid = e.rid
+        flags = e.uflags
+        if flags & F_TRANSIENT:
+            journal.append_dequeue(rid)
+            return None
+        at, size, data = split_record(journal.read(rid), flags)
+        if at:
+            left = at / 1000.0 - self.now_wall
+            if left <= 0:              # expired while the broker was down: never delivered
+                journal.append_dequeue(rid)
+                self.expired += 1
+                return None
+        msg = Message(data)
+        if at:
+            msg.expires = self.now_mono + left
+        elif not flags & F_HEADER:      # the header fields are in the flags
+            msg.durable = bool(flags & F_DURABLE)
+            msg.priority = flags & F_PRIORITY
+        msg.size = size if size is not None else msg.size + ((flags >> EXTRA_SHIFT) & EXTRA_MAX)
+        if e.dcount:
+            msg.delivery_count = e.dcount
+            msg.acquired_before = True
+        return msg
+
+    def step(self, n):
+        qj = self.qj
+        stop = min(len(self.entries), self.pos + n)
+        # A million messages that live on: the cyclic GC would traverse them again and again.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            queued, refused, why = fill_queue(qj.queue, self.entries, self.pos, stop, qj.rids,
+                                              self.slow, qj.journal.append_dequeue, self.keyed)
+        finally:
+            if enabled:
+                gc.freeze()
+                gc.enable()
+        self.pos = stop
+        self.queued += queued
+        self.refused += refused
+        self.why = why or self.why
+        if stop >= len(self.entries):
+            self._done()
+
+    def next_chunk(self):
+        if self.done:
+            return
+        if self.store.closed or self.qj.removed:
+            self._done()
+            return
+        self.step(FILL_CHUNK)
+        if not self.done:
+            self.store.loop.call_soon(self.next_chunk)
+
+    def finish(self, queue=None):
+        if not self.done:
+            self.step(len(self.entries))
+
+    def _done(self):
+        self.done = True
+        self.entries = []
+        qj = self.qj
+        qj.loader = None
+        if qj.queue.loading == self.finish:
+            qj.queue.loading = None
+        log = self.store.log
+        name = qj.queue.name
+        if self.refused:
+            log.error("Queue %r: %d recovered messages refused (%s); they stay in its journal and "
+                      "come back at the next start", name, self.refused, self.why)
+        if self.queued or qj.journal.damage or self.expired:
+            log.info("Queue %r: %d messages recovered%s", name, self.queued,
+                     ", %d expired while the broker was down" % self.expired if self.expired else "")
 
 
 def _rejected(condition, description):
@@ -166,7 +284,7 @@ class QueueJournal:
     """One queue's journal and the store's bookkeeping for it."""
 
     __slots__ = ("store", "queue", "journal", "rids", "waits", "on_synced", "flush_wanted",
-                 "durable", "ftd", "removed", "ftd_warned", "full_logged", "failing")
+                 "durable", "ftd", "removed", "ftd_warned", "full_logged", "failing", "loader")
 
     def __init__(self, store, queue, journal, durable, ftd):
         self.store = store
@@ -181,6 +299,7 @@ class QueueJournal:
         self.ftd_warned = False
         self.full_logged = -FULL_LOG_INTERVAL
         self.failing = False                # a write or sync failed; no successful sync since
+        self.loader = None                  # _Loader while recovered messages are still going in
         loop = store.loop
         synced = store._synced
         self.on_synced = lambda seq, err: loop.call_soon_threadsafe(synced, self, seq, err)
@@ -192,6 +311,13 @@ class QueueJournal:
         rid = self.rids.pop(msg, None)
         if rid is None or self.removed:
             return
+        if msg.body is None:
+            # Its bytes are only on disk: read them back before the record goes, since the message
+            # may go on (an alternate exchange, a reroute) with them.
+            try:
+                self.store.read_back(self, msg, rid)
+            except (KeyError, JournalError):
+                pass
         try:
             self.journal.append_dequeue(rid)
         except KeyError:
@@ -277,23 +403,44 @@ class FaultyJournal:
 
 def record_data(msg):
     """(data, flags) of msg's enqueue record. A message with a TTL keeps its absolute expiry in
-    front of the header section (F_EXPIRY, docs/JOURNAL-FORMAT.md "Expiry"); others cost nothing."""
+    front of the header section (F_EXPIRY, docs/JOURNAL-FORMAT.md "Expiry"); others cost nothing.
+    The bytes the message had on arrival beyond those recorded go in the flags (EXTRA_SHIFT), or,
+    when more than they hold, its whole size goes in the data (F_SIZE)."""
     priority = msg.priority
-    if not msg.ttl and 0 <= priority <= F_PRIORITY:
-        return msg.body, (F_DURABLE if msg.durable else 0) | priority
+    body = msg.body
+    extra = msg.size - len(body)
+    if not msg.ttl and 0 <= priority <= F_PRIORITY and 0 <= extra <= EXTRA_MAX:
+        return body, (F_DURABLE if msg.durable else 0) | priority | extra << EXTRA_SHIFT
     header = encode_header(msg.durable, priority, msg.ttl, False, 0)
+    parts = []
+    flags = F_HEADER
     if msg.expires:
         at = int((time.time() + (msg.expires - time.monotonic())) * 1000)
-        return b"".join((max(at, 1).to_bytes(EXPIRY_SIZE, "little"), header, msg.body)), \
-            F_HEADER | F_EXPIRY
-    return header + msg.body, F_HEADER
+        parts.append(max(at, 1).to_bytes(EXPIRY_SIZE, "little"))
+        flags |= F_EXPIRY
+    extra = msg.size - len(header) - len(body)
+    if 0 <= extra <= EXTRA_MAX:
+        flags |= extra << EXTRA_SHIFT
+    else:
+        parts.append(msg.size.to_bytes(SIZE_SIZE, "little"))
+        flags |= F_SIZE
+    parts.append(header)
+    parts.append(body)
+    return b"".join(parts), flags
 
 
 def split_record(data, flags):
-    """(absolute expiry in ms since the epoch or 0, the message's bytes) of a record's data."""
+    """(absolute expiry in ms since the epoch or 0, size as received or None, the message's bytes)
+    of a record's data."""
+    at = size = None
+    off = 0
     if flags & F_EXPIRY:
-        return int.from_bytes(data[:EXPIRY_SIZE], "little"), data[EXPIRY_SIZE:]
-    return 0, data
+        at = int.from_bytes(data[:EXPIRY_SIZE], "little")
+        off = EXPIRY_SIZE
+    if flags & F_HEADER and flags & F_SIZE:
+        size = int.from_bytes(data[off:off + SIZE_SIZE], "little")
+        off += SIZE_SIZE
+    return at or 0, size, data[off:] if off else data
 
 
 class Store:
@@ -354,8 +501,10 @@ class Store:
         rid = self._next_rid
         self._next_rid = rid + 1
         priority = msg.priority
-        if not msg.ttl and 0 <= priority <= F_PRIORITY:
-            data, flags = msg.body, F_DURABLE | priority
+        data = msg.body
+        extra = msg.size - len(data)
+        if not msg.ttl and 0 <= priority <= F_PRIORITY and 0 <= extra <= EXTRA_MAX:
+            flags = F_DURABLE | priority | extra << EXTRA_SHIFT
         else:
             data, flags = record_data(msg)
         try:
@@ -593,11 +742,7 @@ class Store:
         rid = qj.rids.get(msg) if qj is not None else None
         if rid is None:
             raise errors.InternalError("message body of queue %s is in no journal" % queue.name)
-        flags = qj.journal.get(rid, False).flags
-        data = split_record(qj.journal.read(rid), flags)[1]
-        if flags & F_HEADER:
-            data = data[len(encode_header(msg.durable, msg.priority, msg.ttl, False, 0)):]
-        msg.body = data
+        flags = self.read_back(qj, msg, rid)
         out = msg.encoded()
         if not keep:
             msg.body = None
@@ -609,6 +754,18 @@ class Store:
                 pass
             self.lazy_flush(qj)
         return out
+
+    @staticmethod
+    def read_back(qj, msg, rid):
+        """Put the bytes of ``msg`` (record ``rid`` of ``qj``) back in ``msg.body`` (and the fields
+        of a message recovered without reading them). Returns the record's flags."""
+        journal = qj.journal
+        flags = journal.get(rid, False).flags
+        data = split_record(journal.read(rid), flags)[2]
+        if flags & F_HEADER:
+            data = data[len(encode_header(msg.durable, msg.priority, msg.ttl, False, 0)):]
+        complete(msg, data)
+        return flags
 
     def released(self, queue, msg):
         """A durable message went back to ``queue`` counting a failed delivery attempt."""
@@ -690,7 +847,7 @@ class Store:
             return Journal(path, count, pages, name=queue.name, writer=self.writer, max_size=limit)
         try:
             journal = Journal(path, count, pages, name=queue.name, writer=self.writer,
-                              load_data=not queue.settings.flow_to_disk, max_size=limit)
+                              load_data=False, max_size=limit)
         except JournalCorrupt as e:
             where = "%s.quarantined-%d" % (path, int(time.time()))
             os.rename(path, where)
@@ -703,66 +860,25 @@ class Store:
         return journal
 
     def _recover_messages(self, qj):
-        from .links import Message        # the broker's message class, whichever it is
+        """The journal's live records back into the queue, in order (_Loader): the first
+        FILL_FIRST now, the rest in chunks on the loop once the broker serves."""
         journal = qj.journal
-        queue = qj.queue
-        rids = qj.rids
         for xid in list(journal.in_doubt):
             journal.append_abort(xid)
-        ftd = qj.ftd
-        records = journal.recovered
-        top = self._next_rid
-        n = refused = expired = 0
-        why = None
-        for i in range(len(records)):
-            rec = records[i]
-            records[i] = None
-            rid = rec.rid
-            if rid >= top:
-                top = rid + 1
-            flags = rec.flags
-            if flags & F_TRANSIENT:
-                journal.append_dequeue(rid)
-                continue
-            data = rec.data if not ftd else journal.read(rid)
-            if flags & F_EXPIRY:
-                at, data = split_record(data, flags)
-                left = at / 1000.0 - time.time()
-                if left <= 0:              # expired while the broker was down: never delivered
-                    journal.append_dequeue(rid)
-                    expired += 1
-                    continue
-            msg = Message(data)
-            if flags & F_EXPIRY:
-                msg.expires = time.monotonic() + left
-            elif not flags & F_HEADER:      # the header fields are in the flags: no copy of the data
-                msg.durable = bool(flags & F_DURABLE)
-                msg.priority = flags & F_PRIORITY
-            if rec.delivery_count:
-                msg.delivery_count = rec.delivery_count
-                msg.acquired_before = True
-            rids[msg] = rid
-            try:
-                queued = queue.enqueue(msg)
-            except Exception as e:     # its limit is lower than when the message came
-                rids.pop(msg, None)
-                refused += 1
-                why = e
-                continue
-            if queued is False:        # a ring queue dropped it
-                rids.pop(msg, None)
-                journal.append_dequeue(rid)
-                continue
-            n += 1
-        records.clear()
-        self._next_rid = top
-        if refused:
-            self.log.error("Queue %r: %d recovered messages refused (%s); they stay in its journal and "
-                           "come back at the next start", queue.name, refused, why)
-        if n or journal.damage or expired:
-            self.log.info("Queue %r: %d messages recovered%s", queue.name, n,
-                          ", %d expired while the broker was down" % expired if expired else "")
-        return n
+        entries = journal.take_recovered()
+        top = max_rid(entries)
+        if top >= self._next_rid:
+            self._next_rid = top + 1
+        loader = _Loader(self, qj, entries)
+        loader.step(FILL_FIRST)
+        if not loader.done:
+            qj.loader = loader
+            qj.queue.loading = loader.finish
+            self.loop.call_soon(loader.next_chunk)
+        try:
+            journal.flush_async(None)       # its first sync makes what was recovered durable
+        except JournalError:
+            pass
 
     def queue_deleted(self, queue):
         """The queue is gone: its row and its journal go too. Producers waiting for a sync of its
@@ -830,7 +946,7 @@ class Store:
                     counts[1] += 1
                     qj = self.journals.get(queue)
                     if qj is not None:
-                        counts[3] += len(qj.rids)
+                        counts[3] += len(qj.rids) + (qj.loader.left if qj.loader is not None else 0)
                 except Exception as e:
                     log.error("Queue %r not recovered: %s", name, e)
             for exname, qname, key, args in bindings:

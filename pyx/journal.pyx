@@ -34,7 +34,8 @@ from libc.string cimport memcpy, memset
 from cypid.pyx.journal_format cimport (
     JRNL_HDR_PAGE, JRNL_PAGE, JRNL_REC_HDR, JRNL_REC_VERSION, JRNL_MOVED_EXT, JRNL_F_MOVED,
     JRNL_FH_SIZE, JRNL_CKPT_OFF0, JRNL_CKPT_OFF1, JRNL_CKPT_SIZE,
-    st16, st32, st64, ld16, ld32, ld64, align_up, build_file_header, build_ckpt)
+    st16, st32, st64, ld16, ld32, ld64, align_up, build_file_header, build_ckpt, record_flags,
+    JRNL_USER_FLAGS_MAX)
 from cypid.pyx.journal_base cimport JournalBase, _Entry, _Txn
 from cypid.pyx.journal_io cimport WriteBuffer, IoBatch, OP_WRITE, OP_ZERO
 
@@ -236,7 +237,7 @@ cdef class Journal(JournalRecovery):
                             st64(ext, e.seq)
                             st32(ext + 8, e.dcount)
                             st32(ext + 12, 0)
-                            seq = self._write(b'e', e.rid, JRNL_F_MOVED | (e.uflags << 8), e.xid, ext,
+                            seq = self._write(b'e', e.rid, JRNL_F_MOVED | record_flags(e.uflags), e.xid, ext,
                                               JRNL_MOVED_EXT, PyBytes_AS_STRING(data), e.dlen, False,
                                               &nfidx, &noff)
                             self._pin(h, e.alen, -1)
@@ -396,7 +397,7 @@ cdef class Journal(JournalRecovery):
 
     cpdef uint64_t append_enqueue(self, uint64_t rid, data, xid=None, int flags=0) except? 0:
         """Append an enqueue of ``rid`` with message bytes ``data`` (any buffer); returns its seq.
-        ``xid``: part of that open transaction. ``flags``: 8 bits kept with the record. Raises
+        ``xid``: part of that open transaction. ``flags``: 15 bits kept with the record. Raises
         JournalFull (nothing changed) if it cannot fit, ValueError if rid is already held."""
         cdef const unsigned char[::1] view
         cdef const char* dp = NULL
@@ -408,8 +409,8 @@ cdef class Journal(JournalRecovery):
         self._check_writable()
         if rid in self.live:
             raise ValueError("journal %s already holds rid %d" % (self.name, rid))
-        if flags < 0 or flags > 255:
-            raise ValueError("flags must be 0..255")
+        if flags < 0 or flags > JRNL_USER_FLAGS_MAX:
+            raise ValueError("flags must be 0..%d" % JRNL_USER_FLAGS_MAX)
         bx = _xid_bytes(xid)
         if isinstance(data, bytes):
             dp = PyBytes_AS_STRING(data)
@@ -424,7 +425,7 @@ cdef class Journal(JournalRecovery):
             if t is None:
                 t = _Txn()
         e = _Entry.__new__(_Entry)
-        seq = self._write(b'e', rid, <uint16_t>(flags << 8), bx, NULL, 0, dp, dl, True, &fidx, &off)
+        seq = self._write(b'e', rid, record_flags(flags), bx, NULL, 0, dp, dl, True, &fidx, &off)
         e.rid = rid
         e.seq = seq
         e.rseq = seq
@@ -583,6 +584,7 @@ cdef class Journal(JournalRecovery):
             s = batch.slot(i, self.fd[i], self._path(i), full, self.ffull[i])
             batch.op(OP_WRITE, s, JRNL_HDR_PAGE + fo, ptr, n)
             l += n
+        resync = self._add_resync(batch)       # after the slots above (a slot keeps its first size)
         for fd, path in self.to_delete:
             batch.delete(fd, path)
         self.to_delete = []
@@ -600,6 +602,8 @@ cdef class Journal(JournalRecovery):
         if rc:
             return self.synced_upto, self._fail(batch, lend)
         self.n_syncs += 1
+        if resync:
+            self.resync = []
         self.buf.release(lend)
         self.lsynced = lend
         if upto > self.synced_upto:
@@ -613,6 +617,16 @@ cdef class Journal(JournalRecovery):
         if failpoint_sync_copy is not None and (batch.nop or ckpt):
             failpoint_sync_copy(self)
         return self.synced_upto, None
+
+    def _add_resync(self, IoBatch batch):
+        """Files recovery accepted records from, not synced since (a kill -9 can leave written
+        bytes in the page cache only): this batch fdatasyncs them before it acknowledges anything."""
+        cdef int s
+        for i in self.resync:
+            if self.exists[<int>i] and self.fd[<int>i] >= 0:
+                s = batch.slot(i, self.fd[<int>i], self._path(i), 0, False)
+                batch.op(OP_ZERO, s, JRNL_HDR_PAGE, NULL, 0)
+        return bool(self.resync)
 
     def _took_fds(self, IoBatch batch, int rc):
         """Keep the descriptors of the files the batch opened; after a good batch every file it
@@ -744,11 +758,13 @@ cdef class Journal(JournalRecovery):
             batch.op(OP_WRITE, s, 0, PyBytes_AS_STRING(hb), JRNL_FH_SIZE)
         s = batch.slot(self.w, self.fd[self.w], self._path(self.w), full, self.ffull[self.w])
         batch.op(OP_ZERO, s, JRNL_HDR_PAGE, NULL, 0)     # a sync and the size check, at least
+        self._add_resync(batch)
         with nogil:
             rc = batch.run()
         self._took_fds(batch, rc)
         if rc:
             return False
+        self.resync = []
         self.stale = []
         self.stale_files = []
         self.next_seq += SEQ_JUMP

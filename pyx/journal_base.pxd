@@ -40,7 +40,9 @@ cdef class JournalBase:
     cdef readonly int max_files         # most files the journal may have (its size limit)
     cdef readonly uint64_t max_size     # that limit in bytes (0: none but the 65535 files of the format)
     cdef readonly bint readonly
-    cdef readonly list recovered        # Records live at open, in queue order
+    cdef list _recovered                # Records live at open, in queue order (built when first asked)
+    cdef list _rec_entries              # the _Entry of each, in queue order (until taken or built)
+    cdef bint _rec_data                 # Records carry their data (load_data)
     cdef readonly list damage           # Damage(file, offset, reason) found at open
     cdef readonly object end            # Damage-shaped: where recovery stopped and why
     cdef readonly dict in_doubt         # xid -> [ops] open at recovery (resolve with commit/abort)
@@ -77,6 +79,7 @@ cdef class JournalBase:
     cdef dict live                      # rid -> _Entry
     cdef dict txns                      # xid -> _Txn
     cdef bint closed
+    cdef list resync                    # files recovery read: fdatasynced by the writer's first batch
     cdef bint opening                   # recovery: reads go through the window
     cdef char* win                      # recovery read window (one file's bytes)
     cdef int win_idx

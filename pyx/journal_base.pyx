@@ -24,7 +24,11 @@ from cypid.pyx.journal_format import JournalError, Record, file_path
 
 @cython.final
 cdef class _Entry:
-    pass
+
+    @property
+    def data_size(self):
+        """Bytes of the caller's data in the record."""
+        return self.dlen
 
 
 @cython.final
@@ -41,7 +45,9 @@ cdef class JournalBase:
         self.closed = True
         self.live = {}
         self.txns = {}
-        self.recovered = []
+        self._recovered = None
+        self._rec_entries = []
+        self.resync = []
         self.damage = []
         self.in_doubt = {}
         self.scanned = None
@@ -206,6 +212,26 @@ cdef class JournalBase:
     def _record(self, _Entry e, bint load_data):
         return Record(e.rid, e.seq, self.read(e.rid) if load_data else None, e.dcount, e.uflags,
                       e.xid)
+
+    @property
+    def recovered(self):
+        """The Records live at open, in queue order (with their data if opened with load_data).
+        Built when first asked for (a journal opened without load_data makes no Record until then)."""
+        if self._recovered is None:
+            entries = self._rec_entries or []
+            self._rec_entries = None
+            self._recovered = [self._record(e, self._rec_data) for e in entries]
+        return self._recovered
+
+    def take_recovered(self):
+        """The live entries at open, in queue order, handed over once (the store's recovery reads
+        their fields without a Record per message: rid, seq, dcount, uflags, data_size). The journal
+        keeps no list of them afterwards; ``recovered`` is then empty."""
+        entries = self._rec_entries if self._recovered is None else [
+            self.live[r.rid] for r in self._recovered if r.rid in self.live]
+        self._rec_entries = None
+        self._recovered = []
+        return entries or []
 
     def __contains__(self, rid):
         return rid in self.live

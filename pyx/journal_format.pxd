@@ -60,3 +60,14 @@ cdef inline uint64_t ld64(const char* p) noexcept nogil:
 
 cdef inline uint64_t align_up(uint64_t n) noexcept nogil:
     return (n + (JRNL_ALIGN - 1)) & ~(<uint64_t>(JRNL_ALIGN - 1))
+
+# The caller's 15 bits of user flags in a record header's flags field (docs/JOURNAL-FORMAT.md,
+# Records): bits 0..7 at bits 8..15, bits 8..14 at bits 1..7 (bit 0 is MOVED).
+cdef enum:
+    JRNL_USER_FLAGS_MAX = 0x7FFF
+
+cdef inline uint16_t record_flags(uint32_t user) noexcept nogil:
+    return <uint16_t>(((user & 0xFF) << 8) | (((user >> 8) & 0x7F) << 1))
+
+cdef inline uint16_t user_flags(uint16_t rflags) noexcept nogil:
+    return <uint16_t>((rflags >> 8) | (((rflags >> 1) & 0x7F) << 8))

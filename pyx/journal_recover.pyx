@@ -14,13 +14,13 @@ import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, realloc, qsort
 from libc.string cimport memcpy, memset
 
 from cypid.pyx.journal_format cimport (
     JRNL_HDR_PAGE, JRNL_PAGE, JRNL_REC_HDR, JRNL_REC_VERSION, JRNL_MOVED_EXT, JRNL_F_MOVED,
     JRNL_ALIGN, JRNL_FH_SIZE, JRNL_CKPT_OFF0, JRNL_CKPT_OFF1, JRNL_CKPT_SIZE, JRNL_MAX_NAME,
-    crc32c, ld16, ld32, ld64, align_up, build_file_header, build_ckpt, pwrite_full)
+    crc32c, ld16, ld32, ld64, align_up, build_file_header, build_ckpt, pwrite_full, user_flags)
 from cypid.pyx.journal_base cimport JournalBase, _Entry, _Txn
 from cypid.pyx.journal_format import (
     JournalError, JournalCorrupt, Damage, RawRecord, Record, file_path, parse_header, parse_ckpt,
@@ -31,6 +31,138 @@ from cypid.pyx.journal_io cimport WriteBuffer
 log = logging.getLogger("cypid.journal")
 
 SEQ_JUMP = 1 << 40          # seq gap after a reopen or a resume (JOURNAL-FORMAT.md, Recovery step 6)
+
+
+# -- the scan's live set, in C (no Python object per record) ----------------------------------------
+# While the records carry no transaction (the broker writes none), the scan keeps every enqueue in
+# an array and finds it again by rid through an open-addressing table; dequeues and updates mark the
+# array. _Entry objects are made only for the records still live at the end, in queue order. The
+# first transactional record switches the scan to the general path (_apply, on self.live).
+
+cdef inline size_t _slot(uint64_t rid, size_t mask) noexcept nogil:
+    rid ^= rid >> 33
+    rid *= <uint64_t>0xff51afd7ed558ccd
+    rid ^= rid >> 33
+    return <size_t>(rid & mask)
+
+
+cdef int64_t _find(RecSet* s, uint64_t rid) noexcept nogil:
+    """Index of rid's latest enqueue record, or -1."""
+    cdef size_t mask, i, lo, hi, mid
+    if s.by_rid:                        # rids increase along the array: binary search
+        lo = 0
+        hi = s.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if s.recs[mid].rid < rid:
+                lo = mid + 1
+            else:
+                hi = mid
+        return <int64_t>lo if lo < s.n and s.recs[lo].rid == rid else -1
+    if s.tcap == 0:
+        return -1
+    mask = s.tcap - 1
+    i = _slot(rid, mask)
+    while s.vals[i] >= 0:
+        if s.keys[i] == rid:
+            return s.vals[i]
+        i = (i + 1) & mask
+    return -1
+
+
+cdef int _table(RecSet* s, size_t cap) except -1 nogil:
+    """(Re)build the rid table with cap slots from the records (the latest record of each rid)."""
+    cdef uint64_t* keys = <uint64_t*>malloc(cap * sizeof(uint64_t))
+    cdef int64_t* vals = <int64_t*>malloc(cap * sizeof(int64_t))
+    cdef size_t i, j, mask = cap - 1
+    if keys == NULL or vals == NULL:
+        free(keys)
+        free(vals)
+        with gil:
+            raise MemoryError()
+    for i in range(cap):
+        vals[i] = -1
+    for j in range(s.n):
+        i = _slot(s.recs[j].rid, mask)
+        while vals[i] >= 0 and keys[i] != s.recs[j].rid:
+            i = (i + 1) & mask
+        keys[i] = s.recs[j].rid
+        vals[i] = <int64_t>j
+    free(s.keys)
+    free(s.vals)
+    s.keys = keys
+    s.vals = vals
+    s.tcap = cap
+    return 0
+
+
+cdef RRec* _add(RecSet* s, uint64_t rid) except NULL nogil:
+    """A new enqueue record of rid (the rid's earlier record, if live, is superseded)."""
+    cdef size_t cap, i, mask
+    cdef RRec* recs
+    cdef int64_t old
+    if s.n == s.cap:
+        cap = s.cap * 2 if s.cap else 4096
+        recs = <RRec*>realloc(s.recs, cap * sizeof(RRec))
+        if recs == NULL:
+            with gil:
+                raise MemoryError()
+        s.recs = recs
+        s.cap = cap
+    if s.by_rid and (s.n == 0 or rid > s.recs[s.n - 1].rid):
+        s.n += 1                        # the usual case: each enqueue's rid above the last
+        memset(&s.recs[s.n - 1], 0, sizeof(RRec))
+        s.recs[s.n - 1].rid = rid
+        return &s.recs[s.n - 1]
+    if s.by_rid or (s.n + 1) * 2 > s.tcap:
+        cap = 8192
+        while cap < (s.n + 1) * 2:
+            cap *= 2
+        _table(s, cap)
+        s.by_rid = False
+    mask = s.tcap - 1
+    i = _slot(rid, mask)
+    while s.vals[i] >= 0 and s.keys[i] != rid:
+        i = (i + 1) & mask
+    old = s.vals[i]
+    if old >= 0:
+        s.recs[old].dead = 1
+    s.keys[i] = rid
+    s.vals[i] = <int64_t>s.n
+    s.n += 1
+    memset(&s.recs[s.n - 1], 0, sizeof(RRec))
+    s.recs[s.n - 1].rid = rid
+    return &s.recs[s.n - 1]
+
+
+cdef void _free_set(RecSet* s) noexcept nogil:
+    free(s.recs)
+    free(s.keys)
+    free(s.vals)
+    memset(s, 0, sizeof(RecSet))
+
+
+cdef int _by_seq(const void* a, const void* b) noexcept nogil:
+    cdef uint64_t x = (<const SeqIdx*>a).seq, y = (<const SeqIdx*>b).seq
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef _Entry _make_entry(RRec* r):
+    cdef _Entry e = _Entry.__new__(_Entry)
+    e.rid = r.rid
+    e.seq = r.seq
+    e.rseq = r.rseq
+    e.prev_rseq = 0
+    e.fidx = r.fidx
+    e.off = r.off
+    e.alen = r.alen
+    e.doff = r.doff
+    e.dlen = r.dlen
+    e.uflags = r.uflags
+    e.dcount = r.dcount
+    e.xid = None
+    e.deq_xid = None
+    return e
 
 
 def existing_files(directory):
@@ -152,6 +284,15 @@ cdef class JournalRecovery(JournalBase):
             self.win_idx = -1
 
     def _recover(self, dict headers, dict sizes, list damage, bint load_data):
+        cdef RecSet rs
+        memset(&rs, 0, sizeof(RecSet))
+        rs.by_rid = True
+        try:
+            self._recover_in(headers, sizes, damage, load_data, &rs)
+        finally:
+            _free_set(&rs)
+
+    cdef _recover_in(self, dict headers, dict sizes, list damage, bint load_data, RecSet* rs):
         cdef int i, idx, ci, nxt
         cdef uint64_t off, seq, last_seq = 0, max_seq = 0, size, alen, rid, reclen
         cdef uint64_t take, roff, rem_body
@@ -161,6 +302,11 @@ cdef class JournalRecovery(JournalBase):
         cdef char rtype
         cdef uint64_t dsz = self.dsz
         cdef bint stop_damage
+        cdef RRec* rr
+        cdef int64_t k
+        cdef bint fast = True
+        cdef char ext[JRNL_MOVED_EXT]
+        cdef list chain
         reset = []                              # files whose header is to be reset (write mode)
         numbers = {}                            # file number -> index
         for i, hdr in sorted(headers.items()):
@@ -305,13 +451,46 @@ cdef class JournalRecovery(JournalBase):
             # accepted
             last_seq = seq
             alen = align_up(reclen)
-            xid = None
-            if xl:
-                xid = self._gather(idx, off, JRNL_REC_HDR, xl)
-            if scanned is not None:
-                scanned.append(RawRecord(chr(rtype), seq, rid, file_path(self.directory, idx),
-                                         JRNL_HDR_PAGE + off, size, flags, xid))
-            self._apply(rtype, seq, rid, flags, xid, idx, off, alen, size)
+            if fast and (xl or rtype == b'c' or rtype == b'a'):
+                self._materialize(rs)       # a transaction: the general path from here on
+                fast = False
+            if fast and scanned is None:
+                if rtype == b'e':
+                    rr = _add(rs, rid)
+                    rr.seq = seq
+                    rr.rseq = seq
+                    rr.fidx = idx
+                    rr.off = off
+                    rr.alen = alen
+                    rr.doff = JRNL_REC_HDR
+                    rr.uflags = user_flags(flags)
+                    if flags & JRNL_F_MOVED:
+                        self._copy_out(idx, off, JRNL_REC_HDR, ext, JRNL_MOVED_EXT)
+                        rr = &rs.recs[rs.n - 1]
+                        rr.seq = ld64(ext)
+                        rr.dcount = ld32(ext + 8)
+                        rr.doff += JRNL_MOVED_EXT
+                    rr.dlen = JRNL_REC_HDR + size - rr.doff
+                elif rtype == b'd':
+                    k = _find(rs, rid)
+                    if k >= 0:
+                        rs.recs[k].dead = 1
+                elif rtype == b'u':
+                    k = _find(rs, rid)
+                    if k >= 0 and not rs.recs[k].dead:
+                        self._copy_out(idx, off, JRNL_REC_HDR, ext, 4)
+                        rs.recs[k].dcount = ld32(ext)
+            else:
+                if fast:
+                    self._materialize(rs)   # keep_records (the tool): the general path
+                    fast = False
+                xid = None
+                if xl:
+                    xid = self._gather(idx, off, JRNL_REC_HDR, xl)
+                if scanned is not None:
+                    scanned.append(RawRecord(chr(rtype), seq, rid, file_path(self.directory, idx),
+                                             JRNL_HDR_PAGE + off, size, flags, xid))
+                self._apply(rtype, seq, rid, flags, xid, idx, off, alen, size)
             off += alen
             if off > dsz:
                 while off > dsz:
@@ -362,6 +541,10 @@ cdef class JournalRecovery(JournalBase):
                                      "file truncated: %d bytes, expected %d (not in use; it is made full "
                                      "size again before it is used)" % (sizes[i], JRNL_HDR_PAGE + dsz)))
         # resulting state
+        if fast:
+            entries = self._materialize(rs)
+        else:
+            entries = sorted((e for e in self.live.values() if (<_Entry>e).xid is None), key=lambda e: e.seq)
         for j in range(self.nfiles):
             self.live_bytes[j] = 0
             self.live_count[j] = 0
@@ -375,8 +558,12 @@ cdef class JournalRecovery(JournalBase):
         for xid_, t in self.txns.items():
             ops = [("enqueue", r) for r in (<_Txn>t).enq] + [("dequeue", d[0]) for d in (<_Txn>t).deq]
             self.in_doubt[xid_] = ops
-        entries = sorted((e for e in self.live.values() if (<_Entry>e).xid is None), key=lambda e: e.seq)
-        self.recovered = [self._record(e, load_data) for e in entries]
+        self._rec_entries = entries
+        self._rec_data = load_data
+        self._recovered = None
+        if load_data:
+            self._recovered = [self._record(e, True) for e in entries]
+            self._rec_entries = None
         self.damage = damage
         self.next_seq = max_seq + SEQ_JUMP if (max_seq or chain) else 1
         self.synced_upto = self.next_seq - 1
@@ -433,12 +620,57 @@ cdef class JournalRecovery(JournalBase):
         self.ckpt_head = self.fnum[<int>self.used[0]]
         self.ckpt_gen += 1
         self._put_ckpt()
+        # What recovery wrote (headers, cleared tails, the checkpoint) is synced now. The records it
+        # accepted may still be only in the page cache (a kill -9 between a write and its sync):
+        # the writer's first batch fdatasyncs those files before it acknowledges anything new
+        # (``resync``), so the loop need not wait for hundreds of fsyncs of a deep journal.
+        touched = set(reset)
+        touched.update(chain[ci + 1:] if chain else ())
+        touched.add(0)
+        if chain and stop_damage:
+            touched.add(self.w)
         for i in range(self.nfiles):
             if self.fd[i] >= 0:
-                os.fsync(self.fd[i])
+                if i in touched:
+                    os.fsync(self.fd[i])
+                elif self.inuse[i]:
+                    self.resync.append(i)
         self.segs.append((self.lstart[self.w], self.w))
         self.lsynced = self.lstart[self.w] + self.woff
         self.buf.reset(self.lsynced)
+
+    cdef list _materialize(self, RecSet* rs):
+        """The scan's live records as _Entry objects in self.live, in queue order (original seq);
+        returns them as a list. The set is emptied (the scan goes on with the general path)."""
+        cdef size_t i, n = 0
+        cdef SeqIdx* order
+        cdef bint ordered = True
+        cdef list entries = []
+        cdef dict live = self.live
+        cdef _Entry e
+        if rs.n == 0:
+            return entries
+        order = <SeqIdx*>malloc(rs.n * sizeof(SeqIdx))
+        if order == NULL:
+            raise MemoryError()
+        try:
+            for i in range(rs.n):
+                if not rs.recs[i].dead:
+                    order[n].seq = rs.recs[i].seq
+                    order[n].idx = i
+                    if n and order[n].seq < order[n - 1].seq:
+                        ordered = False     # MOVED copies keep their older seq
+                    n += 1
+            if not ordered:
+                qsort(order, n, sizeof(SeqIdx), _by_seq)
+            for i in range(n):
+                e = _make_entry(&rs.recs[order[i].idx])
+                live[e.rid] = e
+                entries.append(e)
+        finally:
+            free(order)
+        _free_set(rs)
+        return entries
 
     cdef uint32_t _crc_window(self, int idx, uint64_t pos, uint64_t n, uint32_t crc, uint64_t* took) except? 0xFFFFFFFF:
         """Continue crc over up to n bytes of file idx at pos, as far as the window reaches."""
@@ -491,7 +723,7 @@ cdef class JournalRecovery(JournalBase):
             e.off = off
             e.alen = alen
             e.doff = JRNL_REC_HDR + xl
-            e.uflags = flags >> 8
+            e.uflags = user_flags(flags)
             e.dcount = 0
             if flags & JRNL_F_MOVED:
                 self._copy_out(idx, off, JRNL_REC_HDR + xl, ext, JRNL_MOVED_EXT)

@@ -52,6 +52,9 @@ cdef class Queue:
     cdef public bint observe_dequeues       # dequeue_hook is called for every message leaving (HA)
     cdef public object clock                # clock() -> monotonic seconds (tests); None = the C clock
     cdef public bint track_latency          # sample enqueue->accept latency (messageLatency*)
+    cdef public object loading              # loading(queue): messages still to be put in front of
+                                            # anything new (the store's recovery); called, while set,
+                                            # before an enqueue or a look at the whole queue
 
     cdef object _reroute                    # reroute(msg, exchange_name)
     cdef object _on_unused                  # on_unused(queue): last consumer of an auto-delete queue left

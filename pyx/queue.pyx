@@ -68,6 +68,12 @@ message at the front that is no longer waiting becomes available, in order, and 
 ``drop_held(msg)`` takes a held message out (its sync failed: nobody has seen it), as a dequeue.
 A deleted queue's ``drain_all`` includes held messages.
 
+Loading. While ``loading`` is set (the store recovering a deep queue in chunks, so that consumers
+are served before the whole queue is in memory), ``loading(queue)`` is called before an enqueue, a
+drain's look for a message, a purge, a deletion's drain or a listing: it puts the rest of the
+recovered messages in first (and clears ``loading``), so a new message never goes in front of a
+recovered one and nothing that must see the whole queue sees part of it.
+
 Callbacks (reroute, hooks, on_flow_resume) run after the queue's state is consistent, in the order
 their causes happened; they may call back into the queue.
 """
@@ -191,6 +197,7 @@ cdef class Queue:
         self.observe_dequeues = False
         self.clock = None
         self.track_latency = False
+        self.loading = None
         self._events = deque()
         self.next_seq = 1
         self.held = 0
@@ -398,6 +405,8 @@ cdef class Queue:
         cdef Group g = None
         cdef int verdict
         cdef Message m
+        if self.loading is not None:
+            self.loading(self)          # the messages loading go in front of this one
         if type(msg) is Message:
             m = <Message>msg
             size = m.size
@@ -822,6 +831,8 @@ cdef class Queue:
         cdef Py_ssize_t i
         cdef Entry* e
         cdef double now = -1.0
+        if self.loading is not None:
+            self.loading(self)
         if link.browsing:
             i = store_next_available(&self.store, store_lower_bound(&self.store, link.browse_position + 1))
         else:
@@ -936,6 +947,8 @@ cdef class Queue:
         exchange named ``exchange`` if given (counted as reroutes), else discarded (discardsPurge).
         Returns how many. (QMF purge/reroute.)"""
         cdef Py_ssize_t n = 0, limit = request or 0, i
+        if self.loading is not None:
+            self.loading(self)
         while limit == 0 or n < limit:
             i = store_first_available(&self.store)
             if i < 0:
@@ -957,6 +970,8 @@ cdef class Queue:
         how many."""
         cdef Py_ssize_t n = 0, i
         cdef double now = self._now()
+        if self.loading is not None:
+            self.loading(self)
         i = store_first_available(&self.store)
         while i >= 0:
             e = store_at(&self.store, i)
@@ -974,6 +989,8 @@ cdef class Queue:
         """Remove and return every waiting message (the queue is being deleted)."""
         cdef list out = []
         cdef Py_ssize_t i
+        if self.loading is not None:
+            self.loading(self)
         if self.held:
             for i in range(self.store.count):
                 if store_at(&self.store, i).state == ST_HELD:
@@ -1017,7 +1034,10 @@ cdef class Queue:
     def messages_waiting(self):
         """The waiting messages in sequence order (for management and tests; not a hot path)."""
         cdef list out = []
-        cdef Py_ssize_t i = store_first_available(&self.store)
+        cdef Py_ssize_t i
+        if self.loading is not None:
+            self.loading(self)
+        i = store_first_available(&self.store)
         while i >= 0:
             out.append(<object>store_at(&self.store, i).msg)
             i = store_next_available(&self.store, i + 1)
