@@ -1025,6 +1025,8 @@ cdef class Queue:
         cdef list out = []
         cdef Py_ssize_t i
         cdef Entry* e
+        if self.loading is not None:
+            self.loading(self)
         for i in range(self.store.count):
             e = store_at(&self.store, i)
             if e.state != ST_DELETED and e.msg != NULL:
