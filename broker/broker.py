@@ -14,6 +14,7 @@ from .management import ManagementAgent
 from .nodes import Nodes
 from .observers import BrokerObservers
 from .sasl import Authenticator
+from .tls import Tls
 
 
 def _version():
@@ -43,6 +44,7 @@ class Broker:
         self.authenticator = Authenticator(options, self.log)
         self.acl = Authorizer(options, self.log)      # raises acl.AclError for a bad --acl-file
         self.limits = ConnectionLimits(options, self.acl, self.log)
+        self.tls = Tls(options, self.log)    # raises tls.TlsConfigError for unusable certificate files
         self.publisher = None           # the connection whose message is being routed, if any
         if getattr(options, "mgmt_enable", True):
             self.management = ManagementAgent(self)
@@ -68,14 +70,18 @@ class Broker:
         self.nodes.start_purge_timer()
         port = opts.port
         for host in opts.interface:
-            server = await self.loop.create_server(lambda: Connection(self), host, port,
-                                                   backlog=max(opts.connection_backlog, 128),
-                                                   reuse_address=True)
+            if self.tls.mux:    # --ssl-port == --port: one listener, TLS or plain by the first byte
+                server = await self.tls.listen(self, host, port, mux=True)
+            else:
+                server = await self.loop.create_server(lambda: Connection(self), host, port,
+                                                       backlog=max(opts.connection_backlog, 128),
+                                                       reuse_address=True)
             self.servers.append(server)
             if port == 0:   # every further interface listens on the same port as the first
                 port = server.sockets[0].getsockname()[1]
         self.port = port
         self.log.log(25, "Listening on TCP port %d", port)
+        self.servers += await self.tls.start(self, opts.interface)   # --ssl-port (broker/tls.py)
         if self.ha is not None:
             self.ha.start()
         self.federation.start()
@@ -101,7 +107,8 @@ class Broker:
     def connection_opened(self, conn):
         """Returns (condition, text) if the connection must be refused once it has opened."""
         self.connections.add(conn)
-        return self.limits.opened(conn)     # (condition, text, log level) when over a limit
+        refused = self.limits.opened(conn)     # (condition, text, log level) when over a limit
+        return refused or self.tls.refusal(conn)    # --require-encryption
 
     def connection_established(self, conn):
         if self.acl.enabled:

@@ -237,7 +237,7 @@ class Connection:
     def _on_header(self, header):
         auth = self.broker.options.auth
         if header == SASL_HEADER and not self.sasl_done:
-            self.sasl = self.broker.authenticator.negotiation(self.address)   # broker/sasl.py
+            self.sasl = self.broker.authenticator.negotiation(self.address, self.transport)  # sasl.py
             self.write(SASL_HEADER)
             self.write(self.sasl.mechanisms_frame())
             self.state = S_SASL

@@ -156,6 +156,7 @@ class OptionSpec:
 _LOG = "Logging options"
 _STORE = "Store options"
 _DAEMON = "Daemon options"
+_SSL = "SSL Settings"
 _HA = "HA Options"
 
 
@@ -188,6 +189,12 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec("connection-limit-per-ip", "int", 0,
                "The maximum number of connections from one client host address (0: no limit)",
                metavar="N", minimum=0),
+    OptionSpec("max-queues-per-user", "int", 0,
+               "The maximum number of queues a user may have created at once (0: no limit); an ACL "
+               "'quota queues' line wins over it for the users it names", metavar="N", minimum=0),
+    OptionSpec("require-encryption", "switch", False,
+               "Only accept connections that are encrypted (TLS): plain ones are offered no SASL "
+               "mechanism and are closed with amqp:unauthorized-access"),
     OptionSpec("max-negotiate-time", "ms", 10.0,
                "Maximum time in milliseconds a connection can take to send the initial protocol negotiation",
                metavar="MILLISECONDS"),
@@ -250,6 +257,36 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                metavar="PERCENT", minimum=0, maximum=100),
     OptionSpec("enable-timestamp", "bool", False, "Add current time to each received message",
                metavar="yes|no"),
+    # SSL (qpidd's names; PEM files instead of qpidd's NSS database: broker/tls.py)
+    OptionSpec("ssl-port", "int", 5671,
+               "Port on which to listen for SSL connections; the same as --port takes both kinds",
+               metavar="PORT", minimum=0, maximum=65535, group=_SSL),
+    OptionSpec("ssl-cert-file", "str", None,
+               "The broker's certificate (PEM, may hold the chain); SSL is on only when it is given "
+               "(cypid option; qpidd: --ssl-cert-db)", metavar="FILE", group=_SSL, cypid_only=True),
+    OptionSpec("ssl-key-file", "str", None,
+               "The certificate's private key (PEM; default: the certificate file) (cypid option)",
+               metavar="FILE", group=_SSL, cypid_only=True),
+    OptionSpec("ssl-ca-file", "str", None,
+               "The CA certificates (PEM) client certificates must chain to; clients are asked for a "
+               "certificate only when it is given (cypid option; qpidd: the NSS database's trusted CAs)",
+               metavar="FILE", group=_SSL, cypid_only=True),
+    OptionSpec("ssl-cert-password-file", "str", None,
+               "File containing the password of the private key (qpidd: of the certificate database)",
+               metavar="PATH", group=_SSL),
+    OptionSpec("ssl-require-client-authentication", "switch", False,
+               "Forces clients to authenticate in order to establish an SSL connection", group=_SSL),
+    OptionSpec("ssl-sasl-no-dict", "switch", False,
+               "Disables SASL mechanisms that are vulnerable to passive dictionary-based password attacks "
+               "(on SSL connections only EXTERNAL is offered)", group=_SSL),
+    OptionSpec("ssl-cert-db", "str", None,
+               "qpidd's NSS certificate database: accepted and ignored with a notice; use --ssl-cert-file, "
+               "--ssl-key-file and --ssl-ca-file", metavar="PATH", group=_SSL),
+    OptionSpec("ssl-cert-name", "str", None,
+               "qpidd's NSS certificate nickname: accepted and ignored with a notice; use --ssl-cert-file",
+               metavar="NAME", group=_SSL),
+    OptionSpec("ssl-use-export-policy", "switch", False,
+               "qpidd's NSS export policy: accepted and ignored with a notice", group=_SSL),
     # Logging
     OptionSpec("log-enable", "list", ["notice+"],
                "Enables logging for selected levels and components: LEVEL[+-][:PATTERN], repeatable. "
@@ -344,6 +381,8 @@ class Options:
     max_connections: int = 500
     connection_limit_per_user: int = 0
     connection_limit_per_ip: int = 0
+    max_queues_per_user: int = 0
+    require_encryption: bool = False
     max_negotiate_time: float = 10.0
     max_frame_size: int = 65536
     max_sessions_per_connection: int = 256
@@ -365,6 +404,16 @@ class Options:
     default_flow_resume_threshold: int = 70
     default_event_threshold_ratio: int = 80
     enable_timestamp: bool = False
+    ssl_port: int = 5671
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    ssl_ca_file: str | None = None
+    ssl_cert_password_file: str | None = None
+    ssl_require_client_authentication: bool = False
+    ssl_sasl_no_dict: bool = False
+    ssl_cert_db: str | None = None
+    ssl_cert_name: str | None = None
+    ssl_use_export_policy: bool = False
     log_enable: list[str] = field(default_factory=lambda: ["notice+"])
     log_disable: list[str] = field(default_factory=list)
     log_to_stderr: bool = True

@@ -36,12 +36,14 @@ from scramp import ScramException, ScramMechanism
 
 from cypid.pyx.codec import Array, encode_frame, symbol, ubyte
 
+from .tls import peer_auth
+
 SASL_MECHANISMS, SASL_INIT, SASL_CHALLENGE, SASL_RESPONSE, SASL_OUTCOME = range(0x40, 0x45)
 SASL_FRAME = 1
 OK, AUTH, SYS, SYS_PERM = 0, 1, 2, 3
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
-SUPPORTED = SCRAM_MECHANISMS + ("PLAIN", "ANONYMOUS")
+SUPPORTED = SCRAM_MECHANISMS + ("PLAIN", "ANONYMOUS", "EXTERNAL")
 DEFAULT_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
 ITERATIONS = 4096
 FILE_MAGIC = "# cypid-sasldb 1"
@@ -285,6 +287,9 @@ class Authenticator:
         self.required = bool(getattr(options, "auth", False))
         self.realm = getattr(options, "realm", "QPID") or "QPID"
         self.users = None
+        self.require_encryption = bool(getattr(options, "require_encryption", False))
+        self.no_dict = bool(getattr(options, "ssl_sasl_no_dict", False))
+        self.external = True        # EXTERNAL offered to a peer with a verified client certificate
         if not self.required:
             self.mechanisms = ("ANONYMOUS", "PLAIN")
             return
@@ -299,8 +304,9 @@ class Authenticator:
             if unsupported:
                 self.log.log(25, "SASL: mech_list names %s, which cypid does not support: not offered",
                              " ".join(unsupported))
-            mechs = tuple(m for m in listed if m in SUPPORTED)
-            if not mechs:
+            mechs = tuple(m for m in listed if m in SUPPORTED and m != "EXTERNAL")
+            self.external = "EXTERNAL" in listed
+            if not mechs and not self.external:
                 raise SaslConfigError("mech_list in %s names no mechanism cypid supports (%s)"
                                       % (os.path.join(sasl_dir, "qpidd.conf"), " ".join(SUPPORTED)))
         self.mechanisms = mechs
@@ -330,8 +336,23 @@ class Authenticator:
                 base64.b64encode(os.urandom(24)).decode(), iteration_count=ITERATIONS)
         return info
 
-    def negotiation(self, peer: str) -> "Negotiation":
-        return Negotiation(self, peer)
+    def offered(self, external_id, ssf) -> tuple:
+        """The mechanisms offered on one connection: EXTERNAL first when its verified client
+        certificate names someone (and mech_list, if any, lists it); on TLS with --ssl-sasl-no-dict
+        only EXTERNAL (the others yield to a passive dictionary attack); on a plain connection under
+        --require-encryption with --auth yes none (as qpidd's Cyrus SASL with a minimum SSF: no
+        mechanism cypid has brings encryption)."""
+        if self.require_encryption and not ssf and self.required:
+            return ()       # (with --auth no the connection is refused after open: broker/tls.py)
+        mechs = self.mechanisms
+        if ssf and self.no_dict:
+            mechs = ()
+        if external_id and self.external:
+            mechs = ("EXTERNAL",) + mechs
+        return mechs
+
+    def negotiation(self, peer: str, transport=None) -> "Negotiation":
+        return Negotiation(self, peer, transport)
 
 
 # --------------------------------------------------------------------------- one connection's SASL
@@ -341,16 +362,18 @@ class Negotiation:
     ``on_frame(code, fields)`` returns (bytes to write, outcome): outcome None while the exchange goes
     on, OK (``identity`` and ``mechanism`` are set) or a failure code (the caller closes)."""
 
-    def __init__(self, auth: Authenticator, peer: str):
+    def __init__(self, auth: Authenticator, peer: str, transport=None):
         self.auth = auth
         self.peer = peer
         self.identity = None
         self.mechanism = None
         self.login = None
         self._scram = None
+        self.external_id, self.ssf = peer_auth(transport)   # from a verified TLS client certificate
+        self.offered = auth.offered(self.external_id, self.ssf)
 
     def mechanisms_frame(self) -> bytes:
-        mechs = [symbol(m) for m in self.auth.mechanisms]
+        mechs = [symbol(m) for m in self.offered]
         return encode_frame(0, SASL_MECHANISMS, [Array(0xA3, mechs)], frame_type=SASL_FRAME)
 
     def on_frame(self, code: int, fields: list):
@@ -376,7 +399,9 @@ class Negotiation:
 
     # -- mechanisms ----------------------------------------------------------------------------
     def _init(self, mech: str, response):
-        if mech not in self.auth.mechanisms:
+        if mech not in self.offered:
+            if not self.offered and self.auth.require_encryption:
+                return self._fail(AUTH, "encryption required (--require-encryption): connect with TLS")
             return self._fail(AUTH, "mechanism %r not offered" % mech)
         response = bytes(response) if isinstance(response, (bytes, bytearray, memoryview)) else b""
         if len(response) > MAX_RESPONSE:
@@ -387,7 +412,23 @@ class Negotiation:
                             self.auth.identity("anonymous", self.auth.realm))
         if mech == "PLAIN":
             return self._plain(response)
+        if mech == "EXTERNAL":
+            return self._external(response)
         return self._scram_first(mech, response)
+
+    def _external(self, response: bytes):
+        """The identity is the TLS client certificate's; a non-empty response is an authorization id,
+        allowed only when it names that same identity."""
+        self.login = self.external_id
+        identity = self.external_id if "@" in self.external_id else \
+            self.auth.identity(self.external_id, self.auth.realm)
+        try:
+            authzid = response.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._fail(AUTH, "EXTERNAL response is not UTF-8")
+        if authzid and authzid not in (self.external_id, identity):
+            return self._fail(AUTH, "certificate of %s may not act as %r" % (identity, authzid))
+        return self._ok(identity)
 
     def _plain(self, response: bytes):
         parts = response.split(b"\x00")

@@ -294,7 +294,7 @@ class Connection:
     def __init__(self, url: str | BrokerURL, timeout: float | None = 10, *,
                  sasl_mechanisms: str | None = None, sasl_service: str | None = None,
                  ssl_certificate: str | None = None, ssl_key: str | None = None,
-                 ha_admin: bool = False, heartbeat: float | None = None,
+                 ssl_trustfile: str | None = None, ha_admin: bool = False, heartbeat: float | None = None,
                  properties: dict | None = None):
         from proton import SSLDomain, symbol
         from proton.utils import BlockingConnection
@@ -321,6 +321,11 @@ class Connection:
         ssl_domain = None
         if ssl_certificate or self.url.scheme == "amqps":
             ssl_domain = SSLDomain(SSLDomain.MODE_CLIENT)
+            if ssl_trustfile:   # the broker's certificate must chain to these CAs and name its host
+                ssl_domain.set_trusted_ca_db(ssl_trustfile)
+                ssl_domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME, ssl_trustfile)
+            else:               # as qpid-tools 1.36 (qpid.messaging verifies only given ssl_trustfile)
+                ssl_domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
             if ssl_certificate:
                 ssl_domain.set_credentials(ssl_certificate, ssl_key or ssl_certificate, None)
         kwargs.pop("sasl_service", None)
