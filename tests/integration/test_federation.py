@@ -237,3 +237,82 @@ def test_usage_and_errors_have_qpidds_exit_codes(three):
     assert result.returncode == 1
     assert result.stdout.startswith("Failed: Exception - No link found from")
     assert route("link", "list", a.url).strip() == "No Links Found"
+
+
+def test_route_map_prints_the_seed_layout(three):
+    a, b, c = three
+    for x in three:
+        config(x, "add", "exchange", "topic", "fed.topic")
+    config(c, "add", "exchange", "direct", "fed.direct")
+    config(b, "add", "exchange", "direct", "fed.direct")
+    route("dynamic", "add", a.url, b.url, "fed.topic")
+    route("dynamic", "add", b.url, a.url, "fed.topic")
+    route("route", "add", b.url, c.url, "fed.direct", "rkey")
+    text = route("route", "map", a.url)
+    lines = text.splitlines()
+    assert lines[1] == "Finding Linked Brokers:"
+    assert "    %s... Ok" % a.url in lines
+    assert "Dynamic Routes:" in lines and "Static Routes:" in lines
+    assert "  Exchange fed.topic:" in lines
+    assert any(line.strip() in ("%s <=> %s" % (a.url, b.url), "%s <=> %s" % (b.url, a.url)) for line in lines)
+    assert "  %s(ex=fed.direct) <= %s(ex=fed.direct) key=rkey" % (b.url, c.url) in lines
+    listed = route("link", "list", b.url).splitlines()
+    assert listed[1].startswith("Host            Port    Transport Durable  State")
+    assert listed[2] == "=" * 77
+
+
+def test_durable_link_and_route_survive_restarts(broker_factory):
+    a, b = broker_factory(*FAST_LINKS), broker_factory(*FAST_LINKS)
+    for x in (a, b):
+        config(x, "add", "exchange", "direct", "fed.direct", "--durable")
+    config(a, "add", "queue", "inbox", "--durable")
+    config(a, "bind", "fed.direct", "inbox", "k")
+    route("-d", "route", "add", a.url, b.url, "fed.direct", "k")
+    a.restart()
+    b.restart()
+    listed = route("link", "list", a.url)
+    assert listed.splitlines()[3].split()[3] == "Y"      # durable
+    assert "fed.direct k" in route("route", "list", a.url)
+    cb, ca = Client(b), Client(a)
+    try:
+        wait_until(lambda: cb.send("fed.direct", ["probe"], subject="k") or ca.drain("inbox", 0.2),
+                   message="the recovered route carries messages")
+        cb.send("fed.direct", ["after restart"], subject="k")
+        assert "after restart" in ca.receive("inbox", 1) + ca.drain("inbox", 0.3)
+    finally:
+        cb.close()
+        ca.close()
+
+
+def test_source_killed_mid_stream_under_a_durable_queue_route_loses_nothing(broker_factory):
+    """B (the source) holds a durable queue that A drains over a durable queue route; B is killed -9
+    while messages flow and restarted on its port: the link reconnects and every message B accepted
+    reaches A's durable queue (duplicates allowed and counted)."""
+    a, b = broker_factory(*FAST_LINKS), broker_factory(*FAST_LINKS)
+    config(a, "add", "exchange", "direct", "fed.direct", "--durable")
+    config(a, "add", "queue", "moved", "--durable")
+    config(a, "bind", "fed.direct", "moved", "orders")
+    config(b, "add", "queue", "orders", "--durable")
+    route("-d", "queue", "add", a.url, b.url, "fed.direct", "orders")
+    total = 2000
+    cb = Client(b)
+    cb.send("orders", ["o%d" % i for i in range(total // 2)], subject="orders", durable=True)
+    ca = Client(a)
+    first = ca.receive("moved", 10)          # the route is moving messages
+    b.kill()
+    try:
+        cb.close()
+    except Exception:
+        pass
+    b.start()
+    cb = Client(b)
+    cb.send("orders", ["o%d" % i for i in range(total // 2, total)], subject="orders", durable=True)
+    got = list(first)
+    wait_until(lambda: got.extend(ca.drain("moved", 0.3)) or set(got) >= {"o%d" % i for i in range(total)},
+               timeout=60, message="every accepted message at A")
+    got += ca.drain("moved", 0.5)
+    duplicates = len(got) - len(set(got))
+    print("delivered %d, distinct %d, duplicates %d" % (len(got), len(set(got)), duplicates))
+    assert set(got) == {"o%d" % i for i in range(total)}
+    cb.close()
+    ca.close()
