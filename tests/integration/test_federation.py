@@ -316,3 +316,4 @@ def test_source_killed_mid_stream_under_a_durable_queue_route_loses_nothing(brok
     assert set(got) == {"o%d" % i for i in range(total)}
     cb.close()
     ca.close()
+
