@@ -236,6 +236,7 @@ class OutgoingLink(Link):
         self.presettled = False
         self.unsettled_count = 0
         self.delete_on_detach = False   # a private subscription queue goes with its link
+        self.selector = None            # this consumer's filter (cypid.pyx.selector), set on attach
         self.connection = session.connection
 
     def attach(self):

@@ -7,7 +7,7 @@ import uuid
 from cypid.pyx.codec import Described, symbol, ulong
 from cypid.pyx.queue import Queue, QueueLimitExceeded
 
-from . import errors
+from . import errors, filters
 from .errors import AmqpError
 from .exchanges import ExchangeRegistry
 from .settings import ExchangeSettings, QueueSettings
@@ -35,6 +35,7 @@ class Nodes:
         self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values,
                                           store_enabled=broker.options.store_path is not None)
         self.discards_no_route = 0
+        self.filtered = 0               # queues with a qpid.filter (routing looks only when there are)
         self.store = None               # broker/store.py's Store, once open_store() found a store dir
         self.flow_holds = {}            # flow-stopped queue -> producers' deliveries held until resume
         self._no_store_logged = False
@@ -112,8 +113,12 @@ class Nodes:
             settings = QueueSettings.from_properties(properties or {}, self.broker.options)
         except ValueError as e:
             raise errors.InvalidArgument(str(e)) from None
+        enqueue_filter = filters.queue_filter(settings)
         missing_alt = self._missing_alternate("Queue", name, settings.alternate_exchange)
         queue = Queue(name, settings, self.reroute, self._queue_unused)
+        if enqueue_filter is not None:
+            queue.enqueue_filter = enqueue_filter
+            self.filtered += 1
         if missing_alt:
             queue.alternate_exchange = None
         queue.on_self_destruct = self.delete_queue
@@ -170,6 +175,8 @@ class Nodes:
             return
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        if queue.enqueue_filter is not None:
+            self.filtered -= 1
         timer = self._auto_delete_timers.pop(queue, None)
         if timer is not None:
             timer.cancel()
@@ -315,6 +322,8 @@ class Nodes:
         if type(node) is Queue:
             if node.deleted:
                 return None
+            if node.enqueue_filter is not None and not node.enqueue_filter.matches(msg):
+                return None     # qpid.filter: accepted, and not for this queue
             try:
                 if msg.durable and self.store is not None:
                     outcome = self.store.enqueue(node, msg)
@@ -338,6 +347,8 @@ class Nodes:
                 if alt.sequence or alt.ive:
                     self._pre_route(alt, msg)
                 queues = alt.route(msg.subject or "", msg, msg.size)
+        if queues and self.filtered:
+            queues = filters.selected(queues, msg)
         if not queues:
             self.discards_no_route += 1
             return None
@@ -505,8 +516,11 @@ class Nodes:
                     and queue.exclusive_owner is not link.session:
                 raise errors.PreconditionFailed("Cannot consume from exclusive queue %s" % name)
             link.presettled = mode == SETTLE_SETTLED
+            # A selector and a subject filter are this consumer's own (non-matching messages stay).
+            link.selector, applied = filters.queue_consumer_filter(terminus)
             reply = terminus.encode(address=name, capabilities=caps,
-                                    distribution_mode="copy" if link.browsing else "move")
+                                    distribution_mode="copy" if link.browsing else "move",
+                                    filter=applied or None)
             return queue, reply
         return self._subscribe(link, terminus, ex, name, caps)
 
@@ -528,6 +542,10 @@ class Nodes:
         if not shared:
             props["exclusive"] = True
         props[SUBSCRIPTION_OF] = ex.name
+        selector = filters.selector_entry(terminus)
+        if selector is not None:
+            filters.parse_selector(selector[2])     # refused before anything is created
+            props["qpid.filter"] = selector[2]       # only matching messages enter the queue
         existing = self.queues.get(qname)
         if existing is not None and not self._subscribes(existing, ex, shared):
             # Never another's queue: an application queue of that name (durable or not) or another
@@ -556,6 +574,10 @@ class Nodes:
             if created:
                 self.delete_queue(queue)
             raise
+        if selector is not None and queue.enqueue_filter is not None \
+                and queue.enqueue_filter.text == selector[2]:
+            applied = dict(applied)
+            applied[selector[0]] = selector[1]
         link.delete_on_detach = not shared and not (durable and terminus.expiry_policy == "never")
         mode = link.snd_settle_mode
         link.presettled = (mode != SETTLE_UNSETTLED) if not shared else (mode == SETTLE_SETTLED)

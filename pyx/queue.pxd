@@ -11,6 +11,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 from cypid.pyx.messages cimport Entry, Messages, Store
+from cypid.pyx.selector cimport Selector
 
 
 cdef enum Policy:
@@ -55,6 +56,7 @@ cdef class Queue:
     cdef public object loading              # loading(queue): messages still to be put in front of
                                             # anything new (the store's recovery); called, while set,
                                             # before an enqueue or a look at the whole queue
+    cdef public object enqueue_filter       # a Selector (qpid.filter): the router enqueues only matches
 
     cdef object _reroute                    # reroute(msg, exchange_name)
     cdef object _on_unused                  # on_unused(queue): last consumer of an auto-delete queue left
@@ -68,6 +70,7 @@ cdef class Queue:
     cdef readonly Py_ssize_t held           # entries ST_HELD (queued, not yet visible)
     cdef int64_t held_seq                   # no held entry has a lower seq
     cdef bint _redispatch
+    cdef int64_t avail_epoch                # += 1 whenever a message becomes available behind others
 
     # -- settings, as C values ----------------------------------------------------------------------
     cdef Policy policy
@@ -177,6 +180,7 @@ cdef class Queue:
     cdef bint _release_held(self) except -1
     cdef object _acquire(self, Py_ssize_t i, object link)
     cdef Py_ssize_t _next_for(self, object link) except -2
+    cdef Py_ssize_t _next_selected(self, object link, Selector sel, bint peek) except -2
     cdef int _browse(self, object link) except -1
     cdef int _dispatch(self) except -1
     cdef int _run_dispatch(self) except -1

@@ -88,6 +88,7 @@ from cypid.pyx.messages cimport (
     priority_level, store_made_available, store_next_available,
 )
 from cypid.pyx.message cimport Message
+from cypid.pyx.selector cimport Selector
 
 from collections import deque
 
@@ -649,6 +650,7 @@ cdef class Queue:
             self._drop(i)
             return 0
         # In place: the old message is dequeued, the new one enqueued at the same position.
+        self.avail_epoch += 1
         _set_seq(msg, old)
         e = store_at(&self.store, i)
         self._count_dequeue(e)
@@ -763,6 +765,9 @@ cdef class Queue:
         cdef Entry* e
         cdef double now = -1.0
         cdef Group g
+        sel = getattr(link, "selector", None)
+        if sel is not None:
+            return self._next_selected(link, <Selector?>sel, False)
         if self.groups:
             i = store_first_available(&self.store)
             while i >= 0:
@@ -794,6 +799,61 @@ cdef class Queue:
                     continue
             return i
 
+    cdef Py_ssize_t _next_selected(self, object link, Selector sel, bint peek) except -2:
+        """The store index of the message ``sel`` selects for ``link`` next (highest priority level
+        first, oldest first within it), or -1. Messages it does not select stay where they are for
+        other consumers; ``sel`` remembers how far the run of them at the front reaches
+        (``scan_mark``), so the next scan starts after it until something becomes available behind
+        the mark again (``avail_epoch``). ``peek``: change nothing (expired messages are passed)."""
+        cdef Py_ssize_t i, best = -1
+        cdef Entry* e
+        cdef double now = -1.0
+        cdef int64_t seq, mark = 0
+        cdef int level, best_level = -1
+        cdef int top = self.levels - 1 if self.levels else 0
+        cdef bint prefix = True     # every message so far was looked at and not selected
+        cdef Group g
+        if sel.scan_epoch == self.avail_epoch:
+            mark = sel.scan_mark
+            i = store_next_available(&self.store, store_lower_bound(&self.store, mark + 1))
+        else:
+            i = store_first_available(&self.store)
+        while i >= 0:
+            e = store_at(&self.store, i)
+            seq = e.seq
+            if e.expires != 0.0:
+                if now < 0.0:
+                    now = self._now()
+                    e = store_at(&self.store, i)
+                if now >= e.expires:
+                    if not peek:
+                        self._expire(i)
+                        i = store_next_available(&self.store, store_lower_bound(&self.store, seq + 1))
+                        continue
+                    i = store_next_available(&self.store, i + 1)
+                    continue
+            if self.groups:
+                g = <Group>e.key
+                if g.owner is not None and g.owner is not link:
+                    prefix = False
+                    i = store_next_available(&self.store, i + 1)
+                    continue
+            level = e.level
+            if best < 0 or level > best_level:
+                if sel.matches(<object>e.msg):
+                    best = i
+                    best_level = level
+                    prefix = False
+                    if level >= top:
+                        break
+                elif prefix:
+                    mark = seq
+            i = store_next_available(&self.store, i + 1)
+        if not peek:
+            sel.scan_mark = mark
+            sel.scan_epoch = self.avail_epoch
+        return best
+
     cdef object _acquire(self, Py_ssize_t i, object link):
         cdef Entry* e = store_at(&self.store, i)
         cdef Group g
@@ -812,6 +872,9 @@ cdef class Queue:
         cdef Py_ssize_t i
         cdef Entry* e
         cdef int64_t seq
+        sel = getattr(link, "selector", None)
+        if sel is not None and type(sel) is not Selector:
+            raise TypeError("a consumer's selector must be a Selector")
         while link.can_take():
             i = store_next_available(&self.store, store_lower_bound(&self.store, link.browse_position + 1))
             if i < 0:
@@ -823,6 +886,8 @@ cdef class Queue:
             msg = <object>e.msg
             seq = e.seq
             link.browse_position = seq
+            if sel is not None and not (<Selector>sel).matches(msg):
+                continue
             link.deliver(msg, self)
         return 0
 
@@ -833,6 +898,9 @@ cdef class Queue:
         cdef double now = -1.0
         if self.loading is not None:
             self.loading(self)
+        sel = getattr(link, "selector", None)
+        if sel is not None and not link.browsing:
+            return self._next_selected(link, <Selector?>sel, True) >= 0
         if link.browsing:
             i = store_next_available(&self.store, store_lower_bound(&self.store, link.browse_position + 1))
         else:
@@ -846,6 +914,9 @@ cdef class Queue:
                 if now >= e.expires:
                     i = store_next_available(&self.store, i + 1)
                     continue
+            if sel is not None and not (<Selector?>sel).matches(<object>e.msg):
+                i = store_next_available(&self.store, i + 1)
+                continue
             if link.browsing or not self.groups:
                 return True
             if (<Group>e.key).owner is None or (<Group>e.key).owner is link:
@@ -916,6 +987,7 @@ cdef class Queue:
         self._unacquire(e)
         e.state = ST_AVAILABLE
         self.available += 1
+        self.avail_epoch += 1
         self.messages.released(i)
         store_made_available(&self.store, i)
         if self._events:

@@ -1,0 +1,76 @@
+"""Consumer filters: what a source's filter map asks of the messages a link gets.
+
+qpidd's mapping (amqp10-mapping.md 6.1-6.3): on a queue source, a selector
+(``apache.org:selector-filter:string``) and a subject filter (legacy direct/topic binding filter, or
+an undescribed string) become the consumer's own filter: messages it does not match stay on the
+queue for other consumers. On an exchange source the selector becomes the subscription queue's
+``qpid.filter`` (only matching messages enter it); the subject filter is the binding key. Only the
+first selector and the first subject filter count; the reply echoes exactly the entries applied.
+Selectors are parsed once per link (cypid.pyx.selector); a malformed one refuses the link with
+``amqp:invalid-field`` naming the fault and its position.
+"""
+from cypid.pyx.selector import Selector, SelectorError
+
+from . import errors
+from .exchanges import topic_match
+from .terminus import SELECTOR_FILTER
+
+
+def selector_entry(terminus):
+    """(key, value, text) of the first selector filter in the source's filter map, or None."""
+    for key, value in terminus.filter.items():
+        if getattr(value, "descriptor", None) in SELECTOR_FILTER:
+            text = getattr(value, "value", None)
+            if not isinstance(text, str):
+                raise errors.InvalidField("selector filter %r: the value must be a string, not %s"
+                                          % (str(key), type(text).__name__))
+            return key, value, str(text)
+    return None
+
+
+def parse_selector(text, subject_test=None):
+    """A Selector for ``text``; a malformed one raises InvalidField naming the fault and position."""
+    try:
+        return Selector(text, subject_test)
+    except SelectorError as e:
+        raise errors.InvalidField("invalid selector %r: %s" % (text, e)) from None
+
+
+def subject_test(pattern):
+    """qpidd's per-consumer subject filter: the subject equals the pattern or matches it as a topic
+    pattern (``*`` one word, ``#`` zero or more)."""
+    def test(subject):
+        return subject == pattern or topic_match(pattern, subject)
+    return test
+
+
+def queue_consumer_filter(terminus):
+    """(Selector or None, {key: value} applied) for a consumer on a queue."""
+    subject, _, applied = terminus.binding_filters()
+    applied = {k: v for k, v in applied.items() if getattr(v, "descriptor", None) is None
+               or isinstance(getattr(v, "value", None), str)}   # a headers map is no subject filter
+    entry = selector_entry(terminus)
+    if entry is None and subject is None:
+        return None, {}
+    text = entry[2] if entry is not None else ""
+    selector = parse_selector(text, subject_test(subject) if subject is not None else None)
+    if entry is not None:
+        applied[entry[0]] = entry[1]
+    return selector, applied
+
+
+def queue_filter(settings):
+    """The Selector of a queue's ``qpid.filter`` argument, or None; a malformed one raises
+    InvalidArgument naming the argument."""
+    text = getattr(settings, "filter", None)
+    if text is None:
+        return None
+    try:
+        return Selector(text)
+    except SelectorError as e:
+        raise errors.InvalidArgument("qpid.filter %r: %s" % (text, e)) from None
+
+
+def selected(queues, msg):
+    """The queues of ``queues`` whose qpid.filter lets ``msg`` in."""
+    return [q for q in queues if q.enqueue_filter is None or q.enqueue_filter.matches(msg)]
