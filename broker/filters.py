@@ -4,7 +4,8 @@ qpidd's mapping (amqp10-mapping.md 6.1-6.3): on a queue source, a selector
 (``apache.org:selector-filter:string``) and a subject filter (legacy direct/topic binding filter, or
 an undescribed string) become the consumer's own filter: messages it does not match stay on the
 queue for other consumers. On an exchange source the selector becomes the subscription queue's
-``qpid.filter`` (only matching messages enter it); the subject filter is the binding key. Only the
+``qpid.filter`` (only matching messages enter it), and a no-local filter its ``no-local`` (messages
+published on the subscriber's own connection do not enter); the subject filter is the binding key. Only the
 first selector and the first subject filter count; the reply echoes exactly the entries applied.
 Selectors are parsed once per link (cypid.pyx.selector); a malformed one refuses the link with
 ``amqp:invalid-field`` naming the fault and its position.
@@ -13,7 +14,7 @@ from cypid.pyx.selector import Selector, SelectorError
 
 from . import errors
 from .exchanges import topic_match
-from .terminus import SELECTOR_FILTER
+from .terminus import NO_LOCAL_FILTER, SELECTOR_FILTER
 
 
 def selector_entry(terminus):
@@ -71,6 +72,32 @@ def queue_filter(settings):
         raise errors.InvalidArgument("qpid.filter %r: %s" % (text, e)) from None
 
 
-def selected(queues, msg):
-    """The queues of ``queues`` whose qpid.filter lets ``msg`` in."""
-    return [q for q in queues if q.enqueue_filter is None or q.enqueue_filter.matches(msg)]
+def no_local_entry(terminus):
+    """(key, value) of the first no-local filter in the source's filter map, or None."""
+    for key, value in terminus.filter.items():
+        if getattr(value, "descriptor", None) in NO_LOCAL_FILTER:
+            return key, value
+    return None
+
+
+def screens(queue):
+    """Whether ``queue`` looks at messages before taking them (qpid.filter or no-local)."""
+    return queue.enqueue_filter is not None or bool(queue.settings.no_local)
+
+
+def admits(queue, msg, publisher):
+    """Whether ``queue`` takes ``msg``: its qpid.filter matches it, and with no-local (qpidd's
+    Queue::isLocal) it was not published on the connection of the session owning the queue."""
+    f = queue.enqueue_filter
+    if f is not None and not f.matches(msg):
+        return False
+    if queue.settings.no_local and publisher is not None:
+        owner = queue.exclusive_owner
+        if owner is not None and getattr(owner, "connection", None) is publisher:
+            return False
+    return True
+
+
+def selected(queues, msg, publisher):
+    """The queues of ``queues`` that admit ``msg``."""
+    return [q for q in queues if admits(q, msg, publisher)]

@@ -35,7 +35,7 @@ class Nodes:
         self.exchanges = ExchangeRegistry(queue_lookup=self.queues.get, queues=self.queues.values,
                                           store_enabled=broker.options.store_path is not None)
         self.discards_no_route = 0
-        self.filtered = 0               # queues with a qpid.filter (routing looks only when there are)
+        self.filtered = 0               # queues with a qpid.filter or no-local (routing looks only then)
         self.store = None               # broker/store.py's Store, once open_store() found a store dir
         self.flow_holds = {}            # flow-stopped queue -> producers' deliveries held until resume
         self._no_store_logged = False
@@ -116,8 +116,8 @@ class Nodes:
         enqueue_filter = filters.queue_filter(settings)
         missing_alt = self._missing_alternate("Queue", name, settings.alternate_exchange)
         queue = Queue(name, settings, self.reroute, self._queue_unused)
-        if enqueue_filter is not None:
-            queue.enqueue_filter = enqueue_filter
+        queue.enqueue_filter = enqueue_filter
+        if filters.screens(queue):
             self.filtered += 1
         if missing_alt:
             queue.alternate_exchange = None
@@ -175,7 +175,7 @@ class Nodes:
             return
         queue.deleted = True
         self.queues.pop(queue.name, None)
-        if queue.enqueue_filter is not None:
+        if filters.screens(queue):
             self.filtered -= 1
         timer = self._auto_delete_timers.pop(queue, None)
         if timer is not None:
@@ -322,8 +322,8 @@ class Nodes:
         if type(node) is Queue:
             if node.deleted:
                 return None
-            if node.enqueue_filter is not None and not node.enqueue_filter.matches(msg):
-                return None     # qpid.filter: accepted, and not for this queue
+            if self.filtered and not filters.admits(node, msg, self.broker.publisher):
+                return None     # qpid.filter or no-local: accepted, and not for this queue
             try:
                 if msg.durable and self.store is not None:
                     outcome = self.store.enqueue(node, msg)
@@ -348,7 +348,7 @@ class Nodes:
                     self._pre_route(alt, msg)
                 queues = alt.route(msg.subject or "", msg, msg.size)
         if queues and self.filtered:
-            queues = filters.selected(queues, msg)
+            queues = filters.selected(queues, msg, self.broker.publisher)
         if not queues:
             self.discards_no_route += 1
             return None
@@ -546,6 +546,9 @@ class Nodes:
         if selector is not None:
             filters.parse_selector(selector[2])     # refused before anything is created
             props["qpid.filter"] = selector[2]       # only matching messages enter the queue
+        no_local = filters.no_local_entry(terminus)
+        if no_local is not None:
+            props["no-local"] = True                  # nor messages published on this connection
         existing = self.queues.get(qname)
         if existing is not None and not self._subscribes(existing, ex, shared):
             # Never another's queue: an application queue of that name (durable or not) or another
@@ -578,6 +581,9 @@ class Nodes:
                 and queue.enqueue_filter.text == selector[2]:
             applied = dict(applied)
             applied[selector[0]] = selector[1]
+        if no_local is not None and queue.settings.no_local:
+            applied = dict(applied)
+            applied[no_local[0]] = no_local[1]
         link.delete_on_detach = not shared and not (durable and terminus.expiry_policy == "never")
         mode = link.snd_settle_mode
         link.presettled = (mode != SETTLE_UNSETTLED) if not shared else (mode == SETTLE_SETTLED)

@@ -156,3 +156,25 @@ def test_no_filter_no_echo(conn):
     assert remote_filter(r) == {}
     sub = conn.create_receiver("amq.fanout", name="r14", credit=1)
     assert symbol("selector") not in remote_filter(sub)
+
+
+NO_LOCAL = ulong(0x0000468C00000003)
+
+
+def test_no_local_subscription_skips_its_own_connections_messages(conn, broker):
+    from proton.utils import BlockingConnection
+    sub = conn.create_receiver("amq.fanout", name="nl", credit=10,
+                               options=Filters({symbol("no-local"): Described(NO_LOCAL, [])}))
+    assert list(remote_filter(sub).keys()) == [symbol("no-local")]     # applied, so echoed
+    send(conn, "amq.fanout", [Message(body="mine")])
+    other = BlockingConnection(broker.url, timeout=20)
+    try:
+        send(other, "amq.fanout", [Message(body="theirs")])
+    finally:
+        other.close()
+    assert sub.receive(timeout=10).body == "theirs"
+    assert drain(conn, sub) == 0
+    # Without the filter the same connection's messages arrive.
+    plain = conn.create_receiver("amq.fanout", name="plain", credit=10)
+    send(conn, "amq.fanout", [Message(body="mine again")])
+    assert plain.receive(timeout=10).body == "mine again"
