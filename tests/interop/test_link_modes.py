@@ -4,7 +4,7 @@ python-qpid-proton for what a client sees; the raw client (tests/support/rawclie
 exact frames matter (rcv-settle-mode second).
 """
 import pytest
-from proton import Described, Message, symbol
+from proton import Described, Message, symbol, ulong
 from proton.reactor import Copy, Filter, Selector
 from proton.utils import BlockingConnection
 
@@ -49,23 +49,27 @@ def test_browser_can_accept_as_its_attach_announced(conn):
     assert got == ["a", "b"]
 
 
-def test_unapplied_selector_is_not_echoed(conn):
+def test_applied_selector_is_echoed(conn):
     fill(conn, "modes-selector", [])
     receiver = conn.create_receiver("modes-selector", credit=10, options=Selector("colour = 'red'"))
-    assert not remote_filter(receiver)
+    assert [v.value for v in remote_filter(receiver).values()] == ["colour = 'red'"]
+
+
+XQUERY = ulong(0x0000468C00000005)
 
 
 def test_only_applied_filters_are_echoed_on_a_subscription(conn):
-    """A topic binding filter is applied (echoed); no-local and a selector are not (not echoed)."""
+    """A topic binding filter, no-local and a selector are applied (echoed); an xquery filter on a
+    topic exchange is not (not echoed)."""
     receiver = conn.create_receiver("amq.topic", name="modes-sub", credit=10, options=Filter({
         symbol("binding"): Described(TOPIC_FILTER, "a.#"),
         symbol("nolocal"): Described(NO_LOCAL, []),
-        symbol("selector"): Described(SELECTOR, "colour = 'red'")}))
+        symbol("selector"): Described(SELECTOR, "colour = 'red'"),
+        symbol("xquery"): Described(XQUERY, "true()")}))
     echoed = remote_filter(receiver)
-    assert set(echoed) == {symbol("binding")}, echoed
+    assert set(echoed) == {symbol("binding"), symbol("nolocal"), symbol("selector")}, echoed
     unapplied = conn.create_receiver("amq.topic", name="modes-sub-2", credit=10, options=Filter({
-        symbol("nolocal"): Described(NO_LOCAL, []),
-        symbol("selector"): Described(SELECTOR, "colour = 'red'")}))
+        symbol("xquery"): Described(XQUERY, "true()")}))
     assert not remote_filter(unapplied)
 
 
