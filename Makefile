@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester
+.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester qmf-consoles
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,7 @@ test: $(STAMP)
 	-$(MAKE) --no-print-directory cyrus-sasl-tools
 	-$(MAKE) --no-print-directory stock-qpidd
 	-$(MAKE) --no-print-directory ocf-tester
+	-$(MAKE) --no-print-directory qmf-consoles
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(LOOP_TESTS)
 
@@ -51,7 +52,8 @@ cyrus-sasl-tools:
 		(apt-get update -qq && apt-get install -y -qq sasl2-bin db-util)
 
 # The stock qpidd 1.40 in ../shared/tools/qpidd (not ours), unpacked into build/qpidd-install with the
-# Debian libraries it needs: qpid-ha's tests drive its HA module. Without it they skip.
+# Debian libraries it needs: qpid-ha's tests drive its HA module, and the tools' tests (tests/tools)
+# run against it too. Without it they skip. CYPID_TEST_QPIDD may name another qpidd.
 QPIDD_TAR ?= $(firstword $(wildcard ../shared/tools/qpidd/qpidd-1.40-debian12.tar.gz \
 	../../shared/tools/qpidd/qpidd-1.40-debian12.tar.gz))
 QPIDD_LIBS := libboost-program-options1.74.0 libqpid-proton11 libsasl2-2 libnss3 libaio1 libdb5.3++
@@ -64,6 +66,15 @@ build/qpidd-install/sbin/qpidd: $(QPIDD_TAR)
 ocf-tester:
 	command -v ocf-tester >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq --no-install-recommends resource-agents libxml2-utils)
+
+# Third-party QMF consoles the tools' tests drive cypid (and the stock qpidd) with: qpid-bow's `qb`
+# and brokerlso, in their own venv with the dependencies qpid-bow pins (python-qpid-proton 0.24,
+# which gives AMQP binary as bytes). Without PyPI those tests skip.
+CONSOLES := build/qmf-consoles
+qmf-consoles: $(CONSOLES)/bin/qb
+$(CONSOLES)/bin/qb:
+	$(PY) -m venv $(CONSOLES)
+	$(CONSOLES)/bin/pip install -q qpid-bow==1.1.1 python-qpid-proton==0.24.0 PyYAML==6.0.4 brokerlso==0.0.2
 
 bench: $(STAMP) neutral-client
 	$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only tests/bench

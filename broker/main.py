@@ -11,9 +11,10 @@ import os
 import signal
 import sys
 
-from . import audit
+from . import audit, daemon
 from .broker import Broker
 from .options import parse_options
+from .options_inert import notice_lines
 
 LOOP_ENV = "CYPID_LOOP"
 LOOPS = ("uvloop", "asyncio")
@@ -50,21 +51,68 @@ async def _connections_gone(broker, timeout=AUDIT_SETTLE_SECONDS):
         await asyncio.sleep(0.01)
 
 
+def _startup_error(e):
+    """One line naming what stopped start-up (an OSError names its file and the system's reason)."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return "%s: %s" % (e.filename, e.strerror or e)
+    return str(e) or e.__class__.__name__
+
+
+def _prepare_data_dir(path):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(20, "--data-dir is not a directory", path)
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(13, "--data-dir is not writable", path)
+
+
 def main(argv=None):
     options = parse_options(argv)
+    if options.check or options.quit or options.kill:
+        return daemon.control(options)
     from .logs import setup_logging
     log = setup_logging(options, "cypid.broker")
+    for line in notice_lines(options.inert):
+        log.log(25, "%s", line)
+    if options.worker_threads is not None:
+        log.log(25, "--worker-threads has no effect in cypid: it runs one event loop")
+    detached = None
+    if options.daemon:
+        if not options.log_to_file:
+            log.log(25, "--daemon without --log-to-file: the log is discarded once the daemon listens")
+        detached = daemon.detach(options)
+    try:
+        return _run(options, log, detached)
+    except Exception as e:     # pragma: no cover - a start-up failure not foreseen below: one line
+        log.critical("Start-up failed: %s", _startup_error(e))
+        if detached is not None:
+            detached.failed(_startup_error(e))
+        return 1
+
+
+def _run(options, log, detached):
+    def fail(text):
+        log.critical("%s", text)
+        if detached is not None:
+            detached.failed(text)
+        return 1
+
     if options.data_path:
-        os.makedirs(options.data_path, exist_ok=True)
+        try:
+            _prepare_data_dir(options.data_path)
+        except OSError as e:
+            return fail("Cannot use the data directory: %s" % _startup_error(e))
     loop = _loop()
     asyncio.set_event_loop(loop)
     auditing = audit.enabled()
     try:
         broker = Broker(options, loop, log)
     except ValueError as e:     # a bad security configuration (SASL, ACL): named, and no start
-        log.critical("%s", e)
         loop.close()
-        return 1
+        return fail(str(e))
+    except OSError as e:
+        loop.close()
+        return fail("Start-up failed: %s" % _startup_error(e))
     stopping = asyncio.Event()
     broker.on_shutdown = stopping.set     # QMF broker.shutdown()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,16 +122,28 @@ def main(argv=None):
         try:
             await broker.start()
         except OSError as e:
-            log.critical("Cannot listen on port %s: %s", options.port, e)
-            return 1
+            if e.filename is None:
+                return fail("Cannot listen on port %s: %s" % (options.port, e))
+            return fail("Start-up failed: %s" % _startup_error(e))
         if auditing:    # the baseline: the store open, listening (the loop has its own descriptors)
             _audit(broker, "start")
-        if options.pidfile:
-            with open(options.pidfile, "w") as f:
-                f.write("%d\n" % os.getpid())
+        pid_file = daemon.pid_path(options, broker.port) if (options.daemon or options.pid_dir) else None
+        try:
+            for path in (options.pidfile, pid_file):
+                if path:
+                    daemon.write_pid_file(path)
+        except OSError as e:
+            await broker.stop()
+            return fail("Cannot write the pid file: %s" % _startup_error(e))
+        if detached is not None:
+            detached.ready(broker.port)
+        daemon.notify_systemd("READY=1\nMAINPID=%d" % os.getpid())
         await stopping.wait()
         log.log(25, "Shut down")
+        daemon.notify_systemd("STOPPING=1")
         await broker.stop()
+        for path in (options.pidfile, pid_file):
+            daemon.remove_pid_file(path)
         if auditing:
             await _connections_gone(broker)
             if broker.management is not None:

@@ -33,8 +33,11 @@ from typing import Any, Callable, Mapping, Sequence
 import configargparse
 
 from .logs import parse_rule
+from .options_inert import INERT
 
 PROG = "qpidd"
+#: the qpidd release whose options, QMF and tools cypid matches
+QPIDD_VERSION = "1.40.0"
 ENV_PREFIX = "QPID_"
 
 
@@ -105,6 +108,7 @@ class OptionSpec:
     maximum: int | None = None
     group: str = "Broker options"
     cypid_only: bool = False
+    inert: bool = False           # accepted for qpidd compatibility, no effect (options_inert.py)
     validate: Callable[[str], Any] | None = None  # for list items: raises ValueError if bad
 
     @property
@@ -358,13 +362,29 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                "Directory for the daemon's pid file qpidd.PORT.pid (default: the data directory)",
                metavar="DIR", group=_DAEMON),
     OptionSpec("pidfile", "str", None,
-               "Write the broker's pid to FILE (cypid option; not in qpidd)", metavar="FILE",
-               group=_DAEMON, cypid_only=True),
+               "Write the broker's pid to FILE (also when not a daemon)", metavar="FILE",
+               group=_DAEMON),
+    OptionSpec("wait", "int", 600, "Sets the maximum wait time in seconds for the daemon to start "
+               "listening (with --daemon) or to stop (with --quit)", metavar="SECONDS", short="-w",
+               minimum=1, group=_DAEMON),
+    OptionSpec("check", "switch", False, "Prints the daemon's process ID to stdout and returns 0 if "
+               "the daemon is running, otherwise returns 1 (by the pid file for --port)", short="-c",
+               group=_DAEMON),
+    OptionSpec("quit", "switch", False, "Tells the daemon to shut down (SIGTERM) and waits until it "
+               "has", short="-q", group=_DAEMON),
+    OptionSpec("kill", "switch", False, "Kills the daemon with SIGKILL", short="-k", group=_DAEMON),
 )
+
+_INERT_GROUP = "Options of qpidd accepted by cypid, with no effect (each logs a notice saying why)"
+INERT_TABLE: tuple[OptionSpec, ...] = tuple(
+    OptionSpec(name, kind, [] if kind == "list" else None, "No effect in cypid: " + reason, metavar=metavar, short=short,
+               group=_INERT_GROUP, inert=True)
+    for name, kind, metavar, short, reason in INERT)
+OPTION_TABLE = OPTION_TABLE + INERT_TABLE
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTION_TABLE}
 #: Names that are options but have no place in a config file.
-COMMAND_LINE_ONLY = ("config", "help", "version")
+COMMAND_LINE_ONLY = ("config", "help", "version", "check", "quit", "kill")
 
 
 @dataclass
@@ -441,6 +461,12 @@ class Options:
     daemon: bool = False
     pid_dir: str | None = None
     pidfile: str | None = None
+    wait: int = 600
+    check: bool = False
+    quit: bool = False
+    kill: bool = False
+    #: qpidd options given that have no effect in cypid (options_inert.py): name -> value
+    inert: dict[str, Any] = field(default_factory=dict)
 
     @property
     def data_path(self) -> str | None:
@@ -609,7 +635,7 @@ def _parse(argv: list[str], env: Mapping[str, str], stdout) -> Options:
         stdout.write(parser.format_help())
         raise SystemExit(0)
     if "-v" in argv or "--version" in argv:
-        stdout.write(f"{PROG} (cypid) version {_version()}\n")
+        stdout.write(f"{PROG} (cypid) version {_version()}, compatible with qpidd (qpid-cpp) {QPIDD_VERSION}\n")
         raise SystemExit(0)
     env_vars = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     namespace, unknown = parser.parse_known_args(argv, env_vars=env_vars)
@@ -618,9 +644,18 @@ def _parse(argv: list[str], env: Mapping[str, str], stdout) -> Options:
         if bad.startswith("-"):
             raise OptionsError(f"unrecognised option '{bad.split('=', 1)[0]}'")
         raise OptionsError(f"unexpected argument '{bad}' (qpidd takes only options)")
-    values: dict[str, Any] = {"config": namespace.config}
+    values: dict[str, Any] = {"config": namespace.config, "inert": {}}
     for spec in OPTION_TABLE:
         raw = getattr(namespace, spec.dest)
+        given = not (raw is None or (spec.kind == "switch" and raw is False))
+        if spec.inert:
+            if given:   # still checked as qpidd would check it; kept to log a notice
+                try:
+                    values["inert"][spec.name] = spec.convert(raw)
+                except ValueError as e:
+                    raise OptionsError(f"invalid value for {spec.flag}: '{getattr(e, 'value', raw)}'"
+                                       f"{_value_source(parser, spec)}: {e}") from None
+            continue
         if raw is None or (spec.kind == "switch" and raw is False) or (raw == "" and spec.default is None):
             # (An empty value, e.g. "store-dir=" in a config file, leaves an unset option unset.)
             value = list(spec.default) if isinstance(spec.default, list) else spec.default
@@ -641,10 +676,14 @@ def option_defaults() -> dict[str, Any]:
 
 
 def _check_table_matches_dataclass() -> None:
-    names = {f.name for f in fields(Options)} - {"config"}
-    assert names == {s.dest for s in OPTION_TABLE}, names ^ {s.dest for s in OPTION_TABLE}
+    names = {f.name for f in fields(Options)} - {"config", "inert"}
+    live = {s.dest for s in OPTION_TABLE if not s.inert}
+    assert names == live, names ^ live
+    assert len({s.name for s in OPTION_TABLE}) == len(OPTION_TABLE), "an option is defined twice"
     defaults = Options()
     for spec in OPTION_TABLE:
+        if spec.inert:
+            continue
         assert getattr(defaults, spec.dest) == spec.default, spec.name
 
 

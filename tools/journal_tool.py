@@ -3,9 +3,11 @@
 The counterpart of qpidd's qpid-qls-analyze for cypid's journal format (docs/JOURNAL-FORMAT.md).
 It only reads: the journal is opened read-only and nothing on disk changes.
 
-    qpid-journal [--show-recs] [--show-data] [--limit N] DIR
+    qpid-journal [--show-recs] [--show-data] [--limit N] [--data-dir DIR] DIR|QUEUE
 
-DIR is one queue's journal directory, or a directory above several (each one found is shown).
+DIR is one queue's journal directory, or a directory above several (each one found is shown);
+QUEUE is a durable queue's name, whose journal is looked for under --data-dir (default ``data``,
+the broker's default data directory; give the broker's --store-dir if it has one).
 Exit status: 0 all readable and undamaged, 1 damage found, 2 a journal could not be read.
 """
 from __future__ import annotations
@@ -40,6 +42,15 @@ def find_journals(top: str) -> list[str]:
             found.append(root)
         dirs.sort()
     return found
+
+
+def journal_name(directory: str) -> str | None:
+    """The name of the queue whose journal ``directory`` is (None if it cannot be read)."""
+    try:
+        with jm.Journal(directory, readonly=True, load_data=False, keep_records=False) as j:
+            return j.name
+    except jm.JournalError:
+        return None
 
 
 def show(directory: str, args, out) -> int:
@@ -116,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="qpid-journal",
         description="Print a cypid journal's files, records, live messages and any damage "
                     "(read-only; like qpidd's qpid-qls-analyze).")
-    parser.add_argument("dir", metavar="DIR", help="a queue's journal directory, or a directory above several")
+    parser.add_argument("dir", metavar="DIR|QUEUE",
+                        help="a queue's journal directory, a directory above several, or a durable queue's name")
+    parser.add_argument("--data-dir", "--store-dir", dest="data_dir", default="data", metavar="DIR",
+                        help="where to look for QUEUE's journal: the broker's data or store directory (data)")
     parser.add_argument("--show-recs", "--show-all-recs", dest="show_recs", action="store_true",
                         help="list every record recovery read, in order")
     parser.add_argument("--show-data", action="store_true", help="show each live message's size and start")
@@ -124,9 +138,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="show at most N records / messages per list (0: all)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.dir):
-        print("qpid-journal: %s is not a directory" % args.dir, file=sys.stderr)
-        return 2
-    journals = find_journals(args.dir)
+        if not os.path.isdir(args.data_dir):
+            print("qpid-journal: %s is not a directory, nor a queue with a journal under %s (no such "
+                  "directory; give --data-dir)" % (args.dir, args.data_dir), file=sys.stderr)
+            return 2
+        journals = [d for d in find_journals(args.data_dir) if journal_name(d) == args.dir]
+        if not journals:
+            print("qpid-journal: %s is not a directory, and no journal under %s belongs to a queue of "
+                  "that name" % (args.dir, args.data_dir), file=sys.stderr)
+            return 2
+    else:
+        journals = find_journals(args.dir)
     if not journals:
         print("qpid-journal: no journal files (journal-NNNN.cjf) under %s" % args.dir, file=sys.stderr)
         return 2

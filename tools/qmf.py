@@ -159,6 +159,22 @@ def _plain(value):
     return value
 
 
+def settle_values(message):
+    """Convert a received message's body, application properties and correlation id to plain Python
+    values at once. python-qpid-proton hands AMQP binary back as a view into memory it reuses for
+    later messages (qpidd sends QMF strings as binary), so a reply kept until the last partial reply
+    arrives must not hold such views."""
+    if message is None:
+        return None
+    message.body = _plain(message.body)
+    if message.properties:
+        message.properties = {str(k): _plain(v) for k, v in message.properties.items()}
+    cid = message.correlation_id
+    if isinstance(cid, (bytes, bytearray, memoryview)):
+        message.correlation_id = _plain(cid)
+    return message
+
+
 def ref_name(value) -> str | None:
     """The object name in a reference value (``{'_object_name': ...}``), else None."""
     if isinstance(value, dict) and "_object_name" in value:
@@ -386,7 +402,7 @@ class Connection:
             receiver.accept()
         except Exception:  # pragma: no cover - the connection dropped right after
             pass
-        return message
+        return settle_values(message)
 
     def ping(self) -> None:
         """Begin a session and wait for the broker's answer (qpid-ha ping): the broker is alive."""
@@ -488,7 +504,7 @@ class BrokerAgent:
             remaining = 3600.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise QmfTimeout(self._timeout_text(opcode, body, timeout))
-            reply = self.transport.receive(remaining)
+            reply = settle_values(self.transport.receive(remaining))
             if reply is None:
                 raise QmfTimeout(self._timeout_text(opcode, body, timeout))
             if str(reply.correlation_id) != cid:

@@ -14,7 +14,8 @@ import os
 import time
 import uuid
 
-from cypid.pyx.codec import Described, decode_at, encode, encode_header, scan_message, symbol, uint, ulong
+from cypid.pyx.codec import DecodeError, Described, decode_at, encode, encode_header, scan_message, symbol, uint, \
+    ulong, ushort
 
 from .. import links as _links
 from .. import nodes as _nodes
@@ -60,12 +61,30 @@ class AgentConsumer:
         return "<QMF agent consumer>"
 
 
+class CheckedRoute:
+    """Stands in for the ``route`` method of the two QMF exchanges (an instance attribute, so no
+    other exchange pays for it): a message that reaches the agent's request queue must decode, or
+    DecodeError refuses it while the publisher's transfer is being routed, and the sender gets
+    ``rejected`` with amqp:decode-error (the agent logs one line per run of such requests)."""
+
+    def __init__(self, agent, exchange):
+        self.agent = agent
+        self.route = exchange.route     # the class's bound method
+
+    def __call__(self, key, message=None, size=None):
+        queues = self.route(key, message, size)
+        if message is not None and self.agent.sink in queues:
+            self.agent.check_request(message)
+        return queues
+
+
 class RequestContext:
-    """Who asked for a QMF method (for the events it causes). rhost is not known to the agent."""
+    """Who asked for a QMF method (for the events it causes): the publishing connection's address
+    (qpidd's ``qpid.<address>`` form) and user."""
     is_request = True
 
-    def __init__(self, user):
-        self.address = ""
+    def __init__(self, user, address=""):
+        self.address = address or ""
         self.user = user or ""
 
 
@@ -136,6 +155,8 @@ class ManagementAgent:
         self._published = {}               # class -> {object name: last published map}
         self.publish = bool(getattr(opts, "mgmt_publish", True))
         self.requests = 0
+        self._bad_values = set()           # (class, value name) already logged as not encodable
+        self._bad_requests = 0             # undecodable requests in the current run of them
 
     # -- life ---------------------------------------------------------------------------------
     def start(self):
@@ -148,9 +169,11 @@ class ManagementAgent:
         if direct is not None:
             direct.bind(self.sink, "broker")
             direct.bind(self.sink, self.name)
+            direct.route = CheckedRoute(self, direct)
         if topic is not None:
             topic.bind(self.sink, "console.request.agent_locate")
             self._own_topic_bindings = 1
+            topic.route = CheckedRoute(self, topic)
         for ex in exchanges:
             self._created.setdefault(ex, self.start_ns)
         for queue in self.broker.nodes.queues.values():
@@ -168,6 +191,8 @@ class ManagementAgent:
             ex = self.broker.nodes.exchanges.get(name)
             if ex is not None:
                 ex.unbind_queue(self.sink)
+                if isinstance(ex.__dict__.get("route"), CheckedRoute):
+                    del ex.route
         self.sink.deleted = True
 
     def _tick(self):
@@ -296,13 +321,26 @@ class ManagementAgent:
                 if value is None:
                     if el.optional or base == "objId":
                         continue
-                enc = schema.encode_value(base, value)
+                try:
+                    enc = schema.encode_value(base, value)
+                except (TypeError, ValueError, OverflowError, AttributeError):
+                    # e.g. a client's qpid.client_pid that is no number: that value is left out,
+                    # never the whole answer
+                    self._bad_value(cls_name, vname, value)
+                    continue
                 if enc is not None:
                     out[vname] = enc
         return out
 
+    def _bad_value(self, cls_name, name, value):
+        key = (cls_name, name)
+        if key not in self._bad_values:
+            self._bad_values.add(key)
+            self.log.warning("QMF %s.%s: value %.80r does not fit the schema; left out of answers",
+                             cls_name, name, value)
+
     def object_id(self, name):
-        oid = {"_object_name": name, "_agent_name": self.name}
+        oid = {"_object_name": schema.wire_str(name)}
         if self.boot_sequence:
             oid["_agent_epoch"] = ulong(self.boot_sequence)
         return oid
@@ -319,10 +357,12 @@ class ManagementAgent:
         }
 
     def _agent_info(self):
+        wire = schema.wire_str
         return {"_values": {
-            "_vendor": VENDOR, "_product": PRODUCT, "_instance": self.instance, "_name": self.name,
-            "_timestamp": ulong(time.time_ns()), "_heartbeat_interval": uint(int(self.interval)),
-            "_epoch": uint(self.boot_sequence),
+            "_vendor": wire(VENDOR), "_product": wire(PRODUCT), "_instance": wire(self.instance),
+            "_name": wire(self.name), "_timestamp": ulong(time.time_ns()),
+            "_heartbeat_interval": ushort(min(int(self.interval), 0xFFFF)),
+            "_epoch": ushort(self.boot_sequence & 0xFFFF),
         }}
 
     # -- sending -----------------------------------------------------------------------------------
@@ -400,7 +440,8 @@ class ManagementAgent:
             self._deliver(node.route(key, msg, msg.size), msg)
 
     def _exception(self, request, code, text):
-        self._reply(request, "_exception", {"_values": {"error_code": uint(code), "error_text": text}},
+        self._reply(request, "_exception", {"_values": {"error_code": uint(code),
+                                                        "error_text": schema.wire_str(text)}},
                     method="indication")
 
     # -- events ------------------------------------------------------------------------------------
@@ -426,11 +467,34 @@ class ManagementAgent:
                 self.log.exception("QMF agent: event %s not sent", key)
 
     # -- requests ----------------------------------------------------------------------------------
+    def check_request(self, msg):
+        """Raise DecodeError unless the request's properties, application properties and body
+        decode (and its body is an amqp-value map). A run of bad requests is logged once."""
+        try:
+            data = msg.body
+            if len(data) <= MAX_REQUEST:
+                info = scan_message(data)
+                info.application_properties()
+                info.properties()
+                if 0 <= info.body_offset < len(data):
+                    decode_at(data, info.body_offset)
+        except Exception as e:
+            self._bad_requests += 1
+            if self._bad_requests == 1:
+                publisher = self.broker.publisher
+                self.log.warning("QMF request from %s rejected: it does not decode (%s); further "
+                                 "undecodable requests are rejected without a log line until a good one",
+                                 getattr(publisher, "address", "the broker"), e)
+            raise DecodeError("QMF request does not decode: %s" % e) from None
+        if self._bad_requests:
+            self.log.info("QMF agent: %d undecodable requests rejected", self._bad_requests)
+            self._bad_requests = 0
+
     def on_request(self, msg, publisher=None):
         try:
             self._on_request(msg, publisher)
-        except Exception:
-            self.log.exception("QMF agent: request not handled")
+        except Exception as e:   # pragma: no cover - check_request let through what cannot be handled
+            self.log.warning("QMF agent: request not handled: %s: %s", e.__class__.__name__, e)
 
     def _on_request(self, msg, publisher=None):
         data = msg.body
@@ -450,8 +514,11 @@ class ManagementAgent:
         request.cid = _correlation(props[5] if len(props) > 5 else None)
         user = info.user_id
         request.user = user.decode("utf-8", "replace") if isinstance(user, bytes) else (user or "")
+        request.rhost = ""
         if publisher is not None:
             request.user = publisher.user or ""
+            if getattr(publisher, "address", None):
+                request.rhost = "qpid." + str(publisher.address)
         request.agent_name = "broker" if msg.subject == "broker" else self.name
         request.target = self._reply_target(str(reply_to))
         body = None
@@ -512,8 +579,9 @@ class ManagementAgent:
         args = body.get("_arguments")
         args = {_text(k): v for k, v in args.items()} if isinstance(args, dict) else {}
         cls_name, key = schema.split_object_name(name)
-        entry = Snapshot(self).find(cls_name, key) if cls_name in schema.CLASSES else None
-        if entry is None:
+        # the object only, no values: a method costs nothing per queue (a broker query sums them)
+        target = Snapshot(self).target(cls_name, key) if cls_name in schema.CLASSES else None
+        if target is None:
             return self._exception(request, STATUS_UNKNOWN_OBJECT, "No object found with ID=%s" % name)
         if method not in schema.CLASSES[cls_name].methods:
             return self._exception(request, STATUS_UNKNOWN_METHOD, "UnknownMethod")
@@ -526,9 +594,9 @@ class ManagementAgent:
                 "schemapackage": cls.package, "schemaclass": cls_name}):
             return self._exception(request, STATUS_FORBIDDEN,
                                    describe("access", "method", method, request.user))
-        self.current_context = RequestContext(request.user)
+        self.current_context = RequestContext(request.user, request.rhost)
         try:
-            out = handler(entry.obj, args)
+            out = handler(target, args)
         except Exception as e:
             return self._method_failed(request, method, name, e)
         finally:
@@ -537,7 +605,17 @@ class ManagementAgent:
             out.add_done_callback(lambda f: self._method_done(request, method, name, f))
             return
         self.log.debug("QMF method %s on %s done", method, name)
-        self._reply(request, "_method_response", {"_arguments": out or {}})
+        self._reply(request, "_method_response",
+                    {"_arguments": self._output_args(schema.CLASSES[cls_name].methods[method], out)})
+
+    @staticmethod
+    def _output_args(method, out):
+        """Output arguments as qpidd sends them: string arguments as binary (see schema.wire_str)."""
+        if not out:
+            return {}
+        types = {name: type_name for name, type_name, _ in method.args}
+        return {k: schema.wire_str(v) if types.get(k) in ("sstr", "lstr") and isinstance(v, str) else v
+                for k, v in out.items()}
 
     def _method_done(self, request, method, name, future):
         if future.cancelled():
@@ -546,7 +624,9 @@ class ManagementAgent:
         if e is not None:
             return self._method_failed(request, method, name, e)
         self.log.debug("QMF method %s on %s done", method, name)
-        self._reply(request, "_method_response", {"_arguments": future.result() or {}})
+        cls_name, _ = schema.split_object_name(name)
+        self._reply(request, "_method_response",
+                    {"_arguments": self._output_args(schema.CLASSES[cls_name].methods[method], future.result())})
 
     def _method_failed(self, request, method, name, e):
         if isinstance(e, MethodError):
@@ -560,7 +640,7 @@ class ManagementAgent:
 
 
 class _Request:
-    __slots__ = ("cid", "user", "agent_name", "target")
+    __slots__ = ("cid", "user", "rhost", "agent_name", "target")
 
 
 __all__ = ["ManagementAgent", "AgentConsumer", "load_identity"]

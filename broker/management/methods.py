@@ -291,10 +291,10 @@ class Methods:
         rules = [r for r in re.split(r"[\s,]+", text) if r]
         try:
             parsed = [parse_rule(r) for r in rules]
-        except ValueError as e:
-            raise MethodError(STATUS_PARAMETER_INVALID, str(e)) from None
+        except ValueError as e:     # qpidd: a C++ exception inside the method, status 7
+            raise MethodError(STATUS_EXCEPTION, str(e)) from None
         if not parsed:
-            raise MethodError(STATUS_PARAMETER_INVALID, "invalid parameter to method call: level")
+            raise MethodError(STATUS_EXCEPTION, "invalid parameter to method call: level")
         log = self.broker.log
         log.log(25, "Changing log level to %s", text)
         level = None

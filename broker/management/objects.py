@@ -5,9 +5,11 @@ Everything here runs only when a console asks (a query, a method, a publish): it
 plain attributes and never adds work to the message path. Values are plain Python; ``agent.py``
 encodes them by the schema's types.
 """
+import ctypes
 import os
 import time
 
+from ..options import QPIDD_VERSION
 from . import schema
 from .schema import PACKAGE, object_name
 
@@ -67,6 +69,25 @@ def _links(conn):
             yield session, link
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost")]
+
+
+def malloc_stats():
+    """qpidd's memory object: glibc's mallinfo2() figures (empty where the C library has none)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"malloc_" + name: getattr(info, name) for name in (
+        "arena", "ordblks", "hblks", "hblkhd", "uordblks", "fordblks", "keepcost")}
+
+
 def _loop_to_wall_ns(loop, loop_time):
     return int((time.time() - (loop.time() - loop_time)) * 1e9)
 
@@ -118,6 +139,18 @@ class Snapshot:
         reader = getattr(self, "cls_" + cls_name, None)
         return reader() if reader is not None else ()
 
+    def target(self, cls_name, key):
+        """The engine object that a method on ``<class>:<key>`` acts on, or None; found without
+        building any values (the broker object's statistics sum over every queue)."""
+        if cls_name == "broker":
+            return self.broker if key == "amqp-broker" else None
+        if cls_name == "queue":
+            return self.nodes.queues.get(key)
+        if cls_name == "exchange":
+            return self.nodes.exchanges.get(key)
+        entry = self.find(cls_name, key)
+        return None if entry is None else (entry.obj if entry.obj is not None else entry)
+
     def find(self, cls_name, key):
         finder = getattr(self, "find_" + cls_name, None)
         if finder is not None:
@@ -140,7 +173,7 @@ class Snapshot:
             "stagingThreshold": 0,
             "mgmtPublish": bool(getattr(opts, "mgmt_publish", False)),
             "mgmtPubInterval": int(agent.interval),
-            "version": broker.version,
+            "version": "cypid %s (compatible with qpidd %s)" % (broker.version, QPIDD_VERSION),
             "uptime": self.now - agent.start_ns,
             "queueCount": len(self.nodes.queues),
         }
@@ -200,7 +233,9 @@ class Snapshot:
         return [Entry(str(self.agent.system_id), values, self.agent.start_ns, self.now)]
 
     def cls_memory(self):
-        return [Entry("amqp-broker", {"name": "amqp-broker"}, self.agent.start_ns, self.now)]
+        values = {"name": "amqp-broker"}
+        values.update(malloc_stats())
+        return [Entry("amqp-broker", values, self.agent.start_ns, self.now)]
 
     def cls_vhost(self):
         values = {"brokerRef": schema.BROKER_OBJECT_NAME, "name": "/",

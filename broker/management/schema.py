@@ -31,12 +31,26 @@ def _unsigned(wrap, limit):
     return enc
 
 
+def wire_str(value):
+    """A string as qpidd's agent sends one: AMQP binary holding its UTF-8 bytes (qpidd's Variant
+    strings carry no encoding, so its AMQP 1.0 codec writes them as binary; consoles written for
+    qpidd call ``.decode()`` on them). Whatever the value is, it becomes text first: a client's
+    odd property can never break the encoding of a whole reply."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogateescape")
+
+
 def _map(value):
     return {str(k): v for k, v in (value or {}).items()}
 
 
 def _objid(value):
-    return {"_object_name": value} if value else None
+    return {"_object_name": wire_str(value)} if value else None
 
 
 _ENCODERS = {
@@ -52,8 +66,8 @@ _ENCODERS = {
     "absTime": lambda v: int(v or 0),
     "int64": lambda v: int(v or 0),
     "bool": bool,
-    "sstr": lambda v: "" if v is None else str(v),
-    "lstr": lambda v: "" if v is None else str(v),
+    "sstr": wire_str,
+    "lstr": wire_str,
     "uuid": lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
     "map": _map,
     "list": lambda v: list(v or ()),
@@ -105,8 +119,8 @@ class SchemaClass:
         self.hash = schema_hash(self)
 
     def schema_id(self):
-        return {"_package_name": self.package, "_class_name": self.name, "_type": self.kind,
-                "_hash": self.hash}
+        return {"_package_name": wire_str(self.package), "_class_name": wire_str(self.name),
+                "_type": wire_str(self.kind), "_hash": self.hash}
 
     def index_names(self):
         return [p.name for p in self.properties if p.index]
@@ -423,8 +437,8 @@ class EventClass:
             package.replace(".", "_"), name, SEVERITY_WORDS[severity])
 
     def schema_id(self):
-        return {"_package_name": self.package, "_class_name": self.name, "_type": "_event",
-                "_hash": self.hash}
+        return {"_package_name": wire_str(self.package), "_class_name": wire_str(self.name),
+                "_type": b"_event", "_hash": self.hash}
 
 
 _I, _W = SEVERITY_INFORM, SEVERITY_WARN

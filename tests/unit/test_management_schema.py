@@ -12,12 +12,14 @@ def test_value_encoding_widths_and_clamps():
     assert type(schema.encode_value("hilo32", 3)) is uint
     assert schema.encode_value("count64", -1) == 0
     assert schema.encode_value("objId", "org.apache.qpid.broker:queue:q") == {
-        "_object_name": "org.apache.qpid.broker:queue:q"}
+        "_object_name": b"org.apache.qpid.broker:queue:q"}   # strings are binary, as qpidd's
     assert schema.encode_value("objId", None) is None
     assert schema.encode_value("map", {"k": 1}) == {"k": 1}
     u = uuid.uuid4()
     assert schema.encode_value("uuid", str(u)) == u
-    assert schema.encode_value("sstr", None) == ""
+    assert schema.encode_value("sstr", None) == b""
+    assert schema.encode_value("lstr", "caf\u00e9") == "caf\u00e9".encode()
+    assert schema.encode_value("sstr", 1234) == b"1234"
     # every encoded value goes through the codec
     for t in ("uint8", "uint16", "uint32", "uint64", "count32", "count64", "hilo32", "mmaTime",
               "deltaTime", "absTime", "bool", "sstr", "lstr", "map", "list"):
@@ -50,7 +52,7 @@ def test_events_and_hashes():
                                        "args", "disp"]
     assert ev.routing_part == "agent.ind.event.org_apache_qpid_broker.queueDeclare.info."
     assert schema.EVENTS["clientConnectFail"].routing_part.endswith(".warn.")
-    assert ev.schema_id()["_type"] == "_event"
+    assert ev.schema_id()["_type"] == b"_event"
     hashes = {c.hash for c in schema.CLASSES.values()} | {e.hash for e in schema.EVENTS.values()}
     assert len(hashes) == len(schema.CLASSES) + len(schema.EVENTS)
     assert schema.CLASSES["broker"].hash == schema.schema_hash(schema.CLASSES["broker"])
