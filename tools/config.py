@@ -253,7 +253,7 @@ class Config:
         for ex in exchanges:
             types[ex.get("type")] = types.get(ex.get("type"), 0) + 1
         self.out("Total Exchanges: %d" % len(exchanges))
-        for name, count in types.items():
+        for name, count in sorted(types.items()):   # the same order whatever order the broker lists
             self.out("%15s: %d" % (name, count))
         durable = sum(1 for q in queues if q.get("durable"))
         self.out("   Total Queues: %d" % len(queues))

@@ -560,6 +560,12 @@ class BrokerAgent:
             return _plain(answer.get("_arguments") or {})
         return {}
 
+    def locate(self, timeout: float | None = None) -> dict:
+        """``_agent_locate_request``: the agent's ``_values`` (``_name``, ``_vendor``, ``_epoch`` ...)."""
+        answers = self._request("_agent_locate_request", {}, timeout)
+        body = answers[-1][2]
+        return dict(body.get("_values") or {}) if isinstance(body, dict) else {}
+
     # -- conveniences (the calls qpidtoollibs.BrokerAgent makes) ------------------------------------
     def get_objects(self, class_name: str, package: str | None = None) -> list[QmfObject]:
         return self.query(class_name=class_name, package=package)

@@ -30,8 +30,12 @@ Commands:
     list <className> <list-of-IDs>  - Print contents of one or more objects
         list is space-separated, ranges may be specified (i.e. 1004-1010)
     show <list-of-IDs>              - Same as list <list-of-IDs>
+    agents                          - Print a list of the known Agents
+    id [<ID>]                       - Print translation of display IDs to object names
     call <ID> <methodName> <args> - Invoke a method on an object
     schema                          - Print summary of object classes seen on the target
+                                      (those of the broker's own package, and of the ACL and
+                                      HA modules only when the broker has them)
     schema <className>              - Print details of an object class
     set time-format short           - Select short timestamp format (default)
     set time-format long            - Select long timestamp format
@@ -62,6 +66,7 @@ class ObjectStore:
         self.objects: dict[int, Tracked] = {}
         self.next_id = FIRST_ID
         self.refreshed: set[str] = set()
+        self._present: list[schema.SchemaClass] | None = None
 
     def id_for(self, object_name: str) -> int:
         if object_name not in self.ids:
@@ -92,6 +97,19 @@ class ObjectStore:
                 t.deleted_ts = now
         self.refreshed.add(cls.key)
         return out
+
+    def present(self) -> list[schema.SchemaClass]:
+        """The table classes this broker has: its own package's always, another package's (the
+        ACL and HA modules) only if the broker has an object of one of its classes. qpidd answers
+        no schema queries in QMF v2, so the objects tell which modules are loaded."""
+        if self._present is None:
+            modules = {}
+            for cls in schema.table_classes():
+                if cls.package != schema.BROKER and cls.package not in modules:
+                    modules[cls.package] = bool(self.agent.query(class_name=cls.name, package=cls.package))
+            self._present = [c for c in schema.table_classes()
+                             if c.package == schema.BROKER or modules.get(c.package)]
+        return self._present
 
     def of_class(self, cls: schema.SchemaClass) -> list[Tracked]:
         return sorted((t for t in self.objects.values() if t.key == cls.key), key=lambda t: t.id)
@@ -272,7 +290,7 @@ class QpidTool(cmd.Cmd):
 
     def list_summary(self):
         rows = []
-        for cls in schema.table_classes():
+        for cls in self.store.present():
             self.store.refresh(cls)
             tracked = self.store.of_class(cls)
             if not tracked:
@@ -305,7 +323,7 @@ class QpidTool(cmd.Cmd):
     def show_ids(self, ids: list[int]):
         known = set(self.store.ids.values())
         if any(i not in known for i in ids):
-            for cls in schema.table_classes():  # ids not handed out yet: learn every object first
+            for cls in self.store.present():  # ids not handed out yet: learn every object first
                 self.store.refresh(cls)
         self.store.refresh_ids(ids)
         unknown = [i for i in ids if i not in self.store.objects]
@@ -383,11 +401,37 @@ class QpidTool(cmd.Cmd):
                     return obj.raw(alt)
         return _MISSING
 
+    # -- agents and ids ----------------------------------------------------------------------------
+    def do_agents(self, arg):
+        info = self.agent.locate()
+        rows = [[info.get("_name", ""), "%s %s" % (info.get("_vendor", ""), info.get("_product", "")),
+                 str(info.get("_epoch", "")), "2"]]
+        self.out("QMF Agents:")
+        self.display().table(None, ["Agent Name", "Label", "Epoch", "QMF Version"], rows)
+
+    def do_id(self, arg):
+        tokens = arg.split()
+        ids = parse_ids(tokens) if tokens else sorted(self.store.objects)
+        if ids is None:
+            self.out("Invalid ID list: %s" % arg)
+            return
+        names = {v: k for k, v in self.store.ids.items()}
+        rows = []
+        for i in ids:
+            tracked = self.store.objects.get(i)
+            name = tracked.obj.object_name if tracked is not None else names.get(i)
+            if name is None:
+                continue
+            epoch = tracked.obj.epoch if tracked is not None else 0
+            rows.append([str(i), str(epoch) if epoch else "<durable>", "Broker", name])
+        self.out("Translation of Display IDs:")
+        self.display().table(None, ["DisplayID", "Epoch", "Agent", "ObjectName"], rows)
+
     # -- schema ----------------------------------------------------------------------------------
     def do_schema(self, arg):
         tokens = arg.split()
         if not tokens:
-            rows = [[c.package, c.name, c.kind] for c in schema.table_classes()]
+            rows = [[c.package, c.name, c.kind] for c in self.store.present()]
             self.out("QMF Classes:")
             self.display().table(None, ["Package", "Name", "Kind"], rows)
             return

@@ -330,7 +330,7 @@ class ManagementAgent:
                     continue
                 if enc is not None:
                     out[vname] = enc
-        return out
+        return dict(sorted(out.items()))    # key order as qpidd's (a std::map): consoles print it
 
     def _bad_value(self, cls_name, name, value):
         key = (cls_name, name)
@@ -451,7 +451,7 @@ class ManagementAgent:
         if not self.listening():
             return
         ev = schema.EVENTS[name]
-        encoded = {arg: schema.encode_value(t, values.get(arg)) for arg, t in ev.args}
+        encoded = {arg: schema.encode_value(t, values.get(arg)) for arg, t in sorted(ev.args)}
         body = [{"_schema_id": ev.schema_id(), "_values": encoded, "_timestamp": ulong(time.time_ns()),
                  "_severity": uint(ev.severity)}]
         self._pending_events.append((ev.routing_part + self.key_suffix, body))

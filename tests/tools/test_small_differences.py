@@ -71,3 +71,18 @@ def test_qpid_journal_takes_a_queue_name(tmp_path, capsys):
     assert "queue 'invoices'" in out and "queue 'orders'" not in out
     assert journal_tool.main(["--data-dir", str(data), "nosuch"]) == 2
     assert "no journal under" in capsys.readouterr().err
+
+
+def test_qpid_tool_agents_id_and_the_brokers_own_schema(any_broker):
+    result = subprocess.run([str(BIN / "qpid-tool"), any_broker.url], input="agents\nlist queue\nid\nschema\n",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "QMF Agents:" in out and re.search(r"apache\.org:qpidd:[0-9a-f-]{36}\s+apache\.org qpidd\s+\d+\s+2", out)
+    table = out.split("Translation of Display IDs:", 1)[1].split("QMF Classes:", 1)[0]
+    assert re.search(r"^\s+10\d\s+(\d+|<durable>)\s+Broker\s+org\.apache\.qpid\.broker:queue:\S+$", table, re.M)
+    classes = out.split("QMF Classes:", 1)[1]
+    assert "org.apache.qpid.broker  queue" in classes
+    assert "org.apache.qpid.ha" not in classes                 # no HA module on either
+    if any_broker.base_dir.parent.name == "cypid":           # qpidd's ACL module is always loaded
+        assert "org.apache.qpid.acl" not in classes
