@@ -28,7 +28,7 @@ def test_events_of_qmf_made_objects_name_rhost_and_user(cypid):
     try:
         reader.wait_for(r"brokerConnected")
         assert tool("qpid-config", cypid, "add", "queue", "made-by-qmf").returncode == 0
-        m = reader.wait_for(r"queueDeclare rhost=(\S*) user=(\S*) qName=made-by-qmf")
+        m = reader.wait_for(r"queueDeclare .* qName=made-by-qmf rhost=(\S*) user=(\S*)$")
         assert re.match(r"qpid\.127\.0\.0\.1:%d-127\.0\.0\.1:\d+$" % cypid.port, m.group(1)), m.group(0)
         assert m.group(2) == "anonymous"
     finally:

@@ -44,9 +44,9 @@ def test_summary_layout(use_fake, capsys):
     assert rc == 0
     assert out == ("Total Exchanges: 8\n"
                    "         direct: 3\n"
-                   "          topic: 3\n"
                    "         fanout: 1\n"
                    "        headers: 1\n"
+                   "          topic: 3\n"
                    "   Total Queues: 7\n"
                    "        durable: 1\n"
                    "    non-durable: 6\n")
