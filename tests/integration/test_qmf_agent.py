@@ -16,6 +16,7 @@ from proton import Described, Message, symbol
 from proton.reactor import Filter
 from proton.utils import BlockingConnection
 
+from tests.support.amqp import qmf_text
 from tests.support.broker import BrokerProcess, wait_until
 
 PKG = "org.apache.qpid.broker"
@@ -24,22 +25,9 @@ TIMEOUT = 60          # generous: the machine is shared by several test runs
 TOPIC_FILTER = "apache.org:legacy-amqp-topic-binding:string"
 
 
-def text(value):
-    """A received value with AMQP binary as text: qpidd (and cypid, as qpidd does) sends QMF strings
-    as binary, which python-qpid-proton gives as a view into memory it reuses for the next message,
-    so a console converts each message as it arrives."""
-    if isinstance(value, (memoryview, bytes)):
-        return bytes(value).decode("utf-8")
-    if isinstance(value, dict):
-        return {text(k): text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [text(v) for v in value]
-    return value
-
-
 def receive(receiver, timeout=None):
     msg = receiver.receive(timeout=TIMEOUT if timeout is None else timeout)
-    msg.body = text(msg.body)
+    msg.body = qmf_text(msg.body)
     return msg
 
 

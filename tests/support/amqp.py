@@ -105,3 +105,16 @@ def receive_all(conn, address, count, timeout=10, options=None, accept=True):
             receiver.accept()
     receiver.close()
     return out
+
+
+def qmf_text(value):
+    """A received QMF value with AMQP binary as text. qpidd (and cypid, as qpidd does) sends QMF
+    strings as binary, which python-qpid-proton gives as a view into memory it reuses for the next
+    message: a console converts each message as it arrives."""
+    if isinstance(value, (memoryview, bytes)):
+        return bytes(value).decode("utf-8")
+    if isinstance(value, dict):
+        return {qmf_text(k): qmf_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [qmf_text(v) for v in value]
+    return value

@@ -16,6 +16,7 @@ import pytest
 from proton import Message, symbol
 from proton.utils import BlockingConnection
 
+from .amqp import qmf_text
 from .broker import wait_until
 
 HA_ID = "org.apache.qpid.ha:habroker:ha-broker"
@@ -65,6 +66,7 @@ class HaConsole:
         while True:
             msg = self.receiver.receive(timeout=self.timeout)
             self.receiver.accept()
+            msg.body = qmf_text(msg.body)      # QMF strings arrive as binary, as from qpidd
             if msg.correlation_id != cid:
                 continue
             if msg.properties.get("qmf.opcode") == "_exception":
