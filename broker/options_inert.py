@@ -13,7 +13,6 @@ from __future__ import annotations
 #: (name, kind, metavar, short, reason). Kinds as in options.OptionSpec: switch (no value), bool
 #: (yes|no), int, str, duration, list (repeatable).
 _MODULES = "cypid's AMQP 1.0 protocol, store, ACL and HA are built in; there are no modules to load"
-_NO_SSL = "cypid has no TLS listener (put a TLS proxy in front of it)"
 _SYSLOG = "cypid logs to stderr and --log-to-file only"
 _LINEAR = "cypid's journal has its own geometry (--num-jfiles, --jfile-size-pgs, --journal-max-size)"
 _NO_DTX = "cypid has no distributed (XA) transactions"
@@ -36,14 +35,12 @@ INERT = (
      "with no batch"),
     ("sasl-service-name", "str", "NAME", None, "cypid's SASL has no GSSAPI/Kerberos service"),
     ("tcp-nodelay", "switch", None, None, "cypid always sets TCP_NODELAY"),
-    ("require-encryption", "switch", None, None, _NO_SSL + "; connections are NOT encrypted"),
     ("known-hosts-url", "str", "URL", None, "cypid does not advertise known hosts"),
     ("default-message-group", "str", "GROUP-IDENTIFIER", None,
      "cypid's message groups use qpid.no-group for messages without a group header"),
     ("dtx-default-timeout", "int", "SECONDS", None, _NO_DTX),
     ("dtx-max-timeout", "int", "SECONDS", None, _NO_DTX),
     ("federation-tag", "str", "NAME", None, "cypid has no federation"),
-    ("max-queues-per-user", "int", "N", None, "cypid does not count queues per user"),
     ("domain", "str", "DOMAIN", None, "cypid has no AMQP 1.0 interconnects"),
     ("queue-patterns", "list", "PATTERN", None, "cypid makes no queues on demand"),
     ("topic-patterns", "list", "PATTERN", None, "cypid makes no topics on demand"),
@@ -62,14 +59,6 @@ INERT = (
     ("transport", "str", "TRANSPORT", None, "cypid listens on TCP only"),
     ("close-fd", "list", "FD", None, "cypid's daemon closes no inherited descriptors by number"),
     ("socket-fd", "list", "FD", None, "cypid opens its own listening socket"),
-    # TLS
-    ("ssl-use-export-policy", "switch", None, None, _NO_SSL),
-    ("ssl-cert-password-file", "str", "PATH", None, _NO_SSL),
-    ("ssl-cert-db", "str", "PATH", None, _NO_SSL),
-    ("ssl-cert-name", "str", "NAME", None, _NO_SSL),
-    ("ssl-port", "int", "PORT", None, _NO_SSL),
-    ("ssl-require-client-authentication", "switch", None, None, _NO_SSL),
-    ("ssl-sasl-no-dict", "switch", None, None, _NO_SSL),
     # linearstore
     ("truncate", "bool", "yes|no", None, "cypid never deletes a store at start-up; remove the data "
      "directory to start afresh"),
