@@ -85,15 +85,12 @@ FILL_CHUNK = 20000
 _JOURNAL_FILE = re.compile(r"^journal-(\d{4,5})\.cjf(\.tmp)?$")
 
 
-def _grown_file(path, count, match):
-    """A file past the journal's file count is its own when the journal grew: its header says so."""
-    if match.group(2):
+def _grown_file(header, count, match):
+    """A file past the journal's file count is its own when the journal grew: its header (None if
+    unreadable) says so."""
+    if match.group(2) or header is None:
         return False
-    try:
-        h = read_file_header(path)
-    except OSError:
-        return False
-    return h["valid"] and h["count"] == count and h["index"] == int(match.group(1))
+    return header["valid"] and header["count"] == count and header["index"] == int(match.group(1))
 
 
 class _JournalLog(logging.Handler):
@@ -997,11 +994,13 @@ class Store:
         except OSError:
             return
         counts = []
+        headers = {}                    # name -> header, read once (a deep journal has hundreds)
         for name in names:
             m = _JOURNAL_FILE.match(name)
             if m and not m.group(2):
                 try:
-                    counts.append(read_file_header(os.path.join(path, name))["count"])
+                    headers[name] = read_file_header(os.path.join(path, name))
+                    counts.append(headers[name]["count"])
                 except (OSError, KeyError):
                     pass
         if counts:
@@ -1009,7 +1008,7 @@ class Store:
         for name in names:
             m = _JOURNAL_FILE.match(name)
             if m is None or not os.path.isfile(os.path.join(path, name)) or (
-                    int(m.group(1)) >= count and not _grown_file(os.path.join(path, name), count, m)):
+                    int(m.group(1)) >= count and not _grown_file(headers.get(name), count, m)):
                 self.set_aside(os.path.join(path, name), "not a file of the journal of queue %r"
                                % queue.name, prefix=os.path.basename(path))
 
