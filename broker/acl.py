@@ -361,6 +361,9 @@ class Authorizer:
         self.transfer = False
         self.deny_count = 0
         self.last_load_ns = 0
+        if getattr(options, "max_queues_per_user", 0):
+            self.log.log(25, "ACL: --max-queues-per-user %d is accepted but not enforced by cypid yet",
+                         options.max_queues_per_user)
         if self.path:
             self.reload()
 
