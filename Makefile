@@ -48,8 +48,8 @@ $(NEUTRAL)/%: $(NEUTRAL_SRC)/%.c
 # Debian's saslpasswd2 and db_dump: the tests show a users database made by saslpasswd2 working
 # (the broker reads a Cyrus sasldb2 file through db_dump). Without a Debian mirror those tests skip.
 cyrus-sasl-tools:
-	command -v saslpasswd2 >/dev/null && command -v db_dump >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq sasl2-bin db-util)
+	command -v saslpasswd2 >/dev/null && command -v db_dump >/dev/null && command -v openssl >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq sasl2-bin db-util openssl)
 
 # The stock qpidd 1.40 in ../shared/tools/qpidd (not ours), unpacked into build/qpidd-install with the
 # Debian libraries it needs: qpid-ha's tests drive its HA module, and the tools' tests (tests/tools)
