@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester qmf-consoles
+.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester qmf-consoles chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # Rebuild when any source of the package changes.
 SOURCES := setup.py pyproject.toml $(shell find pyx broker client tools perf ha conf -type f \
-	\( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.conf' -o -path 'ha/ocf/*' \) 2>/dev/null)
+	\( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.conf' -o -path 'ha/ocf/*' -o -path '*/static/*' \) 2>/dev/null)
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/pip install -q ".[test]"
 	touch $(STAMP)
@@ -33,6 +33,7 @@ test: $(STAMP)
 	-$(MAKE) --no-print-directory stock-qpidd
 	-$(MAKE) --no-print-directory ocf-tester
 	-$(MAKE) --no-print-directory qmf-consoles
+	-$(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(LOOP_TESTS)
 
@@ -75,6 +76,12 @@ qmf-consoles: $(CONSOLES)/bin/qb
 $(CONSOLES)/bin/qb:
 	$(PY) -m venv $(CONSOLES)
 	$(CONSOLES)/bin/pip install -q qpid-bow==1.1.1 python-qpid-proton==0.24.0 PyYAML==6.0.4 brokerlso==0.0.2
+
+# Debian's Chromium and its WebDriver: the web console's tests drive a real browser (tests/browser).
+# Without a Debian mirror those tests skip.
+chromium:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 bench: $(STAMP) neutral-client
 	$(BIN)/python -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-only tests/bench

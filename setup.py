@@ -10,6 +10,7 @@ PACKAGES = {
     "cypid.pyx": "pyx",
     "cypid.broker": "broker",
     "cypid.broker.management": "broker/management",
+    "cypid.broker.http": "broker/http",
     "cypid.client": "client",
     "cypid.tools": "tools",
     "cypid.perf": "perf",
@@ -62,7 +63,8 @@ setup(
     python_requires=">=3.11",
     package_dir=PACKAGES,
     packages=list(PACKAGES),
-    package_data={"cypid.pyx": ["*.pxd", "*.pyx"], "cypid.ha.ocf": ["cypid"]},
+    package_data={"cypid.pyx": ["*.pxd", "*.pyx"], "cypid.ha.ocf": ["cypid"],
+                  "cypid.broker.http": ["static/*.*", "static/vendor/*"]},
     ext_modules=extensions(),
     install_requires=[
         "ConfigArgParse==1.9.0",
@@ -70,6 +72,7 @@ setup(
         "python-qpid-proton==0.40.0",
         "numpy>=1.26",
         "scramp==1.5.0",
+        "aiohttp==3.14.5",
     ],
     extras_require={
         "test": [
@@ -77,6 +80,8 @@ setup(
             "pytest-benchmark==5.3.1",
             "hypothesis==6.170.17",
             "pytest-timeout==2.4.0",
+            "prometheus-client==0.26.0",
+            "selenium==4.51.0",
         ],
     },
     entry_points={

@@ -57,6 +57,13 @@ class Broker:
         self.connections = set()
         self.servers = []
         self.port = None
+        self.started = False
+        self.http = None                # broker/http's listener (--http-port), once started
+        # Readiness, as /readyz reports it (broker/http/health.py): None, or a function returning why
+        # this broker does not serve clients (a string), or None when it does. HA sets it (a backup
+        # is alive but not ready); ha_status, a function returning a dict, feeds the console's HA page.
+        self.not_ready = None
+        self.ha_status = None
 
     async def start(self):
         opts = self.options
@@ -80,6 +87,15 @@ class Broker:
             if port == 0:   # every further interface listens on the same port as the first
                 port = server.sockets[0].getsockname()[1]
         self.port = port
+        if getattr(opts, "http_port", None) is not None:
+            from .http import start_http
+            try:
+                self.http = await start_http(self)
+            except OSError as e:
+                self.log.critical("Cannot listen for HTTP on %s port %s: %s", opts.http_interface,
+                                  opts.http_port, e.strerror or e)
+                raise SystemExit(1) from None
+        self.started = True
         self.log.log(25, "Listening on TCP port %d", port)
         self.servers += await self.tls.start(self, opts.interface)   # --ssl-port (broker/tls.py)
         if self.ha is not None:
@@ -87,6 +103,10 @@ class Broker:
         self.federation.start()
 
     async def stop(self):
+        self.started = False
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         await self.federation.stop()
         if self.ha is not None:
             await self.ha.stop()

@@ -117,6 +117,8 @@ class Connection:
         self.open_sent = False
         self.remote_properties = {}
         self.stats_frames_in = 0
+        self.stats_bytes_in = 0     # bytes read and written (/metrics), counted per read and per flush
+        self.stats_bytes_out = 0
         self.output_closed = False  # the last frame is written: later writes are dropped
 
     # -- asyncio Protocol ----------------------------------------------------------
@@ -171,6 +173,7 @@ class Connection:
         if self.state == S_CLOSED:
             return
         self.last_read = self.loop.time()
+        self.stats_bytes_in += len(data)
         reader = self.reader
         reader.feed(data)
         try:
@@ -216,6 +219,7 @@ class Connection:
         if out and self.transport is not None and not self.transport.is_closing() \
                 and not self.output_closed:
             self.transport.writelines(out)
+            self.stats_bytes_out += self.out_bytes
             self.last_write = self.loop.time()
         out.clear()
         self.out_bytes = 0

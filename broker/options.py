@@ -161,6 +161,7 @@ _LOG = "Logging options"
 _STORE = "Store options"
 _DAEMON = "Daemon options"
 _SSL = "SSL Settings"
+_HTTP = "HTTP options"
 _HA = "HA Options"
 
 
@@ -168,6 +169,7 @@ def _replicate_level(text: str) -> str:
     if text not in ("none", "configuration", "all"):
         raise ValueError("must be one of none, configuration, all")
     return text
+
 
 OPTION_TABLE: tuple[OptionSpec, ...] = (
     # Broker
@@ -373,6 +375,14 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec("quit", "switch", False, "Tells the daemon to shut down (SIGTERM) and waits until it "
                "has", short="-q", group=_DAEMON),
     OptionSpec("kill", "switch", False, "Kills the daemon with SIGKILL", short="-k", group=_DAEMON),
+    # HTTP (broker/http: /metrics, /healthz, /readyz and the web console)
+    OptionSpec("http-port", "int", None,
+               "Serve Prometheus metrics, health checks and the web console over HTTP on PORT (0: pick "
+               "a free port; unset: no HTTP listener) (cypid option; not in qpidd)", metavar="PORT",
+               minimum=0, maximum=65535, group=_HTTP, cypid_only=True),
+    OptionSpec("http-interface", "str", "127.0.0.1",
+               "The address the HTTP listener binds to (cypid option; not in qpidd)", metavar="ADDR",
+               group=_HTTP, cypid_only=True),
 )
 
 _INERT_GROUP = "Options of qpidd accepted by cypid, with no effect (each logs a notice saying why)"
@@ -467,6 +477,8 @@ class Options:
     kill: bool = False
     #: qpidd options given that have no effect in cypid (options_inert.py): name -> value
     inert: dict[str, Any] = field(default_factory=dict)
+    http_port: int | None = None
+    http_interface: str = "127.0.0.1"
 
     @property
     def data_path(self) -> str | None:

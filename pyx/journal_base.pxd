@@ -64,7 +64,7 @@ cdef class JournalBase:
     cdef uint8_t* exists                # 1: on disk, or assigned (the writer creates it)
     cdef uint8_t* inuse                 # part of the chain from the head to the writer's file
     cdef uint8_t* ffull                 # the writer made it full size (shorter now: truncated under us)
-    cdef int n_exist
+    cdef readonly int n_exist           # files on disk or assigned (the metrics' journal files)
     cdef object used                    # deque of file indexes in use, by file number
     cdef object segs                    # deque of (lstart, index) of files with unsynced bytes
     cdef int w                          # file being written

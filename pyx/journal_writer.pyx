@@ -14,6 +14,9 @@ the queue, the synced seq and the durable write position. Every producer told ``
 that time has its message in the copy. CYPID_FAILPOINT_SYNC_COPY_EVERY=N copies every Nth such sync
 (default 1); CYPID_FAILPOINT_SYNC_COPY_MAX=N stops after N copies (default 200). Unset: nothing is
 done and nothing is looked up per sync (the hook is None).
+
+``JournalWriter.sync_times`` (a ``SyncTimes``) counts every sync the thread runs and how long it took
+(write and fdatasync of one journal), in fixed buckets: the broker's /metrics reads it at scrape time.
 """
 import heapq
 import json
@@ -23,9 +26,49 @@ import shutil
 import threading
 import time
 
+from libc.stdint cimport uint64_t
+
 log = logging.getLogger("cypid.journal")
 
 RETRY_INTERVAL = 1.0            # seconds between attempts to resume a failed journal
+
+#: upper bounds (seconds) of the sync-time buckets; a last bucket takes the rest (+Inf)
+SYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                2.5, 5.0)
+
+
+cdef class SyncTimes:
+    """How many syncs the writer ran and how long each took, bucketed (one C update per sync, by the
+    writer thread; readers on the loop take ``snapshot()``, whose numbers may be one sync apart)."""
+    cdef uint64_t counts[16]            # per bucket (not cumulative); [15]: over the last bound
+    cdef uint64_t bounds[15]            # bucket upper bounds in ns
+    cdef readonly uint64_t count
+    cdef readonly uint64_t total_ns
+
+    def __cinit__(self):
+        cdef int i
+        for i in range(15):
+            self.bounds[i] = <uint64_t>(SYNC_BUCKETS[i] * 1e9 + 0.5)
+            self.counts[i] = 0
+        self.counts[15] = 0
+
+    cpdef observe(self, uint64_t ns):
+        cdef int i = 0
+        while i < 15 and ns > self.bounds[i]:
+            i += 1
+        self.counts[i] += 1
+        self.count += 1
+        self.total_ns += ns
+
+    def snapshot(self):
+        """(count, total seconds, [(upper bound seconds, cumulative count)] ending with +Inf)."""
+        cdef int i
+        cdef uint64_t run = 0
+        out = []
+        for i in range(16):
+            run += self.counts[i]
+            out.append((SYNC_BUCKETS[i] if i < 15 else float("inf"), run))
+        return run, self.total_ns / 1e9, out
 
 
 class JournalWriter:
@@ -40,6 +83,7 @@ class JournalWriter:
         self._serial = 0
         self._closing = False
         self._busy = False
+        self.sync_times = SyncTimes()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -75,9 +119,11 @@ class JournalWriter:
                     self._retrying.discard(journal)
                     batch.setdefault(journal, [])
                 self._busy = True
+            times = self.sync_times
             for journal, cbs in batch.items():
                 err = None
                 seq = 0
+                started = time.perf_counter_ns()
                 try:
                     report = getattr(journal, "_sync_report", None)
                     if report is None:
@@ -86,6 +132,7 @@ class JournalWriter:
                         seq, err = report()
                 except Exception as e:  # handed to every waiter, who decides what to do
                     err = e
+                times.observe(time.perf_counter_ns() - started)
                 for cb in cbs:
                     try:
                         cb(seq, err)

@@ -578,35 +578,45 @@ class ManagementAgent:
         method = _text(method)
         args = body.get("_arguments")
         args = {_text(k): v for k, v in args.items()} if isinstance(args, dict) else {}
-        cls_name, key = schema.split_object_name(name)
-        # the object only, no values: a method costs nothing per queue (a broker query sums them)
-        target = Snapshot(self).target(cls_name, key) if cls_name in schema.CLASSES else None
-        if target is None:
-            return self._exception(request, STATUS_UNKNOWN_OBJECT, "No object found with ID=%s" % name)
-        if method not in schema.CLASSES[cls_name].methods:
-            return self._exception(request, STATUS_UNKNOWN_METHOD, "UnknownMethod")
-        handler = self.methods.find(cls_name, method)
-        if handler is None:
-            return self._exception(request, STATUS_NOT_IMPLEMENTED, "NotImplemented")
-        cls = schema.CLASSES[cls_name]
-        acl = self.broker.acl
-        if acl.enabled and not acl.allowed(request.user, "access", "method", method, {
-                "schemapackage": cls.package, "schemaclass": cls_name}):
-            return self._exception(request, STATUS_FORBIDDEN,
-                                   describe("access", "method", method, request.user))
-        self.current_context = RequestContext(request.user, request.rhost)
         try:
-            out = handler(target, args)
-        except Exception as e:
-            return self._method_failed(request, method, name, e)
-        finally:
-            self.current_context = None
+            out = self.invoke(request.user, name, method, args, request.rhost)
+        except MethodError as e:
+            return self._exception(request, e.code, e.text)
         if isinstance(out, asyncio.Future):     # a method that waits (HA promote): answered when done
             out.add_done_callback(lambda f: self._method_done(request, method, name, f))
             return
         self.log.debug("QMF method %s on %s done", method, name)
+        cls_name, _ = schema.split_object_name(name)
         self._reply(request, "_method_response",
                     {"_arguments": self._output_args(schema.CLASSES[cls_name].methods[method], out)})
+
+    def invoke(self, user, name, method, args, rhost=""):
+        """Run QMF method ``method`` of the object named ``name`` for ``user``, with the ACL checks
+        a console's request gets: returns the output arguments (or an asyncio.Future of them, for a
+        method that waits), raises MethodError with the status code and text a console would get in
+        ``_exception``. The web console's actions (broker/http) call it too."""
+        cls_name, key = schema.split_object_name(name)
+        # the object only, no values: a method costs nothing per queue (a broker query sums them)
+        target = Snapshot(self).target(cls_name, key) if cls_name in schema.CLASSES else None
+        if target is None:
+            raise MethodError(STATUS_UNKNOWN_OBJECT, "No object found with ID=%s" % name)
+        if method not in schema.CLASSES[cls_name].methods:
+            raise MethodError(STATUS_UNKNOWN_METHOD, "UnknownMethod")
+        handler = self.methods.find(cls_name, method)
+        if handler is None:
+            raise MethodError(STATUS_NOT_IMPLEMENTED, "NotImplemented")
+        cls = schema.CLASSES[cls_name]
+        acl = self.broker.acl
+        if acl.enabled and not acl.allowed(user, "access", "method", method, {
+                "schemapackage": cls.package, "schemaclass": cls_name}):
+            raise MethodError(STATUS_FORBIDDEN, describe("access", "method", method, user))
+        self.current_context = RequestContext(user, rhost)
+        try:
+            return handler(target, args)
+        except Exception as e:
+            raise self.method_error(method, name, e) from None
+        finally:
+            self.current_context = None
 
     @staticmethod
     def _output_args(method, out):
@@ -629,14 +639,19 @@ class ManagementAgent:
                     {"_arguments": self._output_args(schema.CLASSES[cls_name].methods[method], future.result())})
 
     def _method_failed(self, request, method, name, e):
+        e = self.method_error(method, name, e)
+        return self._exception(request, e.code, e.text)
+
+    def method_error(self, method, name, e):
+        """The MethodError (status code and text) a console gets for ``e``, raised by a method."""
         if isinstance(e, MethodError):
-            return self._exception(request, e.code, e.text)
+            return e
         if isinstance(e, UnauthorizedAccess):   # an ACL denial inside the method (create, delete, ...)
-            return self._exception(request, STATUS_FORBIDDEN, exception_text(e))
+            return MethodError(STATUS_FORBIDDEN, exception_text(e))
         if isinstance(e, AmqpError):
-            return self._exception(request, STATUS_EXCEPTION, exception_text(e))
+            return MethodError(STATUS_EXCEPTION, exception_text(e))
         self.log.info("QMF method %s on %s failed: %s", method, name, e)
-        return self._exception(request, STATUS_EXCEPTION, str(e))
+        return MethodError(STATUS_EXCEPTION, str(e))
 
 
 class _Request:
