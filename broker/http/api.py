@@ -9,6 +9,7 @@ Reads (GET): ``/api/overview``, ``/api/queues?filter=&limit=``, ``/api/exchanges
 ``/api/queue/purge`` {name, request}, ``/api/bind`` and ``/api/unbind`` {exchange, queue, key,
 properties}. With management disabled (``--mgmt-enable no``) every /api answer is 503.
 """
+import asyncio
 import os
 import time
 
@@ -155,7 +156,7 @@ class Api:
         return jsonable(dict(ha_status(self.broker), ready=ready, reason=reason))
 
     # -- actions ----------------------------------------------------------------------------------
-    def act(self, action, user, body):
+    async def act(self, action, user, body):
         """Run one console action for ``user`` (the HTTP identity) through the QMF methods."""
         agent = self._agent()
         if not isinstance(body, dict):
@@ -165,7 +166,12 @@ class Api:
             raise ApiError(404, "no such action: %s" % action)
         try:
             name, method, args = handler(body)
-            agent.invoke(user, name, method, args)
+            out = agent.invoke(user, name, method, args)
+            if isinstance(out, asyncio.Future):     # a method that waits (none of the console's yet)
+                try:
+                    await out
+                except Exception as e:
+                    raise agent.method_error(method, name, e) from None
         except MethodError as e:
             raise ApiError(HTTP_STATUS.get(e.code, 400), e.text, e.code) from None
         return {"ok": True}

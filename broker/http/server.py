@@ -137,7 +137,7 @@ class HttpServer:
             return _json({"error": "the request body is not JSON"}, 400)
         action = request.match_info["action"]
         try:
-            out = self.api.act(action, request[USER], body)
+            out = await self.api.act(action, request[USER], body)
         except ApiError as e:
             self.log.info("HTTP action %s by %s refused: %s", action, request[USER], e.text)
             return _json(action_error(e), e.http_status)

@@ -1,7 +1,7 @@
-"""/readyz and the readiness hook HA sets (``Broker.not_ready``), with a Broker in this process: a real
-listener on a free port and an HTTP client in the same loop (the hook is a Python attribute, so the
-broker must be here to set it). Two brokers in one process, one ready and one not, also show that
-nothing of the HTTP side is global."""
+"""/readyz and readiness: the hook (``Broker.not_ready``) with a Broker in this process (a real
+listener on a free port and an HTTP client in the same loop: the hook is a Python attribute, so the
+broker must be here to set it; two brokers in one process, one ready and one not, also show that
+nothing of the HTTP side is global); and a real HA cluster, whose backup is alive but not ready."""
 import asyncio
 
 import aiohttp
@@ -9,7 +9,11 @@ import pytest
 from cypid.broker.broker import Broker
 from cypid.broker.options import parse_options
 
-from tests.support.http import text_string_to_metric_families
+from tests.support.ha import (
+    HaCluster,
+    brokers,  # noqa: F401 (the fixture)
+)
+from tests.support.http import base_url, get_json, request, sample, scrape, text_string_to_metric_families
 
 
 def _broker(loop):
@@ -77,3 +81,22 @@ def test_not_ready_until_started_and_after_stop(loop):
                 await s.get("http://127.0.0.1:%d/healthz" % port)
 
     loop.run_until_complete(run())
+
+
+def test_ha_cluster_backup_not_ready_until_promoted(brokers):
+    """Real HA brokers (tests/support/ha.py): without a hook of its own, /readyz follows the HA status:
+    the primary serves clients, a backup (ready to take over, but redirecting clients) does not; once
+    the primary is killed and the backup promoted, the backup is ready."""
+    cluster = HaCluster(brokers, 2, ["--http-port", "0"])
+    primary, backup = (base_url(b) for b in cluster.brokers)
+    assert request(primary + "/readyz")[0::2] == (200, b"ready\n")
+    assert request(backup + "/readyz")[0::2] == (503, b"HA backup (ready): clients go to the primary\n")
+    assert request(backup + "/healthz")[0] == 200
+    assert sample(scrape(backup), "cypid_ready") == 0
+    status, ha = get_json(backup + "/api/ha")
+    assert status == 200 and ha["role"] == "backup" and ha["status"] == "ready" and ha["ready"] is False
+    assert get_json(primary + "/api/ha")[1]["role"] == "primary"
+    cluster.kill(0)
+    cluster.promote(1)
+    assert request(backup + "/readyz")[0::2] == (200, b"ready\n")
+    assert get_json(backup + "/api/overview")[1]["ha"]["status"] == "active"
