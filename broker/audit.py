@@ -10,7 +10,7 @@ The broker's objects are read, never changed, by duck typing: live instances are
 name in the garbage collector (so a connection, session or link leaked anywhere, not only in the
 broker's own tables, is counted), the tables by their attribute names (``broker.connections``,
 ``nodes.queues``, ``nodes.flow_holds``, ``nodes.producers``; a queue's ``consumers`` and ``held``;
-a session's ``unsettled``). Open files come from ``/proc/self/fd`` and ``/proc/self/maps``.
+a session's ``outstanding``). Open files come from ``/proc/self/fd`` and ``/proc/self/maps``.
 """
 import collections
 import gc
@@ -27,9 +27,7 @@ PREFIX = "audit: "
 LIVE_CLASSES = {
     "Connection": "connections",
     "Session": "sessions",
-    "Link": "links",
-    "IncomingLink": "links",
-    "OutgoingLink": "links",
+    "Link": "links",            # the engine's (cypid.pyx.endpoints); the broker's link objects are their contexts
     "Pending": "pending_waits",
 }
 
@@ -121,7 +119,7 @@ def census(broker, when, objects=None):
         "connections": max(len(live["connections"]), _len(getattr(broker, "connections", ()))),
         "sessions": len(live["sessions"]),
         "links": len(live["links"]),
-        "unsettled": sum(_len(getattr(s, "unsettled", ())) for s in live["sessions"]),
+        "unsettled": sum(getattr(s, "outstanding", 0) or 0 for s in live["sessions"]),
         "pending_waits": len(live["pending_waits"]),
         "flow_holds": sum(_len(v) for v in getattr(nodes, "flow_holds", {}).values()),
         "held": sum(getattr(q, "held", 0) or 0 for q in queues),

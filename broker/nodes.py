@@ -398,14 +398,8 @@ class Nodes:
         return outcome
 
     def _flow_resumed(self, queue):
-        touched = set()
         for pending in self.flow_holds.pop(queue, ()):
-            pending.count -= 1
-            if pending.count == 0 and pending.session is not None:
-                pending.session.settle_incoming(pending.did, pending.outcome)
-                touched.add(pending.session.connection)
-        for conn in touched:
-            conn.flush_dirty()
+            pending.release()
 
     def reroute(self, msg, exchange_name):
         ex = self.exchanges.get(exchange_name)

@@ -358,9 +358,11 @@ class Authenticator:
 # --------------------------------------------------------------------------- one connection's SASL
 
 class Negotiation:
-    """The SASL exchange of one connection. ``mechanisms_frame()`` is sent after the SASL header;
-    ``on_frame(code, fields)`` returns (bytes to write, outcome): outcome None while the exchange goes
-    on, OK (``identity`` and ``mechanism`` are set) or a failure code (the caller closes)."""
+    """The SASL exchange of one connection, for the engine's handler (docs/ENGINE.md): ``init(mech,
+    response)`` and ``respond(response)`` return what the engine sends -- an outcome code, (code,
+    additional-data), or bytes (a challenge); on OK ``identity`` and ``mechanism`` are set.
+    ``mechanisms_frame()`` and ``on_frame(code, fields)`` give the same as frames (bytes to write,
+    outcome: None while the exchange goes on)."""
 
     def __init__(self, auth: Authenticator, peer: str, transport=None):
         self.auth = auth
@@ -376,26 +378,38 @@ class Negotiation:
         mechs = [symbol(m) for m in self.offered]
         return encode_frame(0, SASL_MECHANISMS, [Array(0xA3, mechs)], frame_type=SASL_FRAME)
 
+    def init(self, mech, response):
+        self.mechanism = str(mech) if mech is not None else ""
+        return self._init(self.mechanism, response)
+
+    def respond(self, response):
+        if self._scram is None:
+            return self._fail(SYS_PERM, "amqp:connection:framing-error: unexpected SASL response")
+        return self._scram_final(response)
+
     def on_frame(self, code: int, fields: list):
         if code == SASL_INIT and self.mechanism is None:
-            mech = fields[0] if fields else None
-            self.mechanism = str(mech) if mech is not None else ""
-            return self._init(self.mechanism, fields[1] if len(fields) > 1 else None)
-        if code == SASL_RESPONSE and self._scram is not None:
-            return self._scram_final(fields[0] if fields else None)
-        return self._fail(SYS_PERM, "amqp:connection:framing-error: unexpected SASL frame 0x%x" % code)
+            result = self.init(fields[0] if fields else None, fields[1] if len(fields) > 1 else None)
+        elif code == SASL_RESPONSE and self._scram is not None:
+            result = self.respond(fields[0] if fields else None)
+        else:
+            result = self._fail(SYS_PERM, "amqp:connection:framing-error: unexpected SASL frame 0x%x" % code)
+        if isinstance(result, bytes):
+            return encode_frame(0, SASL_CHALLENGE, [result], frame_type=SASL_FRAME), None
+        code, additional = result if isinstance(result, tuple) else (result, None)
+        fields = [ubyte(code)] if additional is None else [ubyte(code), additional]
+        return encode_frame(0, SASL_OUTCOME, fields, frame_type=SASL_FRAME), code
 
     # -- outcomes ------------------------------------------------------------------------------
     def _ok(self, identity: str, additional: bytes | None = None):
         self.identity = identity
-        fields = [ubyte(OK)] if additional is None else [ubyte(OK), additional]
-        return encode_frame(0, SASL_OUTCOME, fields, frame_type=SASL_FRAME), OK
+        return OK if additional is None else (OK, additional)
 
     def _fail(self, code: int, reason: str):
         self.auth.log.warning("SASL: Authentication failed for %s from %s (mechanism %s): %s",
                               self.login if self.login is not None else "<no user>", self.peer,
                               self.mechanism or "none", reason)
-        return encode_frame(0, SASL_OUTCOME, [ubyte(code)], frame_type=SASL_FRAME), code
+        return code
 
     # -- mechanisms ----------------------------------------------------------------------------
     def _init(self, mech: str, response):
@@ -467,7 +481,7 @@ class Negotiation:
         except (ScramException, UnicodeDecodeError, ValueError, KeyError, IndexError) as e:
             return self._fail(AUTH, "bad SCRAM client-first message: %s" % e)
         self._scram = (server, found)
-        return encode_frame(0, SASL_CHALLENGE, [challenge], frame_type=SASL_FRAME), None
+        return challenge
 
     def _scram_final(self, response):
         server, found = self._scram

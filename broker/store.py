@@ -213,68 +213,40 @@ def _rejected(condition, description):
 
 
 class Pending:
-    """A producer's delivery waiting for its message's records to be synced. ``count``: what it
-    still waits for (journal syncs, flow-stopped queues); ``syncs``: journals still to sync;
-    ``copies``: [queue, msg, ...] the message's copies, held in their queues until every journal
-    has synced (then shown) or one failed (then taken out); ``session``/``did`` are set by the
-    producer's link (None for a pre-settled send, or a message the broker itself routed)."""
+    """The holds on one routed message's settlement (docs/ENGINE.md, "Holds"): ``count`` holds not
+    released yet (journal syncs, flow-stopped queues; each kind adds one with ``count += 1`` and
+    calls ``release()`` when done); ``syncs``: journals still to sync; ``copies``: [queue, msg, ...]
+    the message's copies, held in their queues until every journal has synced (then shown) or one
+    failed (then taken out); ``delivery``: the producer's engine Delivery, held until the last
+    release (None for a pre-settled send, or a message the broker itself routed)."""
 
-    __slots__ = ("count", "syncs", "copies", "session", "did", "outcome")
+    __slots__ = ("count", "syncs", "copies", "delivery", "outcome")
 
     def __init__(self):
         self.count = 0
         self.syncs = 0
         self.copies = None
-        self.session = None
-        self.did = None
+        self.delivery = None
         self.outcome = None
 
-    def wait(self, session, did):
-        """Settle delivery ``did`` of ``session`` once synced."""
-        if self.count <= 0:
-            session.settle_incoming(did, self.outcome)
-            return
-        self.session = session
-        self.did = did
-
-    # The holds interface docs/ENGINE.md describes (what HA uses, so that it works before and after
-    # the broker moves onto the engine): another kind of hold adds ``count += 1`` and calls release().
     def attach(self, delivery):
-        """Hold ``delivery`` (anything with ``hold() -> itself`` and ``release(outcome)``) until every
-        hold is released; nothing is held when none is left."""
-        if self.count > 0:
-            self.session = _HeldDelivery(delivery.hold())
-            self.did = None
+        """Hold the producer's ``delivery`` (cypid.pyx.engine.Delivery) until every hold is released."""
+        if self.count <= 0:
+            if self.outcome is not None:
+                delivery.outcome = self.outcome
+            return
+        self.delivery = delivery.hold()
 
     def release(self, outcome=None):
-        """One hold is done; the last one settles. Returns the connection to flush, if any."""
+        """One hold is done (``outcome``, if given, is what the producer is told); the last one
+        settles the delivery."""
         if outcome is not None:
             self.outcome = outcome
         self.count -= 1
-        if self.count == 0 and self.session is not None:
-            session = self.session
-            session.settle_incoming(self.did, self.outcome)
-            return session.connection
-        return None
-
-
-class _HeldDelivery:
-    """A delivery held by a Pending, shaped as the session Pending settles today."""
-
-    __slots__ = ("delivery",)
-
-    def __init__(self, delivery):
-        self.delivery = delivery
-
-    def settle_incoming(self, did, outcome):
-        self.delivery.release(outcome)
-
-    @property
-    def connection(self):
-        return self
-
-    def flush_dirty(self):
-        pass
+        if self.count == 0 and self.delivery is not None:
+            delivery = self.delivery
+            self.delivery = None
+            delivery.release(self.outcome)
 
 
 class QueueJournal:
@@ -673,19 +645,12 @@ class Store:
         elif qj.failing and waits and waits[0][0] <= seq:
             qj.failing = False
             self.log.log(25, "Queue %r: journal works again", qj.queue.name)
-        touched = set()
         while waits and waits[0][0] <= seq:
             pending = waits.popleft()[1]
             pending.syncs -= 1
             if pending.syncs == 0 and pending.copies is not None:
                 self._show(pending)
-            pending.count -= 1
-            if pending.count == 0 and pending.session is not None:
-                session = pending.session
-                session.settle_incoming(pending.did, pending.outcome)
-                touched.add(session.connection)
-        for conn in touched:
-            conn.flush_dirty()
+            pending.release()
 
     @staticmethod
     def _show(pending):
@@ -717,19 +682,13 @@ class Store:
         and its producer refused. One error line per episode."""
         self.journal_error(qj, err)
         outcome = _rejected(errors.INTERNAL_ERROR, "Queue %s: journal failed: %s" % (qj.queue.name, err))
-        touched = set()
         waits = qj.waits
         while waits:
             pending = waits.popleft()[1]
             pending.outcome = outcome
             pending.syncs -= 1
             self._take_out(pending, qj)
-            pending.count -= 1
-            if pending.count == 0 and pending.session is not None:
-                pending.session.settle_incoming(pending.did, outcome)
-                touched.add(pending.session.connection)
-        for conn in touched:
-            conn.flush_dirty()
+            pending.release(outcome)
 
     # -- consumers ------------------------------------------------------------------------------
     def encoded(self, queue, msg, keep=True):

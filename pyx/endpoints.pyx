@@ -866,6 +866,7 @@ cdef class Delivery:
             self.link.session.engine.held -= 1
             if self._stage == 1:
                 self._settle()
+                self.link.session.engine._wake()
 
     cdef int _settle(self) except -1:
         cdef Link link = self.link

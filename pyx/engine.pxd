@@ -22,6 +22,7 @@ cdef class Engine(ConnectionCore):
     cdef readonly uint32_t max_frame_size
     cdef readonly int channel_max
     cdef readonly double idle_timeout         # the idle-time-out we announce (s); 0: none
+    cdef readonly double idle_grace           # close after idle_grace x idle_timeout without input
     # The peer's, from its open.
     cdef readonly int remote_channel_max
     cdef readonly double remote_idle_timeout

@@ -25,6 +25,7 @@ from cypid.pyx import amqp
 from cypid.pyx import endpoints as _endpoints, engine_core as _core
 from cypid.pyx.engine_core import EngineError, ProtocolViolation
 from cypid.pyx.frames import AMQP_HEADER, SASL_HEADER
+from cypid.pyx.performatives import check_fields
 from cypid.pyx.values import Array, DecodeError, symbol, ubyte, uint, ushort
 
 cdef uint32_t MASK32 = 0xFFFFFFFF
@@ -42,8 +43,8 @@ cdef class Engine(ConnectionCore):
     def __cinit__(self, Handler handler=None, *, bint server=False, object container_id="",
                   uint32_t max_frame_size=65536, int channel_max=255, uint32_t handle_max=65535,
                   uint32_t incoming_window=0x7FFFFFFF, uint64_t max_message_size=0,
-                  double idle_timeout=0.0, Py_ssize_t output_limit=4 << 20, object sasl_mechanisms=None,
-                  bint require_sasl=False, bint sasl=False, object hostname=None):
+                  double idle_timeout=0.0, double idle_grace=2.0, Py_ssize_t output_limit=4 << 20,
+                  object sasl_mechanisms=None, bint require_sasl=False, bint sasl=False, object hostname=None):
         if max_frame_size < MIN_MAX_FRAME:
             raise ValueError("max-frame-size %d is below the spec's minimum of 512" % max_frame_size)
         if channel_max < 0 or channel_max > 0xFFFF:
@@ -62,6 +63,9 @@ cdef class Engine(ConnectionCore):
         self.incoming_window = incoming_window
         self.max_message_size = max_message_size
         self.idle_timeout = idle_timeout
+        if idle_grace < 1.0:
+            raise ValueError("idle_grace %r is below 1 (the spec allows closing after the idle-time-out)" % idle_grace)
+        self.idle_grace = idle_grace
         self.remote_max_frame_size = MIN_MAX_FRAME
         self.remote_channel_max = 0
         self.remote_properties = {}
@@ -106,6 +110,7 @@ cdef class Engine(ConnectionCore):
         """Everything to write (bytes, maybe empty), after the dispositions and window flows still
         owed; the buffer starts afresh.  Calls on_writable() if the output bound had been reached."""
         cdef WriteBuffer out = self._out
+        self._woken = False
         if self._dirty:
             self._flush_sessions()
         if out.len == 0:
@@ -182,7 +187,7 @@ cdef class Engine(ConnectionCore):
             self._phase = P_AMQP
         else:
             wb_write(self._out, b"AMQP\x03\x01\x00\x00" if self._require_sasl else b"AMQP\x00\x01\x00\x00", 8)
-            self._terminate((amqp.FRAMING_ERROR, "protocol header %r refused" % header, None))
+            self._terminate((amqp.FRAMING_ERROR, "bad protocol header %r refused" % header, None))
             self.handler.on_close(self.error, False)
         return 0
 
@@ -192,8 +197,10 @@ cdef class Engine(ConnectionCore):
                 mech = _field(fields, 0)
                 self.sasl_mechanism = "" if mech is None else str(mech)
                 allowed = self._sasl_mechanisms or ()
-                result = self.handler.on_sasl_init(self.sasl_mechanism, _field(fields, 1), _field(fields, 2)) \
-                    if self.sasl_mechanism in allowed else 1
+                # The handler hears of every mechanism (it may log a refusal); one we did not offer fails.
+                result = self.handler.on_sasl_init(self.sasl_mechanism, _field(fields, 1), _field(fields, 2))
+                if self.sasl_mechanism not in allowed:
+                    result = 1
             elif code == SASL_RESPONSE and self.sasl_mechanism is not None:
                 result = self.handler.on_sasl_response(_field(fields, 0))
             else:
@@ -252,6 +259,7 @@ cdef class Engine(ConnectionCore):
             return
         self.last_read = now
         reader.feed(data)
+        self._in_feed = True
         try:
             while not self.finished:
                 if self._phase == P_HEADER:
@@ -271,6 +279,7 @@ cdef class Engine(ConnectionCore):
                     if self._phase != P_SASL:
                         raise ProtocolViolation(amqp.FRAMING_ERROR, "SASL frame outside SASL negotiation")
                     code, fields, _ = decode_performative(PyBytes_FromStringAndSize(fv.body, fv.body_len))
+                    check_fields(code, fields)
                     self._on_sasl(code, fields)
                 elif self._phase == P_SASL:
                     raise ProtocolViolation(amqp.FRAMING_ERROR, "AMQP frame during SASL negotiation")
@@ -284,6 +293,8 @@ cdef class Engine(ConnectionCore):
             self._fail(amqp.DECODE_ERROR, str(e))
         except ProtocolViolation as e:
             self._fail(e.condition, e.description)
+        finally:
+            self._in_feed = False
 
     cdef int _end_of_burst(self) except -1:
         cdef Link link
@@ -299,12 +310,15 @@ cdef class Engine(ConnectionCore):
     cdef int _dispatch(self, int channel, const char* body, Py_ssize_t blen) except -1:
         cdef Session s
         if blen >= 3 and body[0] == 0 and <uint8_t>body[1] == 0x53 and <uint8_t>body[2] == TRANSFER:
+            if self.close_sent:
+                return 0    # our close is out: only the peer's close matters now
             if not self.open_rcvd:
                 raise ProtocolViolation(amqp.FRAMING_ERROR, "transfer before open")
             return self._on_transfer(channel, body, blen)
         code, fields, _ = decode_performative(PyBytes_FromStringAndSize(body, blen))
         if code < OPEN or code > CLOSE:
             raise ProtocolViolation(amqp.DECODE_ERROR, "frame body holds 0x%x, not an AMQP performative" % code)
+        check_fields(code, fields)
         if not self.open_rcvd:
             if code != OPEN:
                 raise ProtocolViolation(amqp.FRAMING_ERROR, "expected open, got performative 0x%x" % code)
@@ -313,6 +327,8 @@ cdef class Engine(ConnectionCore):
             raise ProtocolViolation(amqp.FRAMING_ERROR, "second open on the connection")
         if code == CLOSE:
             return self._on_close(fields)
+        if self.close_sent:
+            return 0        # our close is out: the peer's other frames are dropped
         if code == BEGIN:
             return self._on_begin(channel, fields)
         s = self._remote_sessions.get(channel)
@@ -356,6 +372,23 @@ cdef class Engine(ConnectionCore):
         self.close_sent = True
         if condition is not None:
             self.error = (condition, description or "", info)
+
+    def eof(self):
+        """The peer stopped sending: if it stopped inside a protocol header or a frame, the connection
+        closes with amqp:connection:framing-error (our close is still written)."""
+        cdef Py_ssize_t n = self._reader.buffered
+        if self.finished or n == 0:
+            return
+        self._fail(amqp.FRAMING_ERROR, "connection ended inside a %s (%d bytes received)"
+                   % ("protocol header" if self._phase == P_HEADER else "frame", n))
+
+    def abort(self, condition=None, description=None):
+        """The transport is gone or being closed: everything ends now, nothing more is written or read.
+        on_detach, on_end and on_close come as for a close."""
+        if self.finished:
+            return
+        self._terminate((condition, description or "", None) if condition else None)
+        self.handler.on_close(self.error, False)
 
     cdef int _on_close(self, list fields) except -1:
         err = error_from(_field(fields, 0))
@@ -411,7 +444,7 @@ cdef class Engine(ConnectionCore):
         if self.finished or not self.open_rcvd:
             return self.idle_timeout / 2 if self.idle_timeout and not self.finished else 0.0
         if self.idle_timeout:
-            if now - self.last_read > 2 * self.idle_timeout:
+            if now - self.last_read > self.idle_grace * self.idle_timeout:
                 self._fail(amqp.RESOURCE_LIMIT_EXCEEDED, "local-idle-timeout expired: nothing received for %.3fs"
                            % (now - self.last_read))
                 return 0.0

@@ -72,6 +72,7 @@ cdef class Handler:
     cpdef object on_settled(self, object link, Py_ssize_t count, int outcome, object state)
     cpdef object on_detach(self, object link, object error)
     cpdef object on_writable(self)
+    cpdef object on_wake(self)
 
 
 cdef class ConnectionCore:
@@ -90,6 +91,9 @@ cdef class ConnectionCore:
     cdef list _dirty                          # sessions with dispositions / window flows to write
     cdef list _touched                        # batch links that got deliveries in this burst
     cdef public Py_ssize_t held               # incoming deliveries held (not settled yet)
+    cdef bint _in_feed                        # inside feed(): the shell writes when it returns
+    cdef bint _woken                          # on_wake() called since the last take_output()
+    cdef int _wake(self) except -1
     cdef object _last_session                 # the Session of the last transfer (runs of transfers)
     cdef int _last_channel
     cdef int _write_frame(self, int channel, int code, list fields, int frame_type=*) except -1

@@ -285,6 +285,9 @@ cdef class Handler:
     cpdef object on_writable(self):
         pass
 
+    cpdef object on_wake(self):
+        pass
+
 
 # =================================================================================================
 # The connection's fields that sessions and links use
@@ -296,6 +299,14 @@ cdef class ConnectionCore:
     cdef int _write_frame(self, int channel, int code, list fields, int frame_type=FRAME_AMQP) except -1:
         cdef bytes f = encode_frame(channel, code, fields, b"", frame_type)
         wb_write(self._out, PyBytes_AS_STRING(f), PyBytes_GET_SIZE(f))
+        return 0
+
+    cdef int _wake(self) except -1:
+        """Something was queued for output outside feed() (a hold released from a timer or another
+        connection's work): tell the shell once, so it calls take_output() this loop turn."""
+        if not self._in_feed and not self._woken:
+            self._woken = True
+            self.handler.on_wake()
         return 0
 
     cdef int _release_channel(self, int channel, int remote_channel, object session) except -1:

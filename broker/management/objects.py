@@ -392,7 +392,7 @@ class Snapshot:
                 "connectionRef": object_name("connection", connection_address(conn)),
                 "detachedLifespan": 0,
                 "attached": True,
-                "unackedMessages": len(session.unsettled),
+                "unackedMessages": session.outstanding,
                 "TxnStarts": 0, "TxnCommits": 0, "TxnRejects": 0, "TxnCount": 0,
                 "clientCredit": 0, "framesOutstanding": 0,
             }

@@ -10,8 +10,7 @@ def _fake(name):
     return type(name, (), {"__module__": "cypid.broker.fake"})
 
 
-Connection, Session, OutgoingLink, Pending = (_fake(n) for n in ("Connection", "Session", "OutgoingLink",
-                                                                 "Pending"))
+Connection, Session, Link, Pending = (_fake(n) for n in ("Connection", "Session", "Link", "Pending"))
 
 
 class Ns:
@@ -32,8 +31,8 @@ def test_a_clean_broker_has_nothing_to_report():
 
 def test_a_leaked_link_and_its_session_are_counted():
     session = Session()
-    session.unsettled = {7: "delivery"}
-    link = OutgoingLink()
+    session.outstanding = 1             # deliveries sent and not settled by the peer
+    link = Link()
     kept = [link, session, Connection(), Pending(), object()]
     queue = Ns(name="q", consumers=[link], held=2)
     report = audit.census(fake_broker([queue], flow_holds={queue: [Pending()]}), "stop", objects=kept)
@@ -45,7 +44,7 @@ def test_a_leaked_link_and_its_session_are_counted():
 
 
 def test_classes_outside_cypid_are_not_counted():
-    foreign = type("OutgoingLink", (), {"__module__": "proton"})()
+    foreign = type("Link", (), {"__module__": "proton"})()
     assert audit.census(fake_broker(), "stop", objects=[foreign])["links"] == 0
 
 

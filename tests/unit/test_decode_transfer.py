@@ -1,7 +1,7 @@
 """codec.decode_transfer: the broker's one-call decode of a transfer frame body.
 
 It must agree with the generic path it replaces -- decode_performative, then the broker's
-performatives.check_fields -- on every input: the same values for a good transfer, the same error
+check_fields (cypid.pyx.performatives, the engine's) -- on every input: the same values for a good transfer, the same error
 text for a bad one (malformed bytes first, then the first field of the wrong type), and None only
 where the generic path does not see a transfer (or raises).
 """
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cypid.broker import errors
-from cypid.broker.performatives import check_fields
+from cypid.pyx.engine_core import ProtocolViolation
+from cypid.pyx.performatives import check_fields
 from cypid.pyx import codec as c
 from cypid.pyx.codec import (DecodeError, Described, decode_performative, decode_transfer, encode,
                              encode_frame, encode_transfer_frames, symbol, uint, ulong)
@@ -30,7 +30,7 @@ def reference(body):
         return None
     try:
         check_fields(code, fields)
-    except errors.AmqpDecodeError as e:
+    except ProtocolViolation as e:
         return ("error", e.description)
 
     def get(i):

@@ -1,23 +1,20 @@
-"""Checks of incoming performative fields before the engine reads them.
+# cython: language_level=3
+"""Checks of incoming performative fields before the engine reads them (the transfer's are read in C
+by engine_core._parse_transfer; every other performative and the SASL frames come through here).
 
 The codec decodes any well-formed described list; whether its fields have the types the spec gives
 them (transport.xml, security.xml) is checked here, so that the engine can index and compare them
-without guarding every access. A violation raises ``errors.AmqpDecodeError`` (the performative does
-not decode into a valid one), which closes the connection with ``amqp:decode-error``.
+without guarding every access. A violation raises ``ProtocolViolation(amqp:decode-error)`` (the
+performative does not decode into a valid one): the engine closes the connection with it (during SASL:
+outcome sys-perm).
 
 Numbers are accepted in any integer encoding (a client that sends a handle as a ulong is not refused)
 as long as they fit the field's type; booleans are not numbers here.
 """
-from cypid.pyx.codec import Described, symbol, ubyte, uint, ushort
-
-from . import errors
-
-OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
-SASL_INIT, SASL_RESPONSE = 0x41, 0x43
-
-NAMES = {OPEN: "open", BEGIN: "begin", ATTACH: "attach", FLOW: "flow", TRANSFER: "transfer",
-         DISPOSITION: "disposition", DETACH: "detach", END: "end", CLOSE: "close",
-         SASL_INIT: "sasl-init", SASL_RESPONSE: "sasl-response"}
+from cypid.pyx.amqp import (ATTACH, BEGIN, CLOSE, DECODE_ERROR, DETACH, DISPOSITION, END, FLOW, OPEN,
+                            PERFORMATIVE_NAMES as NAMES, SASL_INIT, SASL_RESPONSE, TRANSFER)
+from cypid.pyx.engine_core import ProtocolViolation
+from cypid.pyx.values import Described, symbol, ubyte, uint, ushort
 
 
 def _uint(limit):
@@ -81,8 +78,8 @@ FAST = {code: (tuple(frozenset(_EXACT[c] + (type(None),)) if c is not None else 
         for code, spec in SPECS.items()}
 
 
-def check_fields(code, fields):
-    """Raise AmqpDecodeError if a field the broker reads is missing (mandatory) or of the wrong type."""
+cpdef check_fields(int code, list fields):
+    """Raise ProtocolViolation(amqp:decode-error) if a field the broker reads is missing (mandatory) or of the wrong type."""
     fast = FAST.get(code)
     if fast is None:
         return
@@ -106,11 +103,11 @@ def _check_slow(code, fields, n):
         v = fields[i] if i < n else None
         if v is None:
             if mandatory:
-                raise errors.AmqpDecodeError("%s: mandatory field %s is missing" % (NAMES[code], name))
+                raise ProtocolViolation(DECODE_ERROR, "%s: mandatory field %s is missing" % (NAMES[code], name))
             continue
         if check is not None and not check(v):
-            raise errors.AmqpDecodeError("%s: field %s must be a %s, not %s"
-                                         % (NAMES[code], name, check.kind, _short(v)))
+            raise ProtocolViolation(DECODE_ERROR, "%s: field %s must be a %s, not %s"
+                                    % (NAMES[code], name, check.kind, _short(v)))
 
 
 def _short(v, limit=40):
