@@ -213,7 +213,7 @@ class Connection(Handler):
             if error is not None:
                 self.log.info("Connection %s closed by peer with error %s", self.address, error[0])
         elif error is not None and not self._failing and not (
-                error[0] == amqp.UNAUTHORIZED_ACCESS and self.sasl is not None and not self.engine.open_rcvd):
+                error[0] == amqp.UNAUTHORIZED_ACCESS and self.sasl.mechanism is not None and not self.engine.open_rcvd):
             # (A failed login was logged by broker/sasl.py, naming the user.)
             # A protocol violation or a bound the engine found (the engine wrote the close).
             self.log.warning("Connection %s closed: %s: %s", self.address, error[0], error[1])
