@@ -35,6 +35,22 @@ cdef uint32_t MASK32 = 0xFFFFFFFF
 # =================================================================================================
 
 @cython.final
+
+cdef Py_ssize_t _descriptor_end(const char* body, Py_ssize_t blen) except -1:
+    """Where a performative's list starts, after 00 and its descriptor (smallulong 53 xx, ulong 80 +8,
+    sym8 a3 len, sym32 b3 len32); decode_performative has already checked the body."""
+    cdef uint8_t c = <uint8_t>body[1]
+    if c == 0x53:
+        return 3
+    if c == 0x80:
+        return 10
+    if c == 0xa3:
+        return 3 + <uint8_t>body[2]
+    if c == 0xb3:
+        return 6 + ((<uint8_t>body[2] << 24) | (<uint8_t>body[3] << 16) | (<uint8_t>body[4] << 8)
+                    | <uint8_t>body[5])
+    raise ProtocolViolation(amqp.DECODE_ERROR, "transfer descriptor 0x%02x not understood" % c)
+
 cdef class Engine(ConnectionCore):
     """One connection's protocol state.  ``Engine(handler, server=..., limits...)``; the shell calls
     ``start()`` once connected, ``feed(data, now)`` for what it reads, ``take_output(now)`` once per
@@ -316,6 +332,16 @@ cdef class Engine(ConnectionCore):
                 raise ProtocolViolation(amqp.FRAMING_ERROR, "transfer before open")
             return self._on_transfer(channel, body, blen)
         code, fields, _ = decode_performative(PyBytes_FromStringAndSize(body, blen))
+        if code == TRANSFER:
+            # The same transfer with its descriptor as a ulong or a symbol (the specification allows
+            # both): give the transfer path the usual 00 53 14 form. _on_transfer copies what it keeps.
+            if self.close_sent:
+                return 0
+            if not self.open_rcvd:
+                raise ProtocolViolation(amqp.FRAMING_ERROR, "transfer before open")
+            canonical = b"\x00\x53\x14" + PyBytes_FromStringAndSize(body + _descriptor_end(body, blen),
+                                                                    blen - _descriptor_end(body, blen))
+            return self._on_transfer(channel, canonical, len(canonical))
         if code < OPEN or code > CLOSE:
             raise ProtocolViolation(amqp.DECODE_ERROR, "frame body holds 0x%x, not an AMQP performative" % code)
         check_fields(code, fields)

@@ -8,6 +8,7 @@ error. Then: the broker logged exactly one line about that connection, nothing i
 escaped exception, and the bystander still sends and receives.
 """
 import pytest
+from proton.utils import BlockingConnection
 
 from cypid.pyx.codec import scan_message
 
@@ -586,4 +587,35 @@ def test_aborted_multi_frame_delivery_never_appears(broker, bystander):
         c.close_cleanly()
     assert lines_about(broker, c) == []
     bystander.check()
+    assert_no_trouble(broker)
+
+
+# The transfer's descriptor as the specification allows it besides 00 53 14: a ulong (00 80 + 8 bytes)
+# or the symbol amqp:transfer:list. The message must arrive as with the short form.
+LONG_DESCRIPTORS = {
+    "ulong": b"\x00\x80" + (0x14).to_bytes(8, "big"),
+    "sym8": b"\x00\xa3\x12amqp:transfer:list",
+}
+
+
+@pytest.mark.parametrize("descriptor", LONG_DESCRIPTORS.values(), ids=LONG_DESCRIPTORS.keys())
+def test_transfer_with_a_long_descriptor_is_delivered(broker, bystander, descriptor):
+    queue = "long-descriptor-%d" % len(descriptor)
+    with opened(broker) as c:
+        ch = c.begin(0)
+        queue_with_producer(c, ch, queue)
+        frames = c.transfer_frames(ch, 0, encode_message("via " + queue), settled=True)
+        size = int.from_bytes(frames[:4], "big")
+        doff = frames[4] * 4
+        body = frames[doff:size]
+        assert body[:3] == b"\x00\x53\x14"
+        body = descriptor + body[3:]
+        c.send((doff + len(body)).to_bytes(4, "big") + frames[4:doff] + body)
+        bystander.check()
+    conn = BlockingConnection(broker.url, timeout=10)
+    try:
+        receiver = conn.create_receiver(queue)
+        assert receiver.receive(timeout=10).body == "via " + queue
+    finally:
+        conn.close()
     assert_no_trouble(broker)
