@@ -443,15 +443,6 @@ class PullWorker:
         self.closed = False
         self._error_logged = None
 
-    @property
-    def connection(self):
-        """Pending (broker/store.py) flushes the connection of the sessions it settled: nothing to do
-        here, the client flushes its own accepts."""
-        return self
-
-    def flush_dirty(self):
-        pass
-
     async def run(self):
         bridge = self.bridge
         try:
@@ -547,7 +538,10 @@ class PullWorker:
         if outcome is None:
             rcv.accept(did)
         elif outcome.__class__ is Pending:
-            outcome.wait(_Settler(rcv), did)
+            settler = _Settler(rcv, did)
+            outcome.attach(settler)
+            if not settler.held:            # nothing left to wait for
+                settler.release(settler.outcome)
         else:
             rcv._settle(did, outcome)
 
@@ -556,25 +550,27 @@ class PullWorker:
 
 
 class _Settler:
-    """What a Pending settles once its journal records are synced: the remote delivery ``did``."""
+    """Stands for the remote delivery ``did`` where a Pending holds a producer's delivery (the
+    engine Delivery's ``hold()`` / ``release(outcome)`` / ``outcome``): once the last hold (journal
+    sync, flow stop, HA backups) is released, the remote broker is told the outcome."""
 
-    __slots__ = ("receiver",)
+    __slots__ = ("receiver", "did", "outcome", "held")
 
-    def __init__(self, receiver):
+    def __init__(self, receiver, did):
         self.receiver = receiver
+        self.did = did
+        self.outcome = None
+        self.held = False
 
-    @property
-    def connection(self):
+    def hold(self):
+        self.held = True
         return self
 
-    def flush_dirty(self):
-        pass
-
-    def settle_incoming(self, did, outcome):
+    def release(self, outcome=None):
         if outcome is None:
-            self.receiver.accept(did)
+            self.receiver.accept(self.did)
         else:
-            self.receiver._settle(did, outcome)
+            self.receiver._settle(self.did, outcome)
 
 
 def _trace_of(data):
