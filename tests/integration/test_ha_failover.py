@@ -52,7 +52,7 @@ class Producer(threading.Thread):
                 n += self.batch
                 while snd.outstanding > 500:
                     snd.check_attached()        # raises once the connection is gone
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.001)  # poll: until the broker settles some (or the connection goes)
                     self.accepted = snd.sent - snd.outstanding
                 self.accepted = snd.sent - snd.outstanding
         except Exception as e:
