@@ -518,13 +518,22 @@ cdef class JournalRecovery(JournalBase):
             if stop_damage:
                 damage.append(self.end)
             else:
-                probe = self._probe(idx, off, last_seq)
+                probe = self._probe(idx, align_up(off + 1), last_seq)
                 if probe is not None:
                     stop_damage = True
                     damage.append(Damage(self.end.file, self.end.offset,
                                          "%s, but a valid record (seq %d) follows at offset %d: the records"
                                          " between are lost" % (end_reason, probe[0], probe[1])))
             for j in range(ci + 1, len(chain)):
+                # The writer puts a new file's header in the same batch as the records that enter
+                # it, ahead of them: a kill in between leaves a numbered file with no record of
+                # this lap (nothing in it was acknowledged). That is the end, not damage; a file
+                # holding a newer valid record past a clean stop is.
+                if not stop_damage and self._probe(chain[j], self.fro[<int>chain[j]], last_seq) is None:
+                    log.info("journal %s: %s (number %d) was entered but holds no record written after "
+                             "the stop point: free again", self.name, file_path(self.directory, chain[j]),
+                             self.fnum[<int>chain[j]])
+                    continue
                 damage.append(Damage(file_path(self.directory, chain[j]), 0,
                                      "file (number %d) after the stop point: its records are ignored"
                                      % self.fnum[<int>chain[j]]))
@@ -796,10 +805,10 @@ cdef class JournalRecovery(JournalBase):
                 if pinned:
                     self._pin(e.fidx, e.alen, -1)
 
-    def _probe(self, int idx, uint64_t off, uint64_t last_seq):
-        """After a normal-looking stop, look further in the same file for a newer valid record
-        (which would mean the stop was damage, not the end). (seq, file offset) or None."""
-        cdef uint64_t o = align_up(off + 1)
+    def _probe(self, int idx, uint64_t start, uint64_t last_seq):
+        """After a normal-looking stop, look in a file from offset ``start`` on for a newer valid
+        record (which would mean the stop was damage, not the end). (seq, file offset) or None."""
+        cdef uint64_t o = align_up(start)
         cdef uint64_t size, take, pos, rem
         cdef uint32_t crc
         cdef char p[JRNL_REC_HDR]

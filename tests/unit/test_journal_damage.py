@@ -147,9 +147,31 @@ def empty_file(d, recs):
     return list(range(1, N + 1)), "no header"
 
 
+def _clear_tail_of_file_1(recs):
+    """Zero file 1 from one of its last records on (as if that batch's data was never written)."""
+    r = [x for x in recs if x.file.endswith("0001.cjf")][-3]
+    patch(r.file, r.offset, b"\0" * (HDR + PAGE - r.offset))
+    return r
+
+
+def entered_file_unwritten(d, recs):
+    """A kill between the write of a new file's header and the records entering it (the batch
+    writes the header first): the file holds no newer record, which is the end, not damage."""
+    r = _clear_tail_of_file_1(recs)
+    patch(fpath(d, 2), HDR, b"\0" * PAGE)
+    return records_before(recs, r.rid), None
+
+
+def newer_records_past_a_gap(d, recs):
+    """File 1's tail is gone but file 2 holds newer valid records: damage, reported."""
+    r = _clear_tail_of_file_1(recs)
+    return records_before(recs, r.rid), "after the stop point"
+
+
 CASES = [truncated_file, torn_last_record, zeroed_middle, bad_checksum, bad_record_length,
          missing_middle_file, missing_head_file, torn_file_header, both_checkpoints_bad,
-         garbage_after_end, stale_record_after_end, bad_file_magic, bad_file_version, empty_file]
+         garbage_after_end, stale_record_after_end, bad_file_magic, bad_file_version, empty_file,
+         entered_file_unwritten, newer_records_past_a_gap]
 
 
 def snapshot(d):
