@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester qmf-consoles chromium
+.PHONY: run test bench build lint clean neutral-client cyrus-sasl-tools stock-qpidd ocf-tester qmf-consoles chromium \
+	proton-cpp-examples
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +35,7 @@ test: $(STAMP)
 	-$(MAKE) --no-print-directory ocf-tester
 	-$(MAKE) --no-print-directory qmf-consoles
 	-$(MAKE) --no-print-directory chromium
+	-$(MAKE) --no-print-directory proton-cpp-examples
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(LOOP_TESTS)
 
@@ -76,6 +78,19 @@ qmf-consoles: $(CONSOLES)/bin/qb
 $(CONSOLES)/bin/qb:
 	$(PY) -m venv $(CONSOLES)
 	$(CONSOLES)/bin/pip install -q qpid-bow==1.1.1 python-qpid-proton==0.24.0 PyYAML==6.0.4 brokerlso==0.0.2
+
+# Proton's C++ examples as Debian ships them (libqpid-proton11-dev-examples), built with g++ against
+# libqpid-proton-cpp12-dev into build/proton-cpp-examples: tests/interop/test_proton_cpp_examples.py
+# runs them against cypid. Without a Debian mirror (or g++) those tests skip.
+CPP_EXAMPLES_SRC := /usr/share/proton/examples/cpp
+CPP_EXAMPLES := build/proton-cpp-examples
+CPP_EXAMPLE_NAMES := simple_send simple_recv colour_send selected_recv queue_browser client server
+proton-cpp-examples: $(addprefix $(CPP_EXAMPLES)/,$(CPP_EXAMPLE_NAMES))
+$(CPP_EXAMPLES)/%:
+	test -f $(CPP_EXAMPLES_SRC)/$*.cpp && test -f /usr/include/proton/container.hpp && command -v g++ >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq libqpid-proton-cpp12-dev libqpid-proton11-dev-examples g++)
+	mkdir -p $(CPP_EXAMPLES)
+	g++ -O1 -I$(CPP_EXAMPLES_SRC) -o $@ $(CPP_EXAMPLES_SRC)/$*.cpp -lqpid-proton-cpp -lpthread
 
 # Debian's Chromium and its WebDriver: the web console's tests drive a real browser (tests/browser).
 # Without a Debian mirror those tests skip.

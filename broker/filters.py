@@ -101,3 +101,41 @@ def admits(queue, msg, publisher):
 def selected(queues, msg, publisher):
     """The queues of ``queues`` that admit ``msg``."""
     return [q for q in queues if admits(q, msg, publisher)]
+
+
+def read_from_disk(selector, store, queue, log):
+    """Let ``selector`` (a consumer's on ``queue``) see the messages whose bodies are on disk only
+    (recovered from the journal and not read back yet, or flowed to disk): it reads each back when
+    it looks at it. A read that fails leaves the message's properties NULL (it stays for the
+    others) with one error line per consumer."""
+    if selector is None or store is None:
+        return
+    failed = []
+
+    def load(msg):
+        qj = store.journals.get(queue)
+        rid = qj.rids.get(msg) if qj is not None else None
+        if rid is None:
+            return
+        try:
+            store.read_back(qj, msg, rid)
+        except Exception as e:
+            if not failed:
+                failed.append(e)
+                log.error("Selector on queue %r could not read a message back from its journal "
+                          "(its properties read as NULL): %s", queue.name, e)
+    selector.loader = load
+
+
+def refuse_here(link, queue, msg):
+    """``modified`` with undeliverable-here: ``msg`` is never offered to ``link`` again (it stays on
+    ``queue`` for the other consumers). The link's selector (an always-true one if it had none)
+    keeps the refused positions; those of messages gone from the queue are dropped as the set grows
+    past twice the queue's depth, so a consumer that refuses everything holds no more than that."""
+    selector = link.selector
+    if selector is None:
+        selector = link.selector = Selector("")
+    selector.refuse(msg.seq)
+    if len(selector.refused) > 64 + 2 * queue.msgDepth:
+        present = {m.seq for m in queue.all_messages()}
+        selector.forget(present.__contains__)

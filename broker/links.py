@@ -10,7 +10,7 @@ from cypid.pyx import amqp
 from cypid.pyx.codec import DecodeError
 from cypid.pyx.message import Message
 
-from . import errors
+from . import errors, redelivery
 from .errors import AmqpError
 from .store import Pending
 from .terminus import Terminus
@@ -199,15 +199,8 @@ class OutgoingLink(Link):
             queue.release(msg)
         elif outcome == amqp.REJECTED:
             queue.reject(msg)
-        else:  # modified
-            value = state.value if isinstance(getattr(state, "value", None), list) else []
-            failed = bool(value[0]) if len(value) > 0 else False
-            annotations = value[2] if len(value) > 2 else None
-            if annotations:
-                self.broker.log.debug("modified annotations on %s ignored", queue.name)
-            queue.release(msg, count_failure=failed)
-            if failed and msg.durable:
-                self.broker.nodes.released(queue, msg)
+        else:  # modified: delivery-failed, undeliverable-here, message-annotations
+            redelivery.modified(self, queue, msg, state)
 
     def pump(self):
         """Take what the queue has for this link while it can; a drain whose credit the queue cannot
@@ -240,6 +233,7 @@ class OutgoingLink(Link):
                 self.broker.nodes.released(queue, msg)
         if self.delete_on_detach and not queue.deleted:
             self.broker.nodes.delete_queue(queue)
+        self.broker.nodes.lifetimes.link_gone(queue, self)
 
 
 __all__ = ["IncomingLink", "OutgoingLink", "CREDIT_WINDOW"]

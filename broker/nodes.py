@@ -4,12 +4,15 @@ Session::resolve, amqp10-mapping.md section 2), their creation from node propert
 import time
 import uuid
 
+from cypid.pyx import amqp
 from cypid.pyx.codec import Described, symbol, ulong
 from cypid.pyx.queue import Queue, QueueLimitExceeded
 
 from . import errors, filters
 from .errors import AmqpError
 from .exchanges import ExchangeRegistry
+from .lifetime import Lifetimes
+from .sequences import QueueSequences
 from .settings import ExchangeSettings, QueueSettings
 from .store import Pending
 
@@ -43,6 +46,8 @@ class Nodes:
         self._auto_delete_timers = {}   # queue -> its pending qpid.auto_delete_timeout
         self.producers = {}             # queue or exchange -> {producer link: None} attached to it
         self.owned = {}                 # session -> {queue: None} it owns exclusively (session_ended)
+        self.lifetimes = Lifetimes(self)    # queues made by an attach with a lifetime-policy
+        self.sequences = QueueSequences()   # queues with qpid.queue_msg_sequence
         # HA on a primary (ha/primary.py): after a producer's message is routed, hold(outcome) adds
         # the holds of the ready backups the queues' enqueue hooks sent it to.
         self.replication = None
@@ -129,6 +134,7 @@ class Nodes:
         elif settings.durable:
             self._durable_without_store("queues")
         self.queues[name] = queue
+        self.sequences.declared(queue)
         self.log.info("Queue %r declared%s", name, " (durable)" if settings.durable else "")
         self.broker.events.queue_declared(queue, owner)
         return queue, True
@@ -170,11 +176,16 @@ class Nodes:
                          "(it was not durable)", kind, name, alternate)
         return True
 
-    def delete_queue(self, queue):
+    def delete_queue(self, queue, detach_producers=True):
+        """Delete ``queue``. ``detach_producers`` False (the broker deletes a queue its users left:
+        auto-delete, a lifetime policy): producers stay attached, and what they send gets `rejected`
+        with amqp:not-found, as a request-reply server keeps its sender to a client's reply queue."""
         if queue.deleted:
             return
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        self.lifetimes.forget(queue)
+        self.sequences.deleted(queue)
         if filters.screens(queue):
             self.filtered -= 1
         timer = self._auto_delete_timers.pop(queue, None)
@@ -188,7 +199,8 @@ class Nodes:
         self.exchanges.unbind_queue(queue)
         for link in list(queue.consumers):
             link.detach(errors.RESOURCE_DELETED, "Queue %s has been deleted" % queue.name)
-        self._detach_producers(queue, "Queue %s has been deleted" % queue.name)
+        if detach_producers:
+            self._detach_producers(queue, "Queue %s has been deleted" % queue.name)
         orphans = queue.drain_all()
         if queue.alternate_exchange:
             for msg in orphans:
@@ -219,7 +231,7 @@ class Nodes:
         if created:
             self.broker.events.bound(ex, queue, key, arguments, owner)
             if ex.last_message is not None:
-                self._replay_last(ex, queue)
+                self._replay_last(ex)
         return created
 
     def unbind(self, ex, queue, key, owner=None):
@@ -233,15 +245,15 @@ class Nodes:
         return removed
 
     # -- exchange options: qpid.ive, auto-delete (qpidd's Exchange) --------------------------------
-    def _replay_last(self, ex, queue):
-        """qpid.ive: a new binding gets the last message routed through the exchange, if the
-        message matches it (the exchange's other queues had it already)."""
+    def _replay_last(self, ex):
+        """qpid.ive, as qpidd's Exchange::routeIVE: a new binding routes the last message the
+        exchange received through the exchange again, so every queue it matches gets it, those
+        bound before included (they get it once more, as from qpidd 1.40)."""
         last = ex.last_message
         if last.expires and last.expired(time.monotonic()):
             ex.last_message = None
             return
-        if queue in ex.match(last.subject or "", last):
-            self.route(queue, last.copy())
+        self._route_exchange(ex, last.copy())
 
     def producer_attached(self, node, link):
         """A producer link targets ``node``: it is detached if the node is deleted, and an exchange
@@ -256,6 +268,7 @@ class Nodes:
             links.pop(link, None)
             if not links:
                 del self.producers[node]
+        self.lifetimes.link_gone(node, link)
         if type(node) is not Queue:
             node.users -= 1
             if node.auto_delete:
@@ -279,6 +292,8 @@ class Nodes:
         self.delete_exchange(name)
 
     def _queue_unused(self, queue):
+        if self.lifetimes.governs(queue):
+            return      # its lifetime policy decides (broker/lifetime.py)
         timeout = queue.settings.auto_delete_timeout
         if timeout:
             # The delay counts from the last time the queue became unused: a consumer that came and
@@ -293,7 +308,7 @@ class Nodes:
     def _delete_if_unused(self, queue):
         self._auto_delete_timers.pop(queue, None)
         if not queue.deleted and not queue.consumers and queue.auto_delete:
-            self.delete_queue(queue)
+            self.delete_queue(queue, detach_producers=False)
 
     def _own(self, queue, session):
         """Note ``session`` as ``queue``'s exclusive owner, so that its end need not look at every queue."""
@@ -321,9 +336,11 @@ class Nodes:
     def _route(self, node, msg):
         if type(node) is Queue:
             if node.deleted:
-                return None
+                return amqp.rejected(errors.NOT_FOUND, "Queue %s has been deleted" % node.name)
             if self.filtered and not filters.admits(node, msg, self.broker.publisher):
                 return None     # qpid.filter or no-local: accepted, and not for this queue
+            if self.sequences.counters:
+                self.sequences.stamp(node, msg)
             try:
                 if msg.durable and self.store is not None:
                     outcome = self.store.enqueue(node, msg)
@@ -353,16 +370,20 @@ class Nodes:
             self.discards_no_route += 1
             return None
         outcome = None
+        stamp = self.sequences.stamp if self.sequences.counters else None
         if msg.durable and self.store is not None:
             try:
-                outcome = self.store.enqueue_all(queues, msg)
+                outcome = self.store.enqueue_all(queues, msg, stamp)
             except QueueLimitExceeded as e:
                 return limit_outcome(e)
         else:
             first = True
             for queue in queues:
                 try:
-                    queue.enqueue(msg if first else msg.copy())
+                    m = msg if first and stamp is None else msg.copy()
+                    if stamp is not None:
+                        stamp(queue, m)
+                    queue.enqueue(m)
                 except QueueLimitExceeded as e:
                     outcome = limit_outcome(e)   # the other queues still get it
                 first = False
@@ -458,7 +479,9 @@ class Nodes:
                 qprops = dict(props)
                 if terminus.dynamic and "auto-delete" not in qprops and not qprops.get("durable"):
                     qprops["auto-delete"] = True
-                queue, _ = self.declare_queue(name, qprops, owner=link.session)
+                queue, created = self.declare_queue(name, qprops, owner=link.session)
+                if created:
+                    self.lifetimes.created(queue, link, props)
         if queue is not None and ex is not None:
             if want_topic:
                 queue = None
@@ -512,6 +535,7 @@ class Nodes:
             link.presettled = mode == SETTLE_SETTLED
             # A selector and a subject filter are this consumer's own (non-matching messages stay).
             link.selector, applied = filters.queue_consumer_filter(terminus)
+            filters.read_from_disk(link.selector, self.store, queue, self.log)
             reply = terminus.encode(address=name, capabilities=caps,
                                     distribution_mode="copy" if link.browsing else "move",
                                     filter=applied or None)

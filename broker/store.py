@@ -501,20 +501,25 @@ class Store:
             pending.copies = [queue, msg]
         return pending
 
-    def enqueue_all(self, queues, msg):
-        """Route a durable ``msg`` to several queues (copies after the first). Every journal takes
+    def enqueue_all(self, queues, msg, stamp=None):
+        """Route a durable ``msg`` to several queues (copies after the first; with ``stamp``, a copy
+        for each, and ``stamp(queue, copy)`` before its record is written). Every journal takes
         its record before any queue takes the message, so a full journal refuses the message
         everywhere. Returns None, a Pending (settled when all are synced) or a rejected outcome; a
         queue that refuses the message (its limit) does not stop the others, and its exception is
         raised once they all have it."""
         if len(queues) == 1:
+            if stamp is not None:
+                stamp(queues[0], msg)
             return self.enqueue(queues[0], msg)
         journals = self.journals
         pending = None
         entries = []
         first = True
         for queue in queues:
-            m = msg if first else msg.copy()
+            m = msg if first and stamp is None else msg.copy()
+            if stamp is not None:
+                stamp(queue, m)
             first = False
             qj = journals.get(queue)
             if qj is not None and qj.durable:

@@ -49,6 +49,7 @@ cdef class Queue:
                                             # or a flowed-to-disk one left any queue (its record goes)
     cdef public object ftd_hook             # ftd_hook(msg): flow_to_disk: msg is past the limit
     cdef public object on_self_destruct     # on_self_destruct(queue): self-destruct policy hit its limit
+    cdef public object on_empty             # on_empty(queue): its last message left (lifetime policies)
     cdef public object enqueue_hook         # enqueue_hook(msg): msg was queued (HA), before any dispatch
     cdef public bint observe_dequeues       # dequeue_hook is called for every message leaving (HA)
     cdef public object clock                # clock() -> monotonic seconds (tests); None = the C clock

@@ -59,6 +59,7 @@ thresholds, and ``on_flow_resume(queue)`` is called.
 a message flowed to disk (``ftd_hook``) leaves any queue: the journal drops its record. With
 ``observe_dequeues`` set (HA replicates the queue) it is called for every message that leaves.
 ``enqueue_hook(msg)`` (HA) is called for each message queued, before any consumer can see it.
+``on_empty(queue)`` is called each time the last message leaves (msgDepth falls to 0).
 
 Held. ``enqueue(msg, hold=True)`` queues a message that nobody may see yet (the store: until its
 journal record is synced): it counts in msgDepth/byteDepth at once (limits and flow control refuse
@@ -98,6 +99,7 @@ cdef enum Event:
     EV_RESUME = 2       # (EV_RESUME,): on_flow_resume
     EV_FTD = 3          # (EV_FTD, msg): ftd_hook
     EV_DESTRUCT = 4     # (EV_DESTRUCT,): on_self_destruct
+    EV_EMPTY = 5        # (EV_EMPTY,): on_empty
 
 RESOURCE_LIMIT_EXCEEDED = "amqp:resource-limit-exceeded"
 DEFAULT_GROUP = "qpid.no-group"
@@ -351,6 +353,8 @@ cdef class Queue:
         store_delete(&self.store, i)
         if self.flowStopped:
             self._flow_check_resume()
+        if self.msgDepth == 0 and self.on_empty is not None:
+            self._events.append((EV_EMPTY,))
         return msg
 
     cdef int _flow_check_resume(self) except -1:
@@ -388,6 +392,9 @@ cdef class Queue:
             elif kind == EV_DESTRUCT:
                 if self.on_self_destruct is not None:
                     self.on_self_destruct(self)
+            elif kind == EV_EMPTY:
+                if self.on_empty is not None:
+                    self.on_empty(self)
         return 0
 
     # -- producers ----------------------------------------------------------------------------------

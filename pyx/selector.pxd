@@ -5,6 +5,7 @@
 calls ``matches(msg)`` for each message it considers for a filtered consumer or subscription. See
 selector.pyx for the language and its values.
 """
+from cypid.pyx.message cimport Message
 
 
 cdef class Env:
@@ -35,5 +36,12 @@ cdef class Selector:
     # avail_epoch is still scan_epoch.
     cdef public long long scan_mark
     cdef public long long scan_epoch
+    # loader(msg): put back the body of a message kept on disk only (recovered from the journal and
+    # not yet read, or flowed to disk), so that the selector sees its properties; None: no store.
+    cdef public object loader
+    # Queue positions (a message's seq) never selected, whatever it says: the deliveries this
+    # consumer gave back as `modified` with undeliverable-here. None: none.
+    cdef public set refused
 
     cpdef bint matches(self, object msg) except -1
+    cdef bint _matches_on_disk(self, Message msg) except -1

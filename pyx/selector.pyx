@@ -954,11 +954,40 @@ cdef class Selector:
         self.scan_epoch = -1
 
     cpdef bint matches(self, object msg) except -1:
-        """Whether msg is selected (the expression is TRUE for it)."""
-        cdef Env env = Env.__new__(Env)
+        """Whether msg is selected (the expression is TRUE for it, and this consumer did not give it
+        back as undeliverable here)."""
+        cdef Env env
+        if self.refused is not None and msg.seq in self.refused:
+            return False
+        if self.loader is not None and type(msg) is Message and (<Message>msg).body is None:
+            return self._matches_on_disk(<Message>msg)
+        env = Env.__new__(Env)
         env.msg = msg
         env.sel = self
         return self.root.eval(env) is True
+
+    cdef bint _matches_on_disk(self, Message msg) except -1:
+        """A message whose body is on disk only: read back for this look (the fields it carries are
+        learnt for good, the bytes dropped again: the delivery reads them when it happens)."""
+        cdef Env env = Env.__new__(Env)
+        env.msg = msg
+        env.sel = self
+        self.loader(msg)
+        try:
+            return self.root.eval(env) is True
+        finally:
+            msg.body = None
+
+    def refuse(self, seq):
+        """Never select the message at queue position ``seq`` again (modified, undeliverable-here)."""
+        if self.refused is None:
+            self.refused = set()
+        self.refused.add(seq)
+
+    def forget(self, keep):
+        """Drop the refused positions ``keep(seq)`` says are gone from the queue."""
+        if self.refused:
+            self.refused = {seq for seq in self.refused if keep(seq)}
 
     def evaluate(self, msg):
         """The expression's value for msg: True, False, None (unknown), or a number or string."""

@@ -104,7 +104,9 @@ def test_ive_gives_the_last_message_to_each_new_binding(conn):
     late = subscribe(conn, "ivex")
     assert bodies(late, 1) == ["next"]
     sender.send(Message(body="end"))
-    assert bodies(early, 1) == ["end"]        # no second copy of "next" for the earlier binding
+    # qpidd routes the last message through the exchange again on each new binding: the earlier
+    # binding gets "next" once more (stock qpidd 1.40 does exactly this)
+    assert bodies(early, 2) == ["next", "end"]
     assert bodies(late, 1) == ["end"]
 
 
