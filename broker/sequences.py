@@ -3,7 +3,9 @@ queue takes gets that key in its message-annotations, holding the queue's own en
 uint32 (1 for the first message; it wraps as qpidd's does). A message routed to several queues is
 numbered by each on its own copy. The number is part of the message from then on: a durable
 message's journal record carries it. The count itself is not stored: after a restart a recovered
-queue numbers new messages from 1 again.
+queue numbers new messages from 1 again, while its recovered messages keep their numbers (qpidd
+renumbers recovered messages 1..n as it loads them and goes on from n+1; doing that here would mean
+reading every recovered body at start-up).
 """
 from cypid.pyx.codec import uint
 
