@@ -28,6 +28,10 @@ run: $(STAMP)
 # The whole suite runs on uvloop (the broker's default loop), then the tests of broker processes run
 # again on the standard library's loop (CYPID_LOOP=asyncio), as uvloop's own suite does.
 LOOP_TESTS := tests/integration tests/interop tests/faults
+# Most tests wait on broker processes: three pytest workers (pytest-xdist) keep two cores busy. A
+# module's tests stay on one worker (--dist loadfile), so module-scoped brokers are started once.
+# PARALLEL= runs them one at a time.
+PARALLEL ?= -n 3 --dist loadfile
 test: $(STAMP)
 	-$(MAKE) --no-print-directory neutral-client
 	-$(MAKE) --no-print-directory cyrus-sasl-tools
@@ -36,8 +40,8 @@ test: $(STAMP)
 	-$(MAKE) --no-print-directory qmf-consoles
 	-$(MAKE) --no-print-directory chromium
 	-$(MAKE) --no-print-directory proton-cpp-examples
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
-	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(LOOP_TESTS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PARALLEL) $(PYTEST_ARGS) tests
+	CYPID_LOOP=asyncio $(BIN)/python -m pytest -q -p no:cacheprovider $(PARALLEL) $(PYTEST_ARGS) $(LOOP_TESTS)
 
 # The Proton-C load client in ../shared/tools/neutral-client (not ours), built into build/neutral-client.
 NEUTRAL_SRC ?= $(firstword $(wildcard ../shared/tools/neutral-client ../../shared/tools/neutral-client))

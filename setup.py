@@ -80,6 +80,7 @@ setup(
             "pytest-benchmark==5.3.1",
             "hypothesis==6.170.17",
             "pytest-timeout==2.4.0",
+            "pytest-xdist==3.8.0",
             "prometheus-client==0.26.0",
             "selenium==4.51.0",
         ],
