@@ -33,7 +33,11 @@ a QMF method is called      ``access method`` (name = the method, schemapackage,
                             then what it does: create/delete queue|exchange, bind/unbind,
                             ``purge queue``, ``reroute queue``, ``update broker``, ``delete
                             connection``
+a QMF query is routed       ``access query`` (name = the class, or the object's name)
 ==========================  ===================================================================
+
+Beside the rules: qpidd's quotas (``QueueQuotas``, ``ConnectionLimits``), the user-id check of
+published messages (``verify_user_id``), and the ACL module's QMF events (``notify``).
 
 A denial raises :class:`errors.UnauthorizedAccess` naming the action, the object and the user; a
 ``deny-log`` / ``allow-log`` rule that decides writes one log line naming the rule's line.
@@ -44,6 +48,7 @@ import ipaddress
 import os
 import re
 import time
+import weakref
 
 from cypid.pyx.queue import Queue
 
@@ -67,12 +72,21 @@ PROPERTIES = ("name", "durable", "owner", "routingkey", "passive", "autodelete",
               "paging", "host") + tuple(LIMITS)
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_.@/*-]+$")
+#: open properties naming another broker's connection (federation link, HA backup)
+BROKER_PEER_PROPERTIES = ("qpid.federation_tag", "qpid.ha-backup")
 #: at most this many publish decisions are remembered (cleared when full)
 PUBLISH_CACHE = 10000
 
 
 class AclError(ValueError):
     """A bad ACL file: ``FILE:LINE: what``."""
+
+
+class LinkRefusal(errors.AmqpError):
+    """A producer's message refused as qpidd refuses it: rejected, and the producer's link closed
+    with the condition (a forged user-id: amqp:not-allowed; a QMF query the ACL denies:
+    amqp:precondition-failed "unauthorized-access: ...")."""
+    closes_link = True
 
 
 class Rule:
@@ -361,22 +375,55 @@ class Authorizer:
         self.transfer = False
         self.deny_count = 0
         self.last_load_ns = 0
-        if getattr(options, "max_queues_per_user", 0):
-            self.log.log(25, "ACL: --max-queues-per-user %d is accepted but not enforced by cypid yet",
-                         options.max_queues_per_user)
+        self.agent = None               # the QMF agent (broker.py sets it): the ACL's events
+        self.max_queues = getattr(options, "max_queues_per_user", 0) or 0
+        self.authenticating = bool(getattr(options, "auth", False))
+        self.realm = getattr(options, "realm", "QPID") or "QPID"
+        self.forgers = weakref.WeakSet()    # connections that sent a forged user-id (logged once each)
+        self.connection_limit_per_user = getattr(options, "connection_limit_per_user", 0) or 0
+        self.queues = QueueQuotas(self)
+        if self.max_queues and not self.path:
+            self.log.log(25, "ACL: --max-queues-per-user %d has no effect without --acl-file (as qpidd: "
+                         "it is the ACL module's option)", self.max_queues)
         if self.path:
             self.reload()
 
-    def reload(self):
-        """Read the file again; a bad file raises AclError and the ACL in force stays."""
-        acl = load(self.path)
+    def notify(self, event, **values):
+        """Raise the ACL's QMF event ``event`` (org.apache.qpid.acl) when management is on."""
+        if self.agent is not None:
+            self.agent.raise_event(event, **values)
+
+    def reload(self, user=""):
+        """Read the file again; a bad file raises AclError and the ACL in force stays. ``user``: who
+        asked (QMF reloadACLFile), named in the fileLoaded / fileLoadFailed event."""
+        try:
+            acl = load(self.path)
+        except AclError as e:
+            self.notify("fileLoadFailed", userId=user, reason=str(e))
+            raise
         if acl.ignored:
             self.log.log(25, "ACL: %s: %d rules after an 'all all' rule are ignored", self.path, acl.ignored)
-        if acl.quotas["queues"]:
-            self.log.log(25, "ACL: %s: 'quota queues' lines are read but not enforced by cypid yet", self.path)
+        for kind, option in (("connections", "--connection-limit-per-user"), ("queues", "--max-queues-per-user")):
+            if acl.quotas[kind] and "all" not in acl.quotas[kind]:
+                # qpidd's rule: once a file has quota lines of a kind, a user none names gets the option's
+                # value, and 0 there means none at all. Said once, so a locked-out user can be explained.
+                self.log.log(25, "ACL: %s: 'quota %s' lines are in force: users they do not name may "
+                             "have %s (%s)", self.path, kind, _quota_default(self, kind) or "none", option)
         self.acl, self.enabled, self.transfer = acl, True, acl.transfer
         self.last_load_ns = time.time_ns()
         self.log.log(25, "ACL: %d rules, %d groups read from %s", len(acl.rules), len(acl.groups), self.path)
+        self.notify("fileLoaded", userId=user)
+
+    def quota_limit(self, kind, user, default):
+        """The limit on ``kind`` ("connections" | "queues") for ``user``, None for none, as qpidd: the
+        ACL's quota for the user (or a group holding the user, or ``all``); else ``default`` (the
+        option), which is only a limit when non-zero -- unless the file has quota lines of that kind:
+        then 0 means no connections (queues) at all."""
+        acl = self.acl if self.enabled else None
+        if acl is not None and acl.quotas[kind]:
+            quota = acl.quota(kind, user)
+            return quota if quota is not None else default
+        return default or None
 
     def allowed(self, user, action, obj, name=None, props=None):
         """Whether the request is allowed (logs for *-log rules and counts denials)."""
@@ -397,6 +444,10 @@ class Authorizer:
             self.log.log(25 if allowed else 30, "ACL %s: %s %s %s %s%s (%s:%d)",
                          "allowed" if allowed else "denied", user, action, obj, props.get("name", ""),
                          " " + shown if shown else "", self.path, rule.lineno)
+            # qpidd's events for *-log rules: org.apache.qpid.acl:allow / deny
+            self.notify("allow" if allowed else "deny", userId=user, action=action, objectType=obj,
+                        objectName=_text(props.get("name", "")),
+                        arguments={k: _text(v) for k, v in sorted(props.items()) if k != "name"})
         return allowed
 
     def check(self, who, action, obj, name=None, props=None):
@@ -407,6 +458,8 @@ class Authorizer:
         user = who if isinstance(who, str) else who.user
         if not self.allowed(user, action, obj, name, props):
             raise errors.UnauthorizedAccess(describe(action, obj, name, user))
+        if action == "create" and obj == "queue":
+            self.queues.approve(user, name)     # quota queues / --max-queues-per-user
 
     def check_publish(self, conn, exchange, key):
         permission, rule = self.acl.decide_publish(conn.user, exchange, key or "")
@@ -417,6 +470,53 @@ class Authorizer:
             return None
         return describe("publish", "exchange", exchange, conn.user) + " with routing key %s" % (key or "''")
 
+
+    # -- the message's user-id (qpidd's check, with --auth yes) ----------------------------------------
+    def checks_user_id(self, conn):
+        """Whether the messages ``conn`` sends must carry its own user-id (or none): with --auth yes,
+        except on another broker's connection (a federation link's ``qpid.federation_tag``, an HA
+        backup's ``qpid.ha-backup``, which forward other users' messages) whose user the ACL lets
+        ``create link`` (any user when there is no ACL, as everything else is allowed then)."""
+        if not self.authenticating:
+            return False
+        props = getattr(conn, "remote_properties", None) or {}
+        if any(_text(k) in BROKER_PEER_PROPERTIES for k in props):
+            if not self.enabled or self.allowed(conn.user, "create", "link"):
+                return False
+        return True
+
+    def verify_user_id(self, conn, user_id):
+        """Returns if ``user_id`` (bytes) is ``conn``'s user (``bob@QPID``, or ``bob`` in the default
+        realm); else raises LinkRefusal: the message is rejected and its link closed with
+        amqp:not-allowed, as qpidd, with one log line per connection."""
+        user = conn.user or ""
+        uid = _text(user_id)
+        if uid == user or (user.endswith("@" + self.realm) and uid == user[:-len(self.realm) - 1]):
+            return
+        text = "Authenticated user id is %s but user id in message declared as %s" % (user, uid)
+        if conn not in self.forgers:
+            self.forgers.add(conn)
+            self.log.warning("%s (connection %s; its link is closed with amqp:not-allowed; later ones on "
+                             "this connection are not logged)", text, conn.address)
+        raise LinkRefusal(text, errors.NOT_ALLOWED)
+
+    def querying(self, conn, body):
+        """qpidd's ACL on a QMF query (``body``, the request's map): ``access query`` on the object's
+        name when the query names one, else on the class name. Denied, the request is rejected and
+        the link that sent it closed with amqp:precondition-failed, as qpidd."""
+        if not isinstance(body, dict) or _text(body.get("_what", "")) != "OBJECT":
+            return
+        oid = body.get("_object_id")
+        if isinstance(oid, dict) and oid.get("_object_name") is not None:
+            name = _text(oid["_object_name"])
+            what = "object " + name
+        else:
+            sid = body.get("_schema_id")
+            name = _text((sid.get("_class_name") if isinstance(sid, dict) else None) or "").lower()
+            what = "object class " + name
+        if not self.allowed(conn.user, "access", "query", name):
+            raise LinkRefusal("unauthorized-access: ACL denied QMF query of %s from %s" % (what, conn.user),
+                              errors.PRECONDITION_FAILED)
 
     # -- the broker's decision points (one call each in nodes.py, links.py, broker.py) ---------------
     def connecting(self, conn):
@@ -487,6 +587,64 @@ class Authorizer:
         return self.check_publish(link.session.connection, node.name, msg.subject)
 
 
+def _quota_default(authorizer, kind):
+    if kind == "queues":
+        return authorizer.max_queues
+    return authorizer.connection_limit_per_user
+
+
+class QueueQuotas:
+    """qpidd's queue quotas (ACL ``quota queues`` lines, --max-queues-per-user): how many queues each
+    user has created and that still exist. A create over the user's limit is refused as qpidd does
+    (amqp:unauthorized-access, "ACL denied queue create request ..."), with the queueQuotaDeny event
+    and one log line per episode (until the user's count drops below the limit). Counted: queues a
+    user's link or QMF request created (checked by ``Authorizer.check('create', 'queue')`` just before
+    the broker makes the queue; ``created`` / ``deleted`` are the broker's hooks in nodes.py)."""
+
+    def __init__(self, authorizer):
+        self.authorizer = authorizer
+        self.counts = {}            # user -> queues existing that the user created
+        self.owner = {}             # queue name -> user
+        self.episodes = set()       # users refused since their count was last below the limit
+        self.deny_count = 0
+        self._approved = None       # (queue name, user) approved, not yet created
+
+    def approve(self, user, name):
+        auth = self.authorizer
+        limit = auth.quota_limit("queues", user, auth.max_queues)
+        count = self.counts.get(user, 0)
+        if limit is not None and count >= limit:
+            self.deny_count += 1
+            if user not in self.episodes:
+                self.episodes.add(user)
+                auth.log.warning("Queue quota: %s has %d queues (limit %d); refusing the queues it creates "
+                                 "over the limit (first: %s)", user, count, limit, name)
+            auth.notify("queueQuotaDeny", userId=user, queueName=name or "")
+            raise errors.UnauthorizedAccess(describe("create", "queue", name, user))
+        self._approved = (name, user)
+
+    def created(self, queue):
+        approved, self._approved = self._approved, None
+        if approved is not None and approved[0] == queue.name:
+            user = approved[1]
+            self.owner[queue.name] = user
+            self.counts[user] = self.counts.get(user, 0) + 1
+
+    def deleted(self, queue):
+        user = self.owner.pop(queue.name, None)
+        if user is None:
+            return
+        n = self.counts[user] - 1
+        if n:
+            self.counts[user] = n
+        else:
+            del self.counts[user]
+        auth = self.authorizer
+        limit = auth.quota_limit("queues", user, auth.max_queues)
+        if limit is None or n < limit:
+            self.episodes.discard(user)
+
+
 _CREATE_PROPS = {"durable": "durable", "auto-delete": "autodelete", "exclusive": "exclusive",
                  "alternate-exchange": "alternate", "exchange-type": "type", "qpid.policy_type": "policytype",
                  "qpid.max_size": "maxqueuesize", "qpid.max_count": "maxqueuecount",
@@ -531,12 +689,13 @@ class ConnectionLimits:
         self.deny_count = 0
 
     def user_limit(self, user):
-        acl = self.authorizer.acl if self.authorizer.enabled else None
-        quota = acl.quota("connections", user) if acl is not None else None
-        return quota if quota is not None else self.per_user
+        """None (no limit) or the number of connections ``user`` may have (Authorizer.quota_limit)."""
+        return self.authorizer.quota_limit("connections", user, self.per_user)
 
     def _refuse(self, key, what, conn):
         self.deny_count += 1
+        self.authorizer.notify("connectionDeny", userId=getattr(conn, "user", "") or "",
+                               clientAddr=peer_host(conn))
         if key not in self.episodes:
             self.episodes.add(key)
             self.log.warning("Connection limit: %s; refusing further connections over it (first: %s)",
@@ -563,7 +722,7 @@ class ConnectionLimits:
         self.user_of[conn] = user
         count = self.by_user[user] = self.by_user.get(user, 0) + 1
         limit = self.user_limit(user)
-        if limit and count > limit:
+        if limit is not None and count > limit:
             return self._refuse(("user", user), "%d connections of %s (limit %d)" % (count, user, limit), conn)
         return None
 
@@ -572,7 +731,7 @@ class ConnectionLimits:
         if ip is None:
             return
         self.total -= 1
-        self._drop(self.by_ip, ip, self.per_ip, ("ip", ip))
+        self._drop(self.by_ip, ip, self.per_ip or None, ("ip", ip))
         user = self.user_of.pop(conn, None)
         if user is not None:
             self._drop(self.by_user, user, self.user_limit(user), ("user", user))
@@ -585,7 +744,7 @@ class ConnectionLimits:
             table[key] = n
         else:
             del table[key]
-        if not limit or n < limit:
+        if limit is None or n < limit:      # None: no limit (0: none allowed, the episode lasts)
             self.episodes.discard(episode)
 
 

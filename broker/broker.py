@@ -49,6 +49,7 @@ class Broker:
         if getattr(options, "mgmt_enable", True):
             self.management = ManagementAgent(self)
             self.events.add(self.management.events)
+            self.acl.agent = self.management      # the ACL's QMF events
         self.ha = None                  # ha/habroker.py, with --ha-cluster or --ha-queue-replication
         if getattr(options, "ha_cluster", False) or getattr(options, "ha_queue_replication", False):
             from cypid.ha import HaBroker

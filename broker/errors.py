@@ -62,6 +62,7 @@ class AmqpError(Exception):
 
     condition = INTERNAL_ERROR
     scope = None
+    closes_link = False     # a producer's message refused this way also closes its link (qpidd's way)
 
     def __init__(self, description="", condition=None, info=None):
         super().__init__(description)

@@ -68,6 +68,7 @@ class IncomingLink(Link):
     def __init__(self, session, core):
         super().__init__(session, core)
         self.anonymous = False
+        self.check_user_id = self.broker.acl.checks_user_id(self.connection)   # --auth yes (acl.py)
 
     def attach(self):
         target = self.target
@@ -115,6 +116,8 @@ class IncomingLink(Link):
         broker = self.broker
         try:
             msg = Message(data)
+            if self.check_user_id and msg.user_id is not None:
+                broker.acl.verify_user_id(self.connection, msg.user_id)     # acl.LinkRefusal
             if broker.acl.transfer:     # the ACL has publish rules (broker/acl.py)
                 refused = broker.acl.publish_refused(self, msg)
                 if refused is not None:
@@ -131,6 +134,8 @@ class IncomingLink(Link):
             # sender's link and connection carry on. Errors bound to a wider endpoint still close it.
             if e.scope not in (None, "link"):
                 raise
+            if e.closes_link:   # qpidd closes the producer's link too (acl.LinkRefusal)
+                broker.loop.call_soon(self.detach, e.condition, e.description)
             return amqp.rejected(e.condition, str(e))
         finally:
             broker.publisher = None

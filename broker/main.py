@@ -126,6 +126,7 @@ def _run(options, log, detached):
                 return fail("Cannot listen on port %s: %s" % (options.port, e))
             return fail("Start-up failed: %s" % _startup_error(e))
         if auditing:    # the baseline: the store open, listening (the loop has its own descriptors)
+            await audit.prime_loop(loop)
             _audit(broker, "start")
         pid_file = daemon.pid_path(options, broker.port) if (options.daemon or options.pid_dir) else None
         try:

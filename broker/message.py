@@ -14,7 +14,7 @@ _FIRST_HEADERS = {}   # (durable, priority) -> header section of a first deliver
 
 
 class Message:
-    __slots__ = ("body", "durable", "priority", "ttl", "expires", "to", "subject", "size", "_info",
+    __slots__ = ("body", "durable", "priority", "ttl", "expires", "to", "subject", "user_id", "size", "_info",
                  "delivery_count", "acquired_before", "seq")
 
     def __init__(self, data):
@@ -29,6 +29,7 @@ class Message:
         self.expires = time.monotonic() + info.ttl / 1000.0 if info.ttl else 0.0
         self.to = info.to
         self.subject = info.subject
+        self.user_id = info.user_id
         self.size = len(data)
         self.delivery_count = info.delivery_count
         self.acquired_before = not info.first_acquirer if info.delivery_count else False

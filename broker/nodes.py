@@ -135,6 +135,7 @@ class Nodes:
             self._durable_without_store("queues")
         self.queues[name] = queue
         self.sequences.declared(queue)
+        self.broker.acl.queues.created(queue)     # ACL queue quotas: counted for its creator
         self.log.info("Queue %r declared%s", name, " (durable)" if settings.durable else "")
         self.broker.events.queue_declared(queue, owner)
         return queue, True
@@ -186,6 +187,7 @@ class Nodes:
         self.queues.pop(queue.name, None)
         self.lifetimes.forget(queue)
         self.sequences.deleted(queue)
+        self.broker.acl.queues.deleted(queue)     # ACL queue quotas
         if filters.screens(queue):
             self.filtered -= 1
         timer = self._auto_delete_timers.pop(queue, None)

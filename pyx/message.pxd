@@ -15,6 +15,7 @@ cdef class Message:
     cdef public double expires          # monotonic seconds, 0 = never
     cdef public object to               # str | None
     cdef public object subject          # str | None
+    cdef public object user_id          # bytes | None: the properties' user-id (the broker checks it)
     cdef public Py_ssize_t size         # bytes as received (header included)
     cdef public int64_t delivery_count
     cdef public bint acquired_before

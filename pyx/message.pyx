@@ -42,6 +42,7 @@ cdef class Message:
         self.expires = _mono_s() + info.ttl / 1000.0 if info.ttl else 0.0
         self.to = info.to
         self.subject = info.subject
+        self.user_id = info.user_id
         self.size = info.size
         self.delivery_count = info.delivery_count
         self.acquired_before = (not info.first_acquirer) if info.delivery_count else False
@@ -58,6 +59,7 @@ cdef class Message:
         other.expires = self.expires
         other.to = self.to
         other.subject = self.subject
+        other.user_id = self.user_id
         other.size = self.size
         other.delivery_count = self.delivery_count
         other.acquired_before = self.acquired_before

@@ -474,10 +474,17 @@ class ManagementAgent:
             data = msg.body
             if len(data) <= MAX_REQUEST:
                 info = scan_message(data)
-                info.application_properties()
+                app = info.application_properties()
                 info.properties()
                 if 0 <= info.body_offset < len(data):
-                    decode_at(data, info.body_offset)
+                    section, _ = decode_at(data, info.body_offset)
+                    publisher = self.broker.publisher
+                    if self.broker.acl.enabled and publisher is not None and isinstance(app, dict) \
+                            and _text(app.get("qmf.opcode", "")) == "_query_request":
+                        # qpidd's ACL on queries: refused while the request is routed (acl.LinkRefusal)
+                        self.broker.acl.querying(publisher, getattr(section, "value", None))
+        except AmqpError:
+            raise
         except Exception as e:
             self._bad_requests += 1
             if self._bad_requests == 1:

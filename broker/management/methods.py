@@ -360,7 +360,8 @@ class Methods:
     # -- acl (org.apache.qpid.acl) -----------------------------------------------------------
     def acl_reloadACLFile(self, acl, args):
         try:
-            acl.reload()
+            context = self.agent.current_context
+            acl.reload(user=context.user if context is not None else "")
         except AclError as e:
             self.broker.log.error("ACL file not reloaded, the rules in force stay: %s", e)
             raise MethodError(STATUS_EXCEPTION, str(e)) from None

@@ -215,8 +215,9 @@ class Snapshot:
                   "maxConnections": getattr(opts, "max_connections", 0),
                   "maxConnectionsPerIp": getattr(opts, "connection_limit_per_ip", 0),
                   "maxConnectionsPerUser": getattr(opts, "connection_limit_per_user", 0),
-                  "maxQueuesPerUser": 0, "aclDenyCount": acl.deny_count,
-                  "connectionDenyCount": self.broker.limits.deny_count, "queueQuotaDenyCount": 0}
+                  "maxQueuesPerUser": acl.max_queues, "aclDenyCount": acl.deny_count,
+                  "connectionDenyCount": self.broker.limits.deny_count,
+                  "queueQuotaDenyCount": acl.queues.deny_count}
         return [Entry(schema.BROKER_OBJECT_NAME, values, self.agent.start_ns, self.now, acl)]
 
     def cls_habroker(self):

@@ -422,6 +422,9 @@ EVENT_ARG_TYPES = {
     "altEx": "sstr", "dest": "sstr", "disp": "sstr", "qTarget": "sstr", "key": "lstr", "reason": "lstr",
     "durable": "bool", "excl": "bool", "autoDel": "bool", "args": "map", "properties": "map",
     "msgDepth": "count64", "byteDepth": "count64", "members": "list",
+    # the ACL module's events (package org.apache.qpid.acl)
+    "userId": "sstr", "action": "sstr", "objectType": "sstr", "objectName": "sstr", "arguments": "map",
+    "clientAddr": "sstr", "queueName": "sstr",
 }
 
 
@@ -464,6 +467,14 @@ EVENTS = {e.name: e for e in (
     EventClass("queueRedirect", _I, ("qName", "qTarget")),
     EventClass("queueRedirectCancelled", _I, ("qName", "qTarget")),
     EventClass("membersUpdate", _I, ("members",), package=HA_PACKAGE),
+    # qpidd's ACL events: allow/deny for *-log rules, connection and queue quota refusals, reloads
+    EventClass("allow", _I, ("userId", "action", "objectType", "objectName", "arguments"), package=ACL_PACKAGE),
+    EventClass("deny", SEVERITY_NOTICE, ("userId", "action", "objectType", "objectName", "arguments"),
+               package=ACL_PACKAGE),
+    EventClass("connectionDeny", SEVERITY_NOTICE, ("userId", "clientAddr"), package=ACL_PACKAGE),
+    EventClass("queueQuotaDeny", SEVERITY_NOTICE, ("userId", "queueName"), package=ACL_PACKAGE),
+    EventClass("fileLoaded", _I, ("userId",), package=ACL_PACKAGE),
+    EventClass("fileLoadFailed", SEVERITY_ERROR, ("userId", "reason"), package=ACL_PACKAGE),
 )}
 
 

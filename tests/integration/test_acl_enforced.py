@@ -52,6 +52,10 @@ acl allow alice@QPID access method name=create
 acl allow alice@QPID access method name=delete
 acl allow alice@QPID delete queue name=alice.*
 acl deny alice@QPID consume queue name=bob.*
+acl allow alice@QPID create exchange name=alice.* type=fanout
+acl allow alice@QPID delete exchange name=alice.*
+acl allow alice@QPID bind exchange name=amq.direct queuename=alice.*
+acl allow alice@QPID unbind exchange name=amq.direct queuename=alice.* routingkey=k1
 acl deny-log all all
 """
 
@@ -215,6 +219,25 @@ QMF = [
     ("delete allowed by wildcard", "alice", BROKER_ID, "delete", {"type": "queue", "name": "alice.qmf", "options": {}}, None),
     ("delete denied", "alice", BROKER_ID, "delete", {"type": "queue", "name": "shared.q", "options": {}},
      "ACL denied queue delete request for shared.q from alice@QPID"),
+    ("create exchange, name and type properties", "alice", BROKER_ID, "create",
+     {"type": "exchange", "name": "alice.fx", "properties": {"exchange-type": "fanout"}, "strict": True}, None),
+    ("create exchange, another type", "alice", BROKER_ID, "create",
+     {"type": "exchange", "name": "alice.tx", "properties": {"exchange-type": "topic"}, "strict": True},
+     "ACL denied exchange create request for alice.tx from alice@QPID"),
+    ("delete exchange allowed by wildcard", "alice", BROKER_ID, "delete",
+     {"type": "exchange", "name": "alice.fx", "options": {}}, None),
+    ("delete exchange denied", "alice", BROKER_ID, "delete", {"type": "exchange", "name": "amq.match", "options": {}},
+     "ACL denied exchange delete request for amq.match from alice@QPID"),
+    ("bind, queuename property", "alice", BROKER_ID, "create",
+     {"type": "binding", "name": "amq.direct/alice.q1/k1", "properties": {}, "strict": True}, None),
+    ("bind, another queue", "alice", BROKER_ID, "create",
+     {"type": "binding", "name": "amq.direct/shared.q/k1", "properties": {}, "strict": True},
+     "ACL denied exchange bind request for amq.direct from alice@QPID"),
+    ("unbind, queuename wildcard and routingkey", "alice", BROKER_ID, "delete",
+     {"type": "binding", "name": "amq.direct/alice.q1/k1", "options": {}}, None),
+    ("unbind, key outside the wildcard", "alice", BROKER_ID, "delete",
+     {"type": "binding", "name": "amq.direct/alice.q1/x1", "options": {}},
+     "ACL denied exchange unbind request for amq.direct from alice@QPID"),
     ("purge allowed with allow-log", "carol", "org.apache.qpid.broker:queue:work.q", "purge", {"request": 0}, None),
     ("purge denied for other queue", "carol", "org.apache.qpid.broker:queue:shared.q", "purge", {"request": 0},
      "ACL denied queue purge request for shared.q from carol@QPID"),

@@ -93,7 +93,9 @@ def test_per_user_limit(tmp_path, how):
     if how == "option":
         args += ["--connection-limit-per-user", "3"]
     else:
-        (tmp_path / "q.acl").write_text("quota connections 3 mallory@QPID\nacl allow all all\n")
+        # qpidd's rule: users no quota line names get --connection-limit-per-user (0: none), so 'all'
+        (tmp_path / "q.acl").write_text("quota connections 3 mallory@QPID\nquota connections 20 all\n"
+                                        "acl allow all all\n")
         args += ["--acl-file", str(tmp_path / "q.acl")]
     with BrokerProcess(tmp_path, args) as broker:
         bystander = Bystander(broker, user="alice", password="pw-alice")

@@ -131,6 +131,31 @@ def test_no_acl_file_allows_everything():
     auth.check("anyone", "delete", "queue", "q")
 
 
+def test_quota_limits_follow_qpidd(tmp_path):
+    """qpidd 1.40's rule (checked on the stock broker): a user's own quota line, a group's, 'all''s;
+    else the option; once a file has quota lines of a kind, 0 there means none at all."""
+    path = tmp_path / "q.acl"
+    path.write_text("group staff root@QPID\nquota connections 3 staff\nquota queues 0 bob@QPID\n"
+                    "acl allow all all\n")
+    options = SimpleNamespace(acl_file=str(path), data_path=None, max_queues_per_user=2)
+    auth = aclmod.Authorizer(options, Log())
+    assert auth.quota_limit("connections", "root@QPID", 0) == 3
+    assert auth.quota_limit("connections", "eve@QPID", 0) == 0         # named nowhere: none
+    assert auth.quota_limit("queues", "bob@QPID", 2) == 0
+    assert auth.quota_limit("queues", "eve@QPID", 2) == 2
+    auth.check("eve@QPID", "create", "queue", "q1")
+    auth.queues.created(SimpleNamespace(name="q1"))
+    auth.check("eve@QPID", "create", "queue", "q2")
+    auth.queues.created(SimpleNamespace(name="q2"))
+    with pytest.raises(aclmod.errors.UnauthorizedAccess, match="queue create request for q3 from eve@QPID"):
+        auth.check("eve@QPID", "create", "queue", "q3")
+    auth.queues.deleted(SimpleNamespace(name="q1"))
+    auth.check("eve@QPID", "create", "queue", "q3")
+    assert auth.queues.counts == {"eve@QPID": 1} and auth.queues.deny_count == 1
+    none = aclmod.Authorizer(SimpleNamespace(acl_file=None, data_path=None), Log())
+    assert none.quota_limit("connections", "eve", 0) is None and none.quota_limit("connections", "eve", 4) == 4
+
+
 # -- the property test: the evaluator agrees with a reference model -------------------------------
 USERS = ["alice@QPID", "bob@QPID", "carol@QPID", "dave@QPID"]
 GROUPS = ["g0", "g1", "g2"]

@@ -7,7 +7,7 @@ from cypid.broker import message as pymessage
 from cypid.pyx import message as cmessage
 from cypid.pyx.codec import Described, encode, encode_header, scan_message, symbol, ulong
 
-FIELDS = ("body", "durable", "priority", "ttl", "to", "subject", "size", "delivery_count", "acquired_before", "seq")
+FIELDS = ("body", "durable", "priority", "ttl", "to", "subject", "user_id", "size", "delivery_count", "acquired_before", "seq")
 
 
 def encoded(header=None, props=None, app=None, body=b"hello", annotations=None):
@@ -29,6 +29,7 @@ CASES = {
     "redelivered": encoded(header=(False, 4, 0, False, 3)),
     "ttl": encoded(header=(False, 2, 60000, True, 0)),
     "properties": encoded(props=[None, None, "q1", "subj"], app={"k": "v", "n": 3}),
+    "user-id": encoded(props=[None, b"alice@QPID", "q1"]),
     "delivery-annotations": encoded(header=(True, 4, 0, True, 1), annotations={symbol("x-opt-a"): 1},
                                     app={"k": "v"}),
 }

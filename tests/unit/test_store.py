@@ -13,6 +13,7 @@ import types
 
 import pytest
 
+from cypid.broker.acl import Authorizer
 from cypid.broker.config_store import ConfigStore, journal_dirname
 from cypid.broker.management import NO_EVENTS
 from cypid.broker.nodes import Nodes
@@ -66,8 +67,9 @@ class Harness:
         self.open()
 
     def open(self):
-        broker = types.SimpleNamespace(loop=self.loop, log=logging.getLogger("cypid.test.store"),
-                                       options=Options(data_dir=str(self.path)), events=NO_EVENTS)
+        options, log = Options(data_dir=str(self.path)), logging.getLogger("cypid.test.store")
+        broker = types.SimpleNamespace(loop=self.loop, log=log, options=options, events=NO_EVENTS,
+                                       acl=Authorizer(options, log))
         self.nodes = Nodes(broker)
         self.nodes.open_store()
         return self.nodes

@@ -1,0 +1,106 @@
+"""qpidd's user-id check, with --auth yes: a message whose properties' user-id is not the sender's
+authenticated user (``bob@QPID``, or ``bob`` in the default realm) is refused -- rejected, and its
+link closed with amqp:not-allowed "Authenticated user id is bob@QPID but user id in message declared
+as alice" (what qpidd 1.40 answers) -- and never delivered; one log line per connection. Messages
+without a user-id pass. Another broker's connection (a federation link's ``qpid.federation_tag``, an
+HA backup's ``qpid.ha-backup``) forwards other users' messages: exempt when its user may ``create
+link`` (any user without an ACL). With --auth no nothing is checked (as qpidd).
+"""
+import pytest
+from proton import Message, symbol
+from proton.utils import BlockingConnection, LinkDetached, SendException
+
+from tests.interop.test_link_nodes import drain
+from tests.support.amqp import CreateQueue
+from tests.support.broker import BrokerProcess
+from tests.support.sasl import auth_args
+
+TIMEOUT = 30
+USERS = ("alice", "bob", "fed")
+
+
+def start(tmp_path, policy=None, auth=True):
+    args = auth_args(tmp_path, {u: "pw-%s" % u for u in USERS}) if auth else ["--auth", "no"]
+    if policy is not None:
+        (tmp_path / "p.acl").write_text(policy)
+        args += ["--acl-file", str(tmp_path / "p.acl")]
+    return BrokerProcess(tmp_path, args)
+
+
+def connect(broker, user=None, **kw):
+    if user is None:
+        return BlockingConnection(broker.url, timeout=TIMEOUT, **kw)
+    return BlockingConnection(broker.url, timeout=TIMEOUT, user=user, password="pw-%s" % user, **kw)
+
+
+def send(conn, address, user_id, body):
+    """'' if the message was accepted, else the error text the sender met."""
+    sender = conn.create_sender(address)
+    try:
+        msg = Message(body=body)
+        if user_id is not None:
+            msg.user_id = user_id
+        sender.send(msg)
+    except (SendException, LinkDetached) as e:
+        return str(e) + " " + str(getattr(sender.link.remote_condition, "description", ""))
+    sender.close()
+    return ""
+
+
+def test_forged_user_id_refused_own_forms_accepted(tmp_path):
+    with start(tmp_path) as broker:
+        bob = connect(broker, "bob")
+        bob.create_sender("q", options=CreateQueue()).close()
+        assert send(bob, "q", b"bob@QPID", "qualified") == ""
+        assert send(bob, "q", b"bob", "default realm") == ""
+        assert send(bob, "q", None, "no user-id") == ""
+        for forged in (b"alice@QPID", b"alice", b"BOB", b"bob@OTHER"):
+            text = send(bob, "q", forged, "forged %r" % forged)
+            assert "amqp:not-allowed" in text, text
+            assert ("Authenticated user id is bob@QPID but user id in message declared as %s"
+                    % forged.decode()) in text
+        # never delivered, the connection still serves
+        assert drain(bob, "q") == ["qualified", "default realm", "no user-id"]
+        assert len(broker.log_lines(r"Authenticated user id is bob@QPID but user id in message")) == 1
+        bob.close()
+
+
+def test_anonymous_relay_and_exchanges_checked_too(tmp_path):
+    with start(tmp_path) as broker:
+        bob = connect(broker, "bob")
+        assert "amqp:not-allowed" in send(bob, "amq.fanout", b"alice@QPID", "x")
+        sender = bob.create_sender(None)
+        with pytest.raises((SendException, LinkDetached)):
+            sender.send(Message(address="amq.fanout", body="x", user_id=b"alice@QPID"))
+        bob.close()
+
+
+def test_no_check_without_authentication(tmp_path):
+    with start(tmp_path, auth=False) as broker:
+        c = connect(broker)
+        c.create_sender("q", options=CreateQueue()).close()
+        assert send(c, "q", b"alice@QPID", "anyone") == ""
+        assert drain(c, "q") == ["anyone"]
+        c.close()
+
+
+FED = {symbol("qpid.federation_tag"): "other-broker"}
+
+
+@pytest.mark.parametrize("policy,exempt", [
+    (None, True),                                                       # no ACL: everything allowed
+    ("acl allow fed@QPID create link\nacl allow all all\n", True),      # may create links
+    ("acl deny fed@QPID create link\nacl allow all all\n", False),      # may not
+])
+def test_another_brokers_connection_is_exempt_when_it_may_create_links(tmp_path, policy, exempt):
+    with start(tmp_path, policy) as broker:
+        fed = connect(broker, "fed", properties=FED)
+        fed.create_sender("q", options=CreateQueue()).close()
+        text = send(fed, "q", b"alice@QPID", "forwarded")
+        assert (text == "") is exempt, text
+        # a client without the property is checked whatever the ACL says
+        plain = connect(broker, "fed")
+        assert "amqp:not-allowed" in send(plain, "q", b"alice@QPID", "forged")
+        assert drain(plain, "q") == (["forwarded"] if exempt else [])
+        fed.close()
+        plain.close()
