@@ -19,7 +19,7 @@ from tests.support.sasl import auth_args
 
 TIMEOUT = 30
 BROKER_ID = "org.apache.qpid.broker:broker:amqp-broker"
-USERS = ("alice", "bob", "carol", "admin")
+USERS = ("alice", "bob", "carol", "admin", "mallory")
 
 
 def start(tmp_path, policy, *extra):
@@ -139,3 +139,34 @@ def test_attaching_to_an_existing_queue_is_not_a_create(tmp_path):
         assert create(bob, "bobs") == ""
         alice.close()
         bob.close()
+
+
+def test_a_queue_flood_over_the_quota_leaves_everyone_else_working(tmp_path):
+    """Must show 4 for the queue limit: mallory asks for queue after queue over her quota; each is
+    refused, the broker logs one line, a bystander's round trip stays under 0.5 s, another user still
+    creates queues, and after she leaves the broker's descriptors and RSS come back."""
+    from tests.integration.test_auth_limits import fds, rss_kib, timed_round_trip
+    from tests.support.faults import Bystander
+    policy = "quota queues 5 mallory@QPID\nquota queues 50 all\nacl allow all all\n"
+    with start(tmp_path, policy) as broker:
+        bystander = Bystander(broker, user="alice", password="pw-alice")
+        fds_before, rss_before = fds(broker.pid), rss_kib(broker.pid)
+        mallory = connect(broker, "mallory")
+        kept = [mallory.create_receiver(None, dynamic=True, name="k%d" % i) for i in range(5)]
+        for i in range(150):
+            with pytest.raises(Exception, match="ACL denied queue create request for .* from mallory@QPID"):
+                mallory.create_receiver(None, dynamic=True, name="f%d" % i)
+            if i % 15 == 0:
+                assert timed_round_trip(bystander) < 0.5
+        assert len(broker.log_lines(r"Queue quota: mallory@QPID has 5 queues \(limit 5\)")) == 1
+        bob = connect(broker, "bob")
+        assert create(bob, "bobs") == ""
+        bob.close()
+        for r in kept:
+            r.close()
+        mallory.close()
+        wait_until(lambda: fds(broker.pid) <= fds_before, timeout=TIMEOUT,
+                   message=lambda: "fds back to %d (now %d)" % (fds_before, fds(broker.pid)))
+        assert rss_kib(broker.pid) - rss_before < 20 * 1024
+        assert timed_round_trip(bystander) < 0.5
+        bystander.close()
