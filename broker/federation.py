@@ -88,6 +88,7 @@ class Federation:
         self.links: dict[str, FederationLink] = {}
         self.bridges: dict[str, Bridge] = {}
         self.started = False
+        self._watch = _BindingWatch(broker)   # dynamic bridges told of binding changes (no polling)
 
     @property
     def tag(self):
@@ -135,9 +136,21 @@ class Federation:
         for link in links:
             await link.stopped()
         for bridge in list(self.bridges.values()):
-            bridge.close()
+            bridge.stop()       # not close(): a durable push route's queue outlives the broker's run
         self.links.clear()
         self.bridges.clear()
+
+    def _created(self, obj):
+        """QMF's creation time of a link or bridge is when it was made (qpid-route's map orders
+        routes by it), not when a console first asked."""
+        agent = self.broker.management
+        if agent is not None:
+            agent.note_created(obj)
+
+    def _gone(self, obj):
+        agent = self.broker.management
+        if agent is not None:
+            agent.forget(obj)
 
     # -- links -----------------------------------------------------------------------------------
     def create_link(self, name, props, recovering=False):
@@ -161,6 +174,7 @@ class Federation:
                 raise FederationError("durable link %s needs a store (--data-dir)" % name)
             config.add_federation("link", name, link.properties())
         self.links[name] = link
+        self._created(link)
         self.log.info("Federation link %r to %s:%d created%s", name, host, port,
                       " (durable)" if link.durable else "")
         if self.started:
@@ -191,6 +205,7 @@ class Federation:
         if link.durable and self.config is not None:
             self.config.remove_federation("link", link.name)
         link.stop()
+        self._gone(link)
         self.log.info("Federation link %r closed", link.name)
 
     # -- bridges ---------------------------------------------------------------------------------
@@ -216,7 +231,13 @@ class Federation:
             config.add_federation("bridge", name, bridge.properties())
         self.bridges[name] = bridge
         link.bridges.append(bridge)
+        self._created(bridge)
         self.log.info("Federation bridge %r on link %r: %s", name, link.name, bridge.describe())
+        if bridge.src_is_local and not bridge.src_is_queue:
+            try:                    # a push exchange route keeps what it will send from now on
+                bridge.local_queue()
+            except errors.NotFound as e:
+                self.log.warning("Federation bridge %r: %s (made when the link comes up)", name, e)
         if link.connection is not None:
             bridge.start(link.connection)
         return bridge
@@ -240,6 +261,7 @@ class Federation:
         if bridge.durable and self.config is not None:
             self.config.remove_federation("bridge", bridge.name)
         bridge.close()
+        self._gone(bridge)
         self.log.info("Federation bridge %r closed", bridge.name)
 
 
@@ -413,7 +435,9 @@ class Bridge:
 
     def local_queue(self):
         """The queue a push route takes messages from: ``src`` itself (a queue route) or a queue of its
-        own bound to exchange ``src`` with the key, made once and kept while the link is down."""
+        own bound to exchange ``src`` with the key, made once and kept while the link is down. A durable
+        route's queue is durable and named after the route, so what was in it when the broker stopped (or
+        was killed) is found again by the recovered route."""
         nodes = self.broker.nodes
         if self.src_is_queue:
             queue = nodes.queues.get(self.src)
@@ -424,7 +448,9 @@ class Bridge:
             ex = nodes.exchanges.get(self.src)
             if ex is None:
                 raise errors.NotFound("no exchange %r to route from" % self.src)
-            self.private_queue, _ = nodes.declare_queue("qpid.bridge_queue_%s" % uuid.uuid4().hex, {})
+            durable = self.durable and nodes.store is not None
+            self.private_queue, _ = nodes.declare_queue("qpid.bridge_queue_%s" % self.name,
+                                                        {"durable": durable})
             nodes.bind(ex, self.private_queue, self.key)
         return self.private_queue
 
@@ -442,15 +468,25 @@ class PullWorker:
         self.receivers = {}        # subscription key -> Receiver
         self.closed = False
         self._error_logged = None
+        self._changed = asyncio.Event()      # a binding that may matter came or went (dynamic)
+
+    def changed(self):
+        self._changed.set()
 
     async def run(self):
         bridge = self.bridge
         try:
             self.session = await self.conn.session()
             if bridge.dynamic:
-                while not self.closed:
-                    await self._follow_bindings()
-                    await asyncio.sleep(min(0.5, bridge.link.federation.interval()))
+                watch = bridge.link.federation._watch
+                watch.add(self)
+                try:
+                    while not self.closed:
+                        self._changed.clear()
+                        await self._follow_bindings()
+                        await self._changed.wait()
+                finally:
+                    watch.remove(self)
             else:
                 if bridge.src_is_queue:
                     rcv = await self.session.receiver(bridge.src, credit=bridge.window, auto_accept=False,
@@ -547,6 +583,54 @@ class PullWorker:
 
     def close(self):
         self.closed = True
+        self._changed.set()
+
+
+class _BindingWatch:
+    """A broker observer (broker/observers.py), registered while dynamic bridges run: a binding made or
+    removed on a dynamic route's exchange (or a queue, exchange or federation consumer that comes or
+    goes) wakes those bridges, which then follow the exchange's bindings. Each call only sets a flag:
+    a burst of bindings costs one pass over the exchange's bindings per bridge."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.workers = set()
+
+    def add(self, worker):
+        if not self.workers:
+            self.broker.events.add(self)
+        self.workers.add(worker)
+
+    def remove(self, worker):
+        self.workers.discard(worker)
+        if not self.workers:
+            self.broker.events.remove(self)
+
+    def _wake(self, exchange=None):
+        for worker in self.workers:
+            if exchange is None or worker.bridge.dest == exchange.name:
+                worker.changed()
+
+    def bound(self, exchange, queue, key, arguments=None, context=None):
+        self._wake(exchange)
+
+    def unbound(self, exchange, queue, key, context=None):
+        self._wake(exchange)
+
+    def exchange_declared(self, exchange, context=None):
+        self._wake(exchange)
+
+    def exchange_deleted(self, exchange, context=None):
+        self._wake(exchange)
+
+    def queue_deleted(self, queue, context=None):
+        self._wake()                    # its bindings went with it, unannounced
+
+    def subscribed(self, link):
+        if _federation_session(getattr(link, "session", None)):
+            self._wake()                # a bound queue may have become another broker's subscription
+
+    unsubscribed = subscribed
 
 
 class _Settler:
@@ -582,17 +666,21 @@ def _trace_of(data):
 
 
 def _federation_queue(queue):
-    """Whether ``queue`` is a subscription fed to another broker's bridge (its consumers come over
-    connections that opened with a federation tag)."""
-    for link in getattr(queue, "consumers", ()):
-        conn = getattr(getattr(link, "session", None), "connection", None)
-        props = getattr(conn, "remote_properties", None) or getattr(conn, "properties", None) or {}
-        try:
-            if any(_text(k) == "qpid.federation_tag" for k in props):
-                return True
-        except TypeError:
-            pass
-    return False
+    """Whether ``queue`` is a subscription fed to another broker's bridge: owned by, or consumed over,
+    a connection that opened with a federation tag (the owner is known when the subscription binds,
+    before its consumer attaches)."""
+    if _federation_session(getattr(queue, "exclusive_owner", None)):
+        return True
+    return any(_federation_session(getattr(link, "session", None)) for link in getattr(queue, "consumers", ()))
+
+
+def _federation_session(session):
+    conn = getattr(session, "connection", None)
+    props = getattr(conn, "remote_properties", None) or getattr(conn, "properties", None) or {}
+    try:
+        return any(_text(k) == "qpid.federation_tag" for k in props)
+    except TypeError:
+        return False
 
 
 # -- push: we are the source ----------------------------------------------------------------------------
@@ -621,7 +709,11 @@ class PushWorker:
 
     def deliver(self, msg, queue):
         self.in_flight.append((queue, msg))
-        self.sender.send_nowait(msg.encoded())
+        if msg.body is not None:
+            data = msg.encoded()
+        else:       # flowed to disk, or recovered after a restart: read back from the queue's journal
+            data = self.broker.nodes.store.encoded(queue, msg)
+        self.sender.send_nowait(data)
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 

@@ -312,15 +312,18 @@ class RouteManager:
                     agent.close()
 
     def _print_map(self, order, agents) -> None:
-        dynamic, static = [], []
+        """Routes in the order they were made (their QMF creation times; qpidd's tool prints them in
+        the order the brokers' replies arrive), so the same network always maps the same way."""
+        routes = []
         for name in order:
             links = {link.object_name: link for link in agents[name].get_objects("link")}
             for bridge in agents[name].get_objects("bridge"):
                 link = self._link_of(bridge, links)
-                if link is None:
-                    continue
-                from_url = "%s:%d" % (link.host, int(link.port))
-                (dynamic if bridge.dynamic else static).append((name, from_url, bridge))
+                if link is not None:
+                    routes.append((name, "%s:%d" % (link.host, int(link.port)), bridge))
+        routes.sort(key=lambda route: route[2].create_ts)
+        dynamic = [route for route in routes if route[2].dynamic]
+        static = [route for route in routes if not route[2].dynamic]
         print()
         print("Dynamic Routes:")
         exchanges = []

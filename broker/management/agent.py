@@ -293,6 +293,8 @@ class ManagementAgent:
         alive = set(self._open)
         alive.update(self.broker.nodes.queues.values())
         alive.update(self.broker.nodes.exchanges)
+        alive.update(self.broker.federation.links.values())     # made when created (federation.py)
+        alive.update(self.broker.federation.bridges.values())
         for ex, q, key, _ in snap.bindings():
             alive.add((id(ex), id(q), key or ""))
         for conn in self._open:

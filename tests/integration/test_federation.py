@@ -5,6 +5,9 @@ python-qpid-proton, and waits are deadlines on conditions.
 """
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from proton import Message
 from proton.utils import BlockingConnection
@@ -23,9 +26,22 @@ def config(broker, *args):
     return ok(run("qpid-config", "-b", broker.url, *args))
 
 
+def started(broker_factory, count):
+    """``count`` brokers with fast link retries, started in parallel."""
+    brokers = [broker_factory(*FAST_LINKS, start=False) for _ in range(count)]
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(lambda b: b.start(), brokers))
+    return brokers
+
+
+@pytest.fixture
+def two(broker_factory):
+    return started(broker_factory, 2)
+
+
 @pytest.fixture
 def three(broker_factory):
-    return [broker_factory(*FAST_LINKS) for _ in range(3)]
+    return started(broker_factory, 3)
 
 
 class Client:
@@ -79,115 +95,118 @@ def link_operational(broker, remote):
                for line in text.splitlines() if line.strip())
 
 
+def probe(sender, receiver, address, subject, queue, what="a first message across the route"):
+    """Send "probe" to ``address`` through ``sender`` until one arrives on ``queue`` at ``receiver``: the
+    route's subscription may attach a moment after its link is up."""
+    wait_until(lambda: sender.send(address, ["probe"], subject=subject) or receiver.drain(queue, 0.2),
+               message=what)
+
+
+@contextlib.contextmanager
+def routed(dest, src, exchange, key, *options, kind="direct", queue="inbox", durable=False):
+    """The two-broker set-up most tests share: ``exchange`` (of ``kind``) on both brokers, ``queue`` on
+    ``dest`` bound to it with ``key``, ``qpid-route [options] route add dest src exchange key`` and a
+    probe across. Yields (client of src, client of dest); closes them after."""
+    flags = ["--durable"] if durable else []
+    for x in (dest, src):
+        config(x, "add", "exchange", kind, exchange, *flags)
+    config(dest, "add", "queue", queue, *flags)
+    config(dest, "bind", exchange, queue, key)
+    route(*options, "route", "add", dest.url, src.url, exchange, key)
+    with clients(src, dest) as (cs, cd):
+        probe(cs, cd, exchange, key.replace("#", "probe").replace("*", "probe"), queue)
+        yield cs, cd
+
+
+@contextlib.contextmanager
+def clients(*brokers):
+    """One Client per broker, closed after (a broker killed meanwhile is fine)."""
+    made = [Client(b) for b in brokers]
+    try:
+        yield made
+    finally:
+        for c in made:
+            try:
+                c.close()
+            except Exception:
+                pass
+
+
 def test_static_route_carries_messages(three):
     a, b, _ = three
-    config(a, "add", "exchange", "topic", "fed.topic")
-    config(b, "add", "exchange", "topic", "fed.topic")
-    bind_queue(a, "fed.topic", "inbox", "stock.#")
-    route("route", "add", a.url, b.url, "fed.topic", "stock.#")
-    wait_until(lambda: link_operational(a, b), message="the link from A to B operational")
-    wait_until(lambda: "fed.topic" in route("route", "list", a.url), message="the route listed")
-    cb, ca = Client(b), Client(a)
-    try:
+    with routed(a, b, "fed.topic", "stock.#", kind="topic") as (cb, ca):
+        wait_until(lambda: link_operational(a, b), message="the link from A to B operational")
+        assert "fed.topic" in route("route", "list", a.url)
         bodies = ["m%d" % i for i in range(50)]
-        # The bridge's subscription on B may attach a moment after the link is up: send until one arrives.
-        wait_until(lambda: cb.send("fed.topic", ["probe"], subject="stock.probe") or ca.drain("inbox", 0.2),
-                   message="a first message across the route")
         cb.send("fed.topic", bodies, subject="stock.buy")
         cb.send("fed.topic", ["not routed"], subject="bonds.sell")
-        got = ca.receive("inbox", 50)
-        assert got == bodies
+        assert ca.receive("inbox", 50) == bodies
         assert ca.drain("inbox") in ([], ["probe"])
-    finally:
-        cb.close()
-        ca.close()
 
 
 def test_route_del_stops_forwarding(three):
     a, b, _ = three
-    for x in (a, b):
-        config(x, "add", "exchange", "direct", "fed.direct")
-    bind_queue(a, "fed.direct", "inbox", "k")
-    route("route", "add", a.url, b.url, "fed.direct", "k")
-    cb, ca = Client(b), Client(a)
-    try:
-        wait_until(lambda: cb.send("fed.direct", ["probe"], subject="k") or ca.drain("inbox", 0.2),
-                   message="a first message across the route")
+    with routed(a, b, "fed.direct", "k") as (cb, ca):
         route("route", "del", a.url, b.url, "fed.direct", "k")
         assert route("route", "list", a.url).strip() == ""
         cb.send("fed.direct", ["after del"], subject="k")
-        assert ca.drain("inbox", 1.0) == []
-    finally:
-        cb.close()
-        ca.close()
+        assert without_probes(ca.drain("inbox", 1.0)) == []
 
 
-def test_dynamic_route_follows_a_later_binding(three):
-    a, b, _ = three
+def test_dynamic_route_follows_a_later_binding(two):
+    a, b = two
     for x in (a, b):
         config(x, "add", "exchange", "topic", "fed.topic")
     route("dynamic", "add", a.url, b.url, "fed.topic")
     wait_until(lambda: link_operational(a, b), message="the link operational")
     bind_queue(a, "fed.topic", "late", "news.#")       # made after the route
-    cb, ca = Client(b), Client(a)
-    try:
-        wait_until(lambda: cb.send("fed.topic", ["probe"], subject="news.x") or ca.drain("late", 0.2),
-                   message="the binding made later on A propagated to B")
+    with clients(b, a) as (cb, ca):
+        probe(cb, ca, "fed.topic", "news.x", "late", what="the binding made later on A propagated to B")
         cb.send("fed.topic", ["n1", "n2"], subject="news.world")
         assert ca.receive("late", 2) == ["n1", "n2"]
-    finally:
-        cb.close()
-        ca.close()
 
 
-def test_dynamic_routes_both_ways_deliver_each_message_once(three):
-    a, b, _ = three
+def test_dynamic_routes_both_ways_deliver_each_message_once(two):
+    a, b = two
     for x in (a, b):
         config(x, "add", "exchange", "topic", "fed.topic")
     route("dynamic", "add", a.url, b.url, "fed.topic")
     route("dynamic", "add", b.url, a.url, "fed.topic")
     bind_queue(a, "fed.topic", "qa", "#")
     bind_queue(b, "fed.topic", "qb", "#")
-    ca, cb = Client(a), Client(b)
-    try:
-        def both_see_probe():
-            ca.send("fed.topic", ["probe"], subject="p")
-            return "probe" in cb.drain("qb", 0.3)
-        wait_until(both_see_probe, message="A's messages reach B")
-        ca.drain("qa", 0.3)
+    with clients(a, b) as (ca, cb):
+        probe(ca, cb, "fed.topic", "p", "qb", what="A's messages reach B")
+        probe(cb, ca, "fed.topic", "p", "qa", what="B's messages reach A")
         ca.send("fed.topic", ["from-a-%d" % i for i in range(20)], subject="x")
         cb.send("fed.topic", ["from-b-%d" % i for i in range(20)], subject="x")
         everything = sorted(["from-a-%d" % i for i in range(20)] + ["from-b-%d" % i for i in range(20)])
         got_a, got_b = [], []
-        wait_until(lambda: got_a.extend(ca.drain("qa", 0.3)) or len(got_a) >= 40, message="A got all 40")
-        wait_until(lambda: got_b.extend(cb.drain("qb", 0.3)) or len(got_b) >= 40, message="B got all 40")
+        wait_until(lambda: got_a.extend(ca.drain("qa", 0.3)) or len(without_probes(got_a)) >= 40,
+                   message="A got all 40")
+        wait_until(lambda: got_b.extend(cb.drain("qb", 0.3)) or len(without_probes(got_b)) >= 40,
+                   message="B got all 40")
         # Nothing more arrives: no message looped back.
         got_a += ca.drain("qa", 1.0)
         got_b += cb.drain("qb", 1.0)
-        got_a = [x for x in got_a if x != "probe"]
-        got_b = [x for x in got_b if x != "probe"]
-        assert sorted(got_a) == everything
-        assert sorted(got_b) == everything
-    finally:
-        ca.close()
-        cb.close()
+        assert sorted(without_probes(got_a)) == everything
+        assert sorted(without_probes(got_b)) == everything
 
 
-def test_queue_route_moves_a_queue(three):
-    a, b, _ = three
+def without_probes(bodies):
+    return [x for x in bodies if x != "probe"]
+
+
+def test_queue_route_moves_a_queue(two):
+    a, b = two
     config(a, "add", "exchange", "direct", "fed.direct")
     bind_queue(a, "fed.direct", "moved", "orders")
     config(b, "add", "queue", "orders")
-    cb, ca = Client(b), Client(a)
-    try:
+    with clients(b, a) as (cb, ca):
         bodies = ["o%d" % i for i in range(100)]
         cb.send("orders", bodies, subject="orders")
         route("queue", "add", a.url, b.url, "fed.direct", "orders")
         assert ca.receive("moved", 100) == bodies
         assert cb.drain("orders") == []          # moved, not copied
-    finally:
-        cb.close()
-        ca.close()
 
 
 def test_chain_a_b_c_delivers_end_to_end(three):
@@ -197,40 +216,28 @@ def test_chain_a_b_c_delivers_end_to_end(three):
     bind_queue(c, "fed.topic", "end", "#")
     route("route", "add", b.url, a.url, "fed.topic", "#")      # A -> B
     route("route", "add", c.url, b.url, "fed.topic", "#")      # B -> C
-    ca, cc = Client(a), Client(c)
-    try:
-        wait_until(lambda: ca.send("fed.topic", ["probe"], subject="z") or cc.drain("end", 0.2),
-                   message="a message across A -> B -> C")
+    with clients(a, c) as (ca, cc):
+        probe(ca, cc, "fed.topic", "z", "end", what="a message across A -> B -> C")
         ca.send("fed.topic", ["c%d" % i for i in range(30)], subject="z")
         got = []
-        wait_until(lambda: got.extend(cc.drain("end", 0.3)) or len([x for x in got if x != "probe"]) >= 30,
+        wait_until(lambda: got.extend(cc.drain("end", 0.3)) or len(without_probes(got)) >= 30,
                    message="30 messages at C")
-        assert [x for x in got if x != "probe"] == ["c%d" % i for i in range(30)]
-    finally:
-        ca.close()
-        cc.close()
+        assert without_probes(got) == ["c%d" % i for i in range(30)]
 
 
-def test_push_route_with_src_local(three):
-    a, b, _ = three
-    for x in (a, b):
-        config(x, "add", "exchange", "direct", "fed.direct")
-    bind_queue(a, "fed.direct", "pushed", "k")
-    route("-s", "route", "add", a.url, b.url, "fed.direct", "k")    # link made on B, pushing to A
-    links = route("link", "list", b.url)
-    assert "%d" % a.port in links
-    cb, ca = Client(b), Client(a)
-    try:
+def test_push_route_with_src_local(two):
+    a, b = two
+    with routed(a, b, "fed.direct", "k", "-s") as (cb, ca):     # the link made on B, pushing to A
+        assert "%d" % a.port in route("link", "list", b.url)
+        assert route("link", "list", a.url).strip() == "No Links Found"
         wait_until(lambda: "Operational" in route("link", "list", b.url), message="B's link up")
+        ca.drain("inbox")
         cb.send("fed.direct", ["p%d" % i for i in range(10)], subject="k")
-        assert ca.receive("pushed", 10) == ["p%d" % i for i in range(10)]
-    finally:
-        cb.close()
-        ca.close()
+        assert without_probes(ca.receive("inbox", 10)) == ["p%d" % i for i in range(10)]
 
 
-def test_usage_and_errors_have_qpidds_exit_codes(three):
-    a, b, _ = three
+def test_usage_and_errors_have_qpidds_exit_codes(two):
+    a, b = two
     assert run("qpid-route").returncode == 255
     assert run("qpid-route", "route", "add", a.url).returncode == 255
     result = run("qpid-route", "route", "del", a.url, b.url, "amq.topic", "k")
@@ -239,81 +246,70 @@ def test_usage_and_errors_have_qpidds_exit_codes(three):
     assert route("link", "list", a.url).strip() == "No Links Found"
 
 
-def test_route_map_prints_the_seed_layout(three):
-    a, b, c = three
-    for x in three:
-        config(x, "add", "exchange", "topic", "fed.topic")
-    config(c, "add", "exchange", "direct", "fed.direct")
-    config(b, "add", "exchange", "direct", "fed.direct")
-    route("dynamic", "add", a.url, b.url, "fed.topic")
-    route("dynamic", "add", b.url, a.url, "fed.topic")
-    route("route", "add", b.url, c.url, "fed.direct", "rkey")
-    text = route("route", "map", a.url)
-    lines = text.splitlines()
-    assert lines[1] == "Finding Linked Brokers:"
-    assert "    %s... Ok" % a.url in lines
-    assert "Dynamic Routes:" in lines and "Static Routes:" in lines
-    assert "  Exchange fed.topic:" in lines
-    assert any(line.strip() in ("%s <=> %s" % (a.url, b.url), "%s <=> %s" % (b.url, a.url)) for line in lines)
-    assert "  %s(ex=fed.direct) <= %s(ex=fed.direct) key=rkey" % (b.url, c.url) in lines
-    listed = route("link", "list", b.url).splitlines()
-    assert listed[1].startswith("Host            Port    Transport Durable  State")
-    assert listed[2] == "=" * 77
-
-
-def test_durable_link_and_route_survive_restarts(broker_factory):
-    a, b = broker_factory(*FAST_LINKS), broker_factory(*FAST_LINKS)
-    for x in (a, b):
-        config(x, "add", "exchange", "direct", "fed.direct", "--durable")
-    config(a, "add", "queue", "inbox", "--durable")
-    config(a, "bind", "fed.direct", "inbox", "k")
-    route("-d", "route", "add", a.url, b.url, "fed.direct", "k")
+def test_durable_link_and_route_survive_restarts(two):
+    a, b = two
+    with routed(a, b, "fed.direct", "k", "-d", durable=True):
+        pass
     a.restart()
     b.restart()
     listed = route("link", "list", a.url)
     assert listed.splitlines()[3].split()[3] == "Y"      # durable
     assert "fed.direct k" in route("route", "list", a.url)
-    cb, ca = Client(b), Client(a)
-    try:
-        wait_until(lambda: cb.send("fed.direct", ["probe"], subject="k") or ca.drain("inbox", 0.2),
-                   message="the recovered route carries messages")
+    with clients(b, a) as (cb, ca):
+        probe(cb, ca, "fed.direct", "k", "inbox", what="the recovered route carries messages")
         cb.send("fed.direct", ["after restart"], subject="k")
         assert "after restart" in ca.receive("inbox", 1) + ca.drain("inbox", 0.3)
-    finally:
-        cb.close()
-        ca.close()
 
 
-def test_source_killed_mid_stream_under_a_durable_queue_route_loses_nothing(broker_factory):
+def test_source_killed_mid_stream_under_a_durable_queue_route_loses_nothing(two):
     """B (the source) holds a durable queue that A drains over a durable queue route; B is killed -9
     while messages flow and restarted on its port: the link reconnects and every message B accepted
     reaches A's durable queue (duplicates allowed and counted)."""
-    a, b = broker_factory(*FAST_LINKS), broker_factory(*FAST_LINKS)
+    a, b = two
     config(a, "add", "exchange", "direct", "fed.direct", "--durable")
     config(a, "add", "queue", "moved", "--durable")
     config(a, "bind", "fed.direct", "moved", "orders")
     config(b, "add", "queue", "orders", "--durable")
     route("-d", "queue", "add", a.url, b.url, "fed.direct", "orders")
     total = 2000
-    cb = Client(b)
-    cb.send("orders", ["o%d" % i for i in range(total // 2)], subject="orders", durable=True)
-    ca = Client(a)
-    first = ca.receive("moved", 10)          # the route is moving messages
-    b.kill()
-    try:
-        cb.close()
-    except Exception:
-        pass
-    b.start()
-    cb = Client(b)
-    cb.send("orders", ["o%d" % i for i in range(total // 2, total)], subject="orders", durable=True)
-    got = list(first)
-    wait_until(lambda: got.extend(ca.drain("moved", 0.3)) or set(got) >= {"o%d" % i for i in range(total)},
-               timeout=60, message="every accepted message at A")
-    got += ca.drain("moved", 0.5)
-    duplicates = len(got) - len(set(got))
-    print("delivered %d, distinct %d, duplicates %d" % (len(got), len(set(got)), duplicates))
-    assert set(got) == {"o%d" % i for i in range(total)}
-    cb.close()
-    ca.close()
+    with clients(a) as (ca,):
+        with clients(b) as (cb,):
+            cb.send("orders", ["o%d" % i for i in range(total // 2)], subject="orders", durable=True)
+            first = ca.receive("moved", 10)          # the route is moving messages
+            b.kill()
+        b.start()
+        with clients(b) as (cb,):
+            cb.send("orders", ["o%d" % i for i in range(total // 2, total)], subject="orders", durable=True)
+        assert_all_arrive(ca, "moved", ["o%d" % i for i in range(total)], first)
 
+
+def assert_all_arrive(client, queue, sent, got=()):
+    """Every body in ``sent`` reaches ``queue`` (duplicates allowed, counted and printed)."""
+    got = list(got)
+    wait_until(lambda: got.extend(client.drain(queue, 0.3)) or set(got) >= set(sent), timeout=60,
+               message="every accepted message on %s" % queue)
+    got += client.drain(queue, 0.5)
+    got = without_probes(got)
+    print("delivered %d, distinct %d, duplicates %d" % (len(got), len(set(got)), len(got) - len(set(got))))
+    assert set(got) == set(sent)
+
+
+def test_a_durable_push_routes_queue_survives_the_source_killed(two):
+    """B pushes fed.direct/k to A over a durable push route (-s -d). B is killed -9 right after a stream of
+    durable messages (some still in the route's queue or in flight to A), restarted; then A is stopped, B
+    takes more messages for A and is killed -9 again: those sit only in the route's queue on B. Both B and
+    A restarted, every message B accepted reaches A."""
+    a, b = two
+    with routed(a, b, "fed.direct", "k", "-s", "-d", durable=True) as (cb, ca):
+        ca.drain("inbox")
+        cb.send("fed.direct", ["p%d" % i for i in range(400)], subject="k", durable=True)
+        b.kill()
+    b.start()
+    a.stop()
+    with clients(b) as (cb,):
+        cb.send("fed.direct", ["p%d" % i for i in range(400, 600)], subject="k", durable=True)
+    b.kill()
+    b.start()
+    a.start()
+    with clients(a) as (ca,):
+        assert_all_arrive(ca, "inbox", ["p%d" % i for i in range(600)])
