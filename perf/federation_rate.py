@@ -39,6 +39,28 @@ def _run(send_url, recv_url, count, size, durable):
     return asyncio.run(run())
 
 
+def prepare(a_url, b_url, durable=False):
+    """A holds fed.direct with queue inbox bound to k and pulls fed.direct/k from B over a route; returns
+    once a first batch has crossed."""
+    bindir = sys.prefix + "/bin/"
+    flags = ["--durable"] if durable else []
+    for url in (a_url, b_url):
+        _tool(bindir + "qpid-config", "-b", url, "add", "exchange", "direct", "fed.direct", *flags)
+    _tool(bindir + "qpid-config", "-b", a_url, "add", "queue", "inbox", "--max-queue-size", "0",
+          "--max-queue-count", "0", *flags)
+    _tool(bindir + "qpid-config", "-b", a_url, "bind", "fed.direct", "inbox", "k")
+    _tool(bindir + "qpid-route", "route", "add", a_url, b_url, "fed.direct", "k")
+    _run(b_url, a_url, 100, 64, durable)           # the route is up and carrying
+
+
+def rates(a_url, b_url, count, size=1024, durable=False):
+    """(msgs/s sent into A directly, msgs/s sent into B and carried to A by the route), each from the
+    first send to the last message received on A's queue."""
+    direct = count / _run(a_url, a_url, count, size, durable)
+    routed = count / _run(b_url, a_url, count, size, durable)
+    return direct, routed
+
+
 def main(argv=None):
     from tests.support.broker import BrokerFactory
 
@@ -47,21 +69,12 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--durable", action="store_true")
     args = p.parse_args(argv)
-    bindir = sys.prefix + "/bin/"
     factory = BrokerFactory(tempfile.mkdtemp(prefix="fed-rate-"))
     try:
         a = factory("--link-maintenance-interval", "0.1")
         b = factory("--link-maintenance-interval", "0.1")
-        durable = ["--durable"] if args.durable else []
-        for x in (a, b):
-            _tool(bindir + "qpid-config", "-b", x.url, "add", "exchange", "direct", "fed.direct", *durable)
-        _tool(bindir + "qpid-config", "-b", a.url, "add", "queue", "inbox", "--max-queue-size", "0",
-              "--max-queue-count", "0", *durable)
-        _tool(bindir + "qpid-config", "-b", a.url, "bind", "fed.direct", "inbox", "k")
-        _tool(bindir + "qpid-route", "route", "add", a.url, b.url, "fed.direct", "k")
-        _run(b.url, a.url, 100, args.size, args.durable)           # the route is up and carrying
-        direct = args.count / _run(a.url, a.url, args.count, args.size, args.durable)
-        routed = args.count / _run(b.url, a.url, args.count, args.size, args.durable)
+        prepare(a.url, b.url, args.durable)
+        direct, routed = rates(a.url, b.url, args.count, args.size, args.durable)
     finally:
         factory.close()
     kind = "durable" if args.durable else "transient"
