@@ -1,8 +1,8 @@
 """Lifetime policies of nodes made by a link's attach (AMQP 1.0 section 3.5.10-13; qpidd's
 NodeProperties maps the four onto its own lifetime policies, amqp10-mapping.md section 4).
 
-A queue created by an attach (a dynamic terminus, or create-on-demand) whose node properties carry
-``lifetime-policy`` is deleted:
+A queue or exchange created by an attach (a dynamic terminus, or create-on-demand) whose node
+properties carry ``lifetime-policy`` is deleted:
 
 - ``delete-on-close``: when the link that created it (the controlling link) detaches;
 - ``delete-on-no-links``: when no link has it as source or target any more (consumers, browsers
@@ -10,18 +10,28 @@ A queue created by an attach (a dynamic terminus, or create-on-demand) whose nod
 - ``delete-on-no-messages``: when the controlling link has detached and no message remains on it;
 - ``delete-on-no-links-or-messages``: when no link is attached to it and no message remains on it.
 
+An exchange holds no messages: its links are its producers and the receivers subscribed to it
+(each through its subscription queue), and "no messages" always holds.
+
 Messages still on a queue deleted this way go to its alternate exchange, if it has one, as on any
 deletion; producers still attached stay attached and get `rejected` (amqp:not-found) for what they
 send after. Such a queue is auto-delete in management (as in qpidd), but the policy alone decides
 when it goes. A queue a policy keeps alive past its links is found again by its name; a link that
 attaches to it later counts as one of its links.
 """
+from cypid.pyx.queue import Queue
+
+from .errors import AmqpError
 from .settings import (LIFETIME_DELETE_IF_EMPTY, LIFETIME_DELETE_IF_UNUSED,
-                       LIFETIME_DELETE_IF_UNUSED_AND_EMPTY, LIFETIME_DELETE_ON_CLOSE)
+                       LIFETIME_DELETE_IF_UNUSED_AND_EMPTY, LIFETIME_DELETE_ON_CLOSE, ExchangeSettings)
 
 POLICIES = (LIFETIME_DELETE_ON_CLOSE, LIFETIME_DELETE_IF_UNUSED, LIFETIME_DELETE_IF_EMPTY,
             LIFETIME_DELETE_IF_UNUSED_AND_EMPTY)
 _EMPTY = (LIFETIME_DELETE_IF_EMPTY, LIFETIME_DELETE_IF_UNUSED_AND_EMPTY)
+
+
+def _is_queue(node):
+    return type(node) is Queue
 
 
 class Lifetimes:
@@ -29,18 +39,29 @@ class Lifetimes:
 
     def __init__(self, nodes):
         self.nodes = nodes
-        self.policies = {}      # queue -> [policy, controlling link or None once it detached]
+        self.policies = {}      # queue or exchange -> [policy, controlling link or None once it detached]
+        self.subscribers = {}   # governed exchange -> {receiver link subscribed to it: None}
+        self.subscribed_to = {}     # such a receiver link -> its exchange
 
-    def created(self, queue, link, properties):
-        """``link``'s attach created ``queue`` from ``properties`` (node properties)."""
+    def created(self, node, link, properties):
+        """``link``'s attach created ``node`` (a queue or an exchange) from ``properties``."""
         if "lifetime-policy" not in properties:
             return
-        policy = queue.settings.lifetime_policy
+        is_queue = _is_queue(node)
+        # an exchange keeps no settings object: its properties are read again (they were valid)
+        settings = node.settings if is_queue else ExchangeSettings.from_properties(properties)
+        policy = settings.lifetime_policy
         if policy not in POLICIES:
             return
-        self.policies[queue] = [policy, link]
-        if policy in _EMPTY:
-            queue.on_empty = self._emptied
+        self.policies[node] = [policy, link]
+        if policy in _EMPTY and is_queue:
+            node.on_empty = self._emptied
+
+    def subscribed(self, ex, link):
+        """Receiver ``link`` subscribed to exchange ``ex`` (through its subscription queue)."""
+        if ex in self.policies:
+            self.subscribers.setdefault(ex, {})[link] = None
+            self.subscribed_to[link] = ex
 
     def governs(self, queue):
         """Whether a lifetime policy (not auto-delete) decides when ``queue`` goes."""
@@ -48,6 +69,10 @@ class Lifetimes:
 
     def link_gone(self, queue, link):
         """A consumer's or producer's ``link`` on ``queue`` detached."""
+        ex = self.subscribed_to.pop(link, None)
+        if ex is not None:
+            self.subscribers.get(ex, {}).pop(link, None)
+            queue = ex          # the link was on the exchange, through its subscription queue
         entry = self.policies.get(queue)
         if entry is None:
             return
@@ -55,29 +80,46 @@ class Lifetimes:
             entry[1] = None
         self.check(queue)
 
-    def forget(self, queue):
-        """``queue`` was deleted."""
-        if self.policies.pop(queue, None) is not None:
-            queue.on_empty = None
+    def forget(self, node):
+        """``node`` (a queue or an exchange) was deleted."""
+        if self.policies.pop(node, None) is not None:
+            if _is_queue(node):
+                node.on_empty = None
+            for link in self.subscribers.pop(node, ()):
+                self.subscribed_to.pop(link, None)
 
     def _emptied(self, queue):
         # Called from inside a queue operation: the deletion waits for it to finish.
         self.nodes.loop.call_soon(self.check, queue)
 
-    def check(self, queue):
-        """Delete ``queue`` if its policy says its time has come."""
-        entry = self.policies.get(queue)
-        if entry is None or queue.deleted:
+    def check(self, node):
+        """Delete ``node`` if its policy says its time has come."""
+        entry = self.policies.get(node)
+        if entry is None:
             return
         policy, controller = entry
+        is_queue = _is_queue(node)
+        if is_queue and node.deleted:
+            return
+        empty = node.msgDepth == 0 if is_queue else True
         if policy == LIFETIME_DELETE_ON_CLOSE:
             due = controller is None
         elif policy == LIFETIME_DELETE_IF_EMPTY:
-            due = controller is None and queue.msgDepth == 0
+            due = controller is None and empty
         else:
-            due = not queue.consumers and not self.nodes.producers.get(queue)
+            linked = node.consumers if is_queue else self.subscribers.get(node)
+            due = not linked and not self.nodes.producers.get(node)
             if policy == LIFETIME_DELETE_IF_UNUSED_AND_EMPTY:
-                due = due and queue.msgDepth == 0
-        if due:
-            self.nodes.log.info("Queue %r deleted by its lifetime policy %s", queue.name, policy)
-            self.nodes.delete_queue(queue, detach_producers=False)
+                due = due and empty
+        if not due:
+            return
+        self.nodes.log.info("%s %r deleted by its lifetime policy %s", "Queue" if is_queue else "Exchange",
+                            node.name, policy)
+        if is_queue:
+            self.nodes.delete_queue(node, detach_producers=False)
+            return
+        self.forget(node)
+        try:
+            self.nodes.delete_exchange(node.name)
+        except AmqpError as e:      # gone meanwhile
+            self.nodes.log.info("Exchange %r not deleted: %s", node.name, e)

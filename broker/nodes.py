@@ -215,6 +215,7 @@ class Nodes:
     def delete_exchange(self, name):
         """Delete exchange ``name`` and its bindings (built-ins: NotAllowed, unknown: NotFound)."""
         ex = self.exchanges.delete(name)
+        self.lifetimes.forget(ex)
         self._detach_producers(ex, "Exchange %s has been deleted" % name)
         for queue, key, _ in list(ex.bindings):
             ex.unbind(queue, key)
@@ -285,6 +286,8 @@ class Nodes:
     def _exchange_unused(self, ex):
         """An auto-delete exchange goes once it has no bindings and no producers, unless it is an
         alternate exchange (qpidd: Exchange::checkAutodelete)."""
+        if self.lifetimes.governs(ex):
+            return      # its lifetime policy decides (broker/lifetime.py)
         if ex.bindingCount or ex.users > 0 or self.exchanges.get(ex.name) is not ex:
             return
         name = ex.name
@@ -476,7 +479,9 @@ class Nodes:
             if not create:
                 raise errors.NotFound("Node not found: %s" % name)
             if want_topic:
-                ex, _ = self.declare_exchange(name, props, owner=link.session)
+                ex, created = self.declare_exchange(name, props, owner=link.session)
+                if created:
+                    self.lifetimes.created(ex, link, props)
             else:
                 qprops = dict(props)
                 if terminus.dynamic and "auto-delete" not in qprops and not qprops.get("durable"):
@@ -605,6 +610,7 @@ class Nodes:
             applied = dict(applied)
             applied[no_local[0]] = no_local[1]
         link.delete_on_detach = not shared and not (durable and terminus.expiry_policy == "never")
+        self.lifetimes.subscribed(ex, link)
         mode = link.snd_settle_mode
         link.presettled = (mode != SETTLE_UNSETTLED) if not shared else (mode == SETTLE_SETTLED)
         reply = terminus.encode(address=name, capabilities=caps, distribution_mode="copy",

@@ -17,7 +17,7 @@ from proton import Delivery, Described, Message, symbol, ulong
 from proton.reactor import Copy, DynamicNodeProperties, LinkOption, Selector
 from proton.utils import LinkDetached, SendException
 
-from tests.support.amqp import CreateExchange, CreateQueue
+from tests.support.amqp import Capabilities, CreateExchange, CreateQueue
 from tests.support.blocking import drain
 from tests.support.broker import wait_until
 from tests.support.ha import HaConsole
@@ -174,8 +174,8 @@ def queues(broker):
 
 
 def wait_detached(conn, receiver, action=None):
-    """``action()`` (if given) makes the broker detach ``receiver`` with amqp:resource-deleted (its
-    queue is deleted): proton raises that in whatever call meets the detach."""
+    """``action()`` (if given) makes the broker detach ``receiver`` (or a sender) with
+    amqp:resource-deleted (its node is deleted): proton raises that in whatever call meets it."""
     with pytest.raises(LinkDetached) as info:
         if action is not None:
             action()
@@ -292,3 +292,44 @@ def test_producer_of_an_auto_deleted_queue_stays_attached_and_is_refused(conn, q
     assert info.value.state == Delivery.REJECTED
     assert sender.link.state & sender.link.REMOTE_ACTIVE      # still attached
     sender.close()
+
+
+@pytest.fixture
+def exchanges(broker):
+    """exchanges() -> the broker's exchange names, over QMF."""
+    console = HaConsole(broker.url, timeout=20)
+    yield lambda: {e["name"] for e in console.query("exchange")}
+    console.close()
+
+
+def dynamic_topic(conn, policy, name=None):
+    r = conn.create_receiver(None, dynamic=True, name=name, credit=10,
+                             options=[Capabilities("topic"), lifetime(policy)])
+    return r, r.remote_source.address
+
+
+def test_dynamic_exchange_delete_on_close(conn, exchanges):
+    """A dynamic source with the topic capability is an exchange: delete-on-close deletes it when the
+    receiver that made it detaches, though another receiver is still subscribed to it."""
+    r, address = dynamic_topic(conn, "delete-on-close")
+    assert address in exchanges()
+    # the address names the exchange and r's subscription queue (both <container>_<link>): the
+    # topic capability picks the exchange
+    other = conn.create_receiver(address, name="other-sub", credit=10, options=Capabilities("topic"))
+    sender = conn.create_sender(address, options=Capabilities("topic"))
+    sender.send(Message(body="to both"))
+    assert r.receive(timeout=10).body == "to both"
+    assert other.receive(timeout=10).body == "to both"
+    wait_detached(conn, sender, r.close)    # an exchange's producers go with it
+    wait_until(lambda: address not in exchanges(), 10, message="exchange %s deleted" % address)
+
+
+def test_dynamic_exchange_delete_on_no_links(conn, exchanges):
+    r, address = dynamic_topic(conn, "delete-on-no-links")
+    other = conn.create_receiver(address, name="other-sub", credit=10, options=Capabilities("topic"))
+    sender = conn.create_sender(address, options=Capabilities("topic"))
+    r.close()
+    other.close()
+    assert address in exchanges()       # the sender is still attached
+    sender.close()
+    wait_until(lambda: address not in exchanges(), 10, message="exchange %s deleted" % address)
