@@ -469,6 +469,11 @@ class PullWorker:
         self.closed = False
         self._error_logged = None
         self._changed = asyncio.Event()      # a binding that may matter came or went (dynamic)
+        # The trace tags, worked out once per link-up (not per message): a message whose trace holds one
+        # of ``refused`` (ours, the route's excludes) is dropped; ``added`` go into the trace of the rest.
+        fed = bridge.link.federation
+        self.refused = tuple([fed.tag] + [t for t in bridge.excludes.split(",") if t])
+        self.added = tuple(t for t in dict.fromkeys((bridge.link.remote_tag, bridge.tag or fed.tag)) if t)
 
     def changed(self):
         self._changed.set()
@@ -531,37 +536,31 @@ class PullWorker:
                 self.broker.loop.create_task(self._pump(rcv))
 
     async def _pump(self, rcv):
+        imp = self._import
         try:
             while not self.closed:
-                data, did = await self._next(rcv)
-                self._import(rcv, data, did)
+                item = rcv.get_raw_nowait()
+                if item is None:
+                    await rcv._wait_message(None)
+                    continue
+                imp(rcv, item[0], item[1])
         except asyncio.CancelledError:
             pass
         except Exception as e:
             if not self.closed:
                 self._failed(e)
 
-    @staticmethod
-    async def _next(rcv):
-        item = rcv.get_raw_nowait()
-        if item is None:
-            await rcv._wait_message(None)
-            item = rcv.get_raw_nowait()
-        return item
-
     def _import(self, rcv, data, did):
         bridge = self.bridge
-        fed = bridge.link.federation
-        msg = Message(data)
         trace = _trace_of(data)
-        excluded = [fed.tag] + [t for t in bridge.excludes.split(",") if t]
-        if any(t in trace for t in excluded):
+        if trace and any(t in trace for t in self.refused):
             bridge.dropped += 1
             rcv.accept(did)
             return
-        for t in (bridge.link.remote_tag, bridge.tag or fed.tag):
-            if t and t not in trace:
+        for t in self.added:
+            if t not in trace:
                 trace.append(t)
+        msg = Message(data)
         msg.annotate({TRACE: ",".join(trace)})
         nodes = self.broker.nodes
         ex = nodes.exchanges.get(bridge.dest)
@@ -658,10 +657,14 @@ class _Settler:
 
 
 def _trace_of(data):
-    """The broker tags in a message's ``x-qpid.trace`` annotation (a new list)."""
-    if _TRACE_BYTES not in data:
+    """The broker tags in a message's ``x-qpid.trace`` annotation (a new list). Only the
+    message-annotations section is searched for the key before anything is decoded (the body may be
+    large, and a body of repeated bytes is a slow search)."""
+    info = scan_message(data)
+    start = info.annotations_offset
+    if start < 0 or _TRACE_BYTES not in data[start:info.properties_offset]:
         return []
-    value = scan_message(data).message_annotations().get(TRACE)
+    value = info.message_annotations().get(TRACE)
     return [t for t in _text(value).split(",") if t]
 
 
