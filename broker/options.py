@@ -191,13 +191,16 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                minimum=0),
     OptionSpec("connection-limit-per-user", "int", 0,
                "The maximum number of connections a user may have (0: no limit); an ACL 'quota "
-               "connections' line wins over it for the users it names", metavar="N", minimum=0),
+               "connections' line wins over it for the users it names (as qpidd, once the ACL has such "
+               "lines, the users they do not name get N, and 0 then means none)", metavar="N", minimum=0),
     OptionSpec("connection-limit-per-ip", "int", 0,
                "The maximum number of connections from one client host address (0: no limit)",
                metavar="N", minimum=0),
     OptionSpec("max-queues-per-user", "int", 0,
-               "The maximum number of queues a user may have created at once (0: no limit); an ACL "
-               "'quota queues' line wins over it for the users it names", metavar="N", minimum=0),
+               "The maximum number of queues a user may have created at once (0: no limit); only with "
+               "--acl-file, as qpidd; an ACL 'quota queues' line wins over it for the users it names "
+               "(once the ACL has such lines, the users they do not name get N, and 0 then means none)",
+               metavar="N", minimum=0),
     OptionSpec("require-encryption", "switch", False,
                "Only accept connections that are encrypted (TLS): plain ones are offered no SASL "
                "mechanism and are closed with amqp:unauthorized-access"),

@@ -12,7 +12,7 @@ from proton.utils import BlockingConnection, LinkDetached, SendException
 
 from tests.interop.test_link_nodes import drain
 from tests.support.amqp import CreateQueue
-from tests.support.broker import BrokerProcess
+from tests.support.broker import BrokerProcess, wait_until
 from tests.support.sasl import auth_args
 
 TIMEOUT = 30
@@ -104,3 +104,36 @@ def test_another_brokers_connection_is_exempt_when_it_may_create_links(tmp_path,
         assert drain(plain, "q") == (["forwarded"] if exempt else [])
         fed.close()
         plain.close()
+
+
+def test_a_push_route_forwards_other_users_messages(broker_factory, tmp_path):
+    """cypid's own federation under --auth yes: B pushes to A over a link that logs in as fed@QPID;
+    alice's messages (user-id alice@QPID) cross it, since A's ACL lets fed@QPID create links."""
+    from tests.integration.test_federation import FAST_LINKS
+    from tests.integration.test_tools import ok, run
+    (tmp_path / "a.acl").write_text("acl allow fed@QPID create link\nacl allow all all\n")
+    a = broker_factory(*FAST_LINKS, *auth_args(tmp_path / "a", {"fed": "pw-fed", "alice": "pw-alice"}),
+                       "--acl-file", str(tmp_path / "a.acl"))
+    b = broker_factory(*FAST_LINKS, *auth_args(tmp_path / "b", {"alice": "pw-alice"}))
+    a_url, b_url = "fed/pw-fed@" + a.url, "alice/pw-alice@" + b.url
+    for url in (a_url, b_url):
+        ok(run("qpid-config", "-b", url, "add", "exchange", "direct", "fed.direct"))
+    ok(run("qpid-config", "-b", a_url, "add", "queue", "pushed"))
+    ok(run("qpid-config", "-b", a_url, "bind", "fed.direct", "pushed", "k"))
+    ok(run("qpid-route", "-s", "route", "add", a_url, b_url, "fed.direct", "k"))
+    wait_until(lambda: "Operational" in ok(run("qpid-route", "link", "list", b_url)), message="B's link up")
+    alice_b, alice_a = connect(b, "alice"), connect(a, "alice")
+    try:
+        sender = alice_b.create_sender("fed.direct")
+        for i in range(5):
+            sender.send(Message(body="p%d" % i, subject="k", user_id=b"alice@QPID"))
+        receiver = alice_a.create_receiver("pushed", credit=10)
+        got = []
+        for _ in range(5):
+            got.append(receiver.receive(timeout=TIMEOUT).body)
+            receiver.accept()
+        assert got == ["p%d" % i for i in range(5)]
+    finally:
+        alice_b.close()
+        alice_a.close()
+    assert not a.log_lines(r"Authenticated user id is")
