@@ -12,6 +12,7 @@ from libc.stdint cimport int64_t
 
 from cypid.pyx.messages cimport Entry, Messages, Store
 from cypid.pyx.selector cimport Selector
+from cypid.pyx.totals cimport Totals
 
 
 cdef enum Policy:
@@ -152,6 +153,7 @@ cdef class Queue:
     cdef readonly int64_t messageLatencyTotal
     cdef readonly bint flowStopped
     cdef readonly int64_t flowStoppedCount
+    cdef public Totals totals               # the broker's sums this queue also counts into (totals.pxd)
 
     # -- the hot entry points (Python callers see them as methods) -----------------------------------
     cpdef object enqueue(self, object msg, bint hold=*)

@@ -90,6 +90,7 @@ from cypid.pyx.messages cimport (
 )
 from cypid.pyx.message cimport Message
 from cypid.pyx.selector cimport Selector
+from cypid.pyx.totals cimport T_DEQUEUE, T_ENQUEUE, Totals, totals_count
 
 from collections import deque
 
@@ -179,6 +180,7 @@ cdef class Group:
 cdef class Queue:
     def __cinit__(self):
         self.messages = None
+        self.totals = Totals()      # its own, until the agent attaches it to the broker's
 
     def __init__(self, name, settings, reroute, on_unused=None):
         self.name = name
@@ -299,6 +301,7 @@ cdef class Queue:
             self.msgFtdDepth += 1
             self.byteFtdDepth += e.size
         self._depth_add(1, e.size)
+        totals_count(self.totals, T_ENQUEUE, e.size, e.durable, e.ftd)
 
     cdef void _count_dequeue(self, Entry* e) noexcept:
         self.msgTotalDequeues += 1
@@ -312,6 +315,7 @@ cdef class Queue:
             self.msgFtdDepth -= 1
             self.byteFtdDepth -= e.size
         self._depth_add(-1, -<int64_t>e.size)
+        totals_count(self.totals, T_DEQUEUE, e.size, e.durable, e.ftd)
 
     cdef int _unacquire(self, Entry* e) except -1:
         """Bookkeeping for an ACQUIRED entry that stops being acquired (settled or released)."""
@@ -367,6 +371,7 @@ cdef class Queue:
     cdef int _expire(self, Py_ssize_t i) except -1:
         msg = self._drop(i)
         self.discardsTtl += 1
+        self.totals.discardsTtl += 1
         if self.alternate_exchange:
             self._events.append((EV_REROUTE, msg, self.alternate_exchange))
         return 0
@@ -573,6 +578,7 @@ cdef class Queue:
             return False
         self._drop(i)
         self.acquires += 1
+        self.totals.acquires += 1
         if self._events:
             self._flush()
         if self.held and self._release_held() and self.consumers:
@@ -590,13 +596,16 @@ cdef class Queue:
             return 2
         if policy == POLICY_REJECT or policy == POLICY_FLOW_TO_DISK:
             self.discardsOverflow += 1
+            self.totals.discardsOverflow += 1
             raise self._limit_error("")
         if policy == POLICY_SELF_DESTRUCT:
             self.discardsOverflow += 1
+            self.totals.discardsOverflow += 1
             self._events.append((EV_DESTRUCT,))
             return 0
         if self.max_size and size > self.max_size:
             self.discardsOverflow += 1
+            self.totals.discardsOverflow += 1
             raise QueueLimitExceeded(
                 self.name, getattr(self.settings, "policy_type", "ring"),
                 "Message larger than configured maximum depth on %s: size=%d, max-size=%d"
@@ -614,6 +623,7 @@ cdef class Queue:
                 e = store_at(&self.store, i)
                 if e.state == ST_ACQUIRED:
                     self.discardsOverflow += 1
+                    self.totals.discardsOverflow += 1
                     raise self._limit_error("the oldest message is acquired")
                 count -= 1
                 bytes_ -= e.size
@@ -622,6 +632,7 @@ cdef class Queue:
             while n:
                 victim = self._drop(0)      # the front is never a DELETED slot
                 self.discardsRing += 1
+                self.totals.discardsRing += 1
                 if self.alternate_exchange:
                     self._events.append((EV_REROUTE, victim, self.alternate_exchange))
                 n -= 1
@@ -633,9 +644,11 @@ cdef class Queue:
                 i = -1
             if i < 0:
                 self.discardsRing += 1
+                self.totals.discardsRing += 1
                 return 0
             victim = self._drop(i)
             self.discardsRing += 1
+            self.totals.discardsRing += 1
             if self.alternate_exchange:
                 self._events.append((EV_REROUTE, victim, self.alternate_exchange))
         return 1
@@ -653,6 +666,7 @@ cdef class Queue:
         if i < 0 or store_at(&self.store, i).state == ST_DELETED:
             return 0
         self.discardsLvq += 1
+        self.totals.discardsLvq += 1
         if not (in_place and self.lvq_no_browse and store_at(&self.store, i).state == ST_AVAILABLE):
             self._drop(i)
             return 0
@@ -868,6 +882,7 @@ cdef class Queue:
         self.available -= 1
         self.messages.acquired(i)
         self.acquires += 1
+        self.totals.acquires += 1
         self._unacked_add(1)
         if self.groups:
             g = <Group>e.key
@@ -976,6 +991,7 @@ cdef class Queue:
         if i < 0:
             return
         self.releases += 1
+        self.totals.releases += 1
         if type(msg) is Message:
             (<Message>msg).acquired_before = True
             if count_failure:
@@ -1010,6 +1026,7 @@ cdef class Queue:
         if i < 0:
             return
         self.discardsSubscriber += 1
+        self.totals.discardsSubscriber += 1
         if self.groups and store_at(&self.store, i).key != NULL:
             g = <Group>store_at(&self.store, i).key
         self._drop(i)
@@ -1037,10 +1054,13 @@ cdef class Queue:
             if exchange:
                 self._events.append((EV_REROUTE, msg, exchange))
         self.acquires += n
+        self.totals.acquires += n
         if exchange:
             self.reroutes += n
+            self.totals.reroutes += n
         else:
             self.discardsPurge += n
+            self.totals.discardsPurge += n
         self._flush()
         return n
 

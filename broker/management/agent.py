@@ -16,6 +16,7 @@ import uuid
 
 from cypid.pyx.codec import DecodeError, Described, decode_at, encode, encode_header, scan_message, symbol, uint, \
     ulong, ushort
+from cypid.pyx.totals import Totals
 
 from .. import links as _links
 from .. import nodes as _nodes
@@ -27,7 +28,7 @@ from . import schema
 from .events import AgentEvents
 from .methods import STATUS_EXCEPTION, STATUS_FORBIDDEN, STATUS_PARAMETER_INVALID, \
     STATUS_UNKNOWN_METHOD, STATUS_NOT_IMPLEMENTED, STATUS_UNKNOWN_OBJECT, MethodError, Methods, exception_text
-from .objects import BROKER_LEVELS, BROKER_SUMS, Snapshot, queue_counters, queue_depth
+from .objects import Snapshot
 
 DIRECT, TOPIC = "qmf.default.direct", "qmf.default.topic"
 VENDOR, PRODUCT = "apache.org", "qpidd"
@@ -148,7 +149,7 @@ class ManagementAgent:
         self.creators = {}
         self._created = {}                 # object (or binding key) -> create time, ns
         self._open = {}                    # connection -> create time, ns
-        self._retired = dict.fromkeys(BROKER_SUMS, 0)   # counters of deleted queues
+        self.totals = Totals()             # the broker object's statistics: the queues count into it
         self._pending_events = []
         self._timer = None
         self._own_topic_bindings = 0
@@ -178,6 +179,7 @@ class ManagementAgent:
             self._created.setdefault(ex, self.start_ns)
         for queue in self.broker.nodes.queues.values():
             self._created.setdefault(queue, self.start_ns)
+            self.totals.attach(queue)
         self._timer = self.loop.call_later(self.interval, self._tick)
         self.log.info("QMF agent %s started (epoch %d)", self.name, self.boot_sequence)
 
@@ -266,23 +268,18 @@ class ManagementAgent:
     def is_open(self, conn):
         return conn in self._open
 
+    def adopt_queue(self, queue):
+        """A new queue of the broker: it counts into the broker object's statistics."""
+        self.totals.attach(queue)
+
     def retire_queue(self, queue):
-        for name, value in queue_counters(queue).items():
-            self._retired[name] += value
+        self.totals.detach(queue)
         self._created.pop(queue, None)
         self.creators.pop(queue.name, None)
 
-    def broker_totals(self, snap):
-        totals = dict(self._retired)
-        for name in BROKER_LEVELS:
-            totals[name] = 0
-        for queue in list(self.broker.nodes.queues.values()):
-            for name in BROKER_SUMS:
-                totals[name] += getattr(queue, name, 0) or 0
-            totals["msgDepth"] += queue_depth(queue)
-            totals["byteDepth"] += getattr(queue, "byteDepth", 0) or 0
-            totals["msgFtdDepth"] += getattr(queue, "msgFtdDepth", 0) or 0
-            totals["byteFtdDepth"] += getattr(queue, "byteFtdDepth", 0) or 0
+    def broker_totals(self):
+        """The broker object's statistics: O(1), read from the totals the queues keep up to date."""
+        totals = self.totals.values()
         totals["discardsNoRoute"] = getattr(self.broker.nodes, "discards_no_route", 0)
         totals["abandoned"] = totals["abandonedViaAlt"] = 0
         return totals

@@ -96,6 +96,7 @@ class AgentEvents(BrokerEvents):
     def queue_declared(self, queue, context=None):
         rhost, user = who(self._ctx(context))
         self.agent.note_created(queue)
+        self.agent.adopt_queue(queue)
         self.agent.creators[queue.name] = user
         settings = getattr(queue, "settings", None)
         excl = bool(getattr(settings, "exclusive", False)) or queue.exclusive_owner is not None

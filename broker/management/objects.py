@@ -141,7 +141,7 @@ class Snapshot:
 
     def target(self, cls_name, key):
         """The engine object that a method on ``<class>:<key>`` acts on, or None; found without
-        building any values (the broker object's statistics sum over every queue)."""
+        building any values."""
         if cls_name == "broker":
             return self.broker if key == "amqp-broker" else None
         if cls_name == "queue":
@@ -162,7 +162,7 @@ class Snapshot:
 
     def cls_broker(self):
         agent, broker, opts = self.agent, self.broker, self.broker.options
-        stats = agent.broker_totals(self)
+        stats = agent.broker_totals()
         values = {
             "name": "amqp-broker",
             "systemRef": object_name(SYSTEM_CLS, str(agent.system_id)),
@@ -455,21 +455,4 @@ class Snapshot:
         return self._link_class(False)
 
 
-#: queue statistics the broker object sums (live queues + those deleted since start)
-BROKER_SUMS = (
-    "msgTotalEnqueues", "msgTotalDequeues", "byteTotalEnqueues", "byteTotalDequeues",
-    "msgPersistEnqueues", "msgPersistDequeues", "bytePersistEnqueues", "bytePersistDequeues",
-    "msgTxnEnqueues", "msgTxnDequeues", "byteTxnEnqueues", "byteTxnDequeues", "msgFtdEnqueues",
-    "msgFtdDequeues", "byteFtdEnqueues", "byteFtdDequeues", "releases", "acquires", "discardsTtl",
-    "discardsRing", "discardsLvq", "discardsOverflow", "discardsSubscriber", "discardsPurge", "reroutes",
-)
-#: those that are levels, not totals (not carried over from deleted queues)
-BROKER_LEVELS = ("msgDepth", "byteDepth", "msgFtdDepth", "byteFtdDepth")
-
-
-def queue_counters(queue):
-    return {name: _get(queue, name) for name in BROKER_SUMS}
-
-
-__all__ = ["Snapshot", "Entry", "PACKAGE", "queue_depth", "queue_counters", "connection_address",
-           "session_name", "BROKER_SUMS", "BROKER_LEVELS"]
+__all__ = ["Snapshot", "Entry", "PACKAGE", "queue_depth", "connection_address", "session_name"]

@@ -273,6 +273,57 @@ def test_query_connections_sessions_broker(console, qmf_broker):
     assert len(console.query("vhost")) == 1
 
 
+def test_broker_statistics_after_known_traffic(tmp_path):
+    """The broker object's figures (kept as the queues count, never summed at query time) after
+    enqueues, dequeues, a purge and the deletion of a queue holding messages: the durable and
+    discard counters move by exactly the traffic, the depths are the sums over the queues."""
+    broker = BrokerProcess(tmp_path)
+    broker.start()
+    console = Console(broker.url)
+    client = BlockingConnection(broker.url, timeout=TIMEOUT)
+    try:
+        (before,) = console.query("broker")
+        before = before["_values"]
+        kept, deleted = unique("kept"), unique("deleted")
+        console.create("queue", kept, {"durable": True})
+        console.create("queue", deleted, {"durable": True})
+        sender = client.create_sender(None)
+        for address, count in ((kept, 10), (deleted, 4)):
+            for _ in range(count):
+                sender.send(Message(address=address, body=b"y" * 100, durable=True))
+        # three consumed (accepted), two purged, and the deleted queue goes with its four
+        receiver = console.conn.create_receiver(kept, credit=3)
+        for _ in range(3):
+            receiver.receive(timeout=TIMEOUT)
+            receiver.accept()
+        receiver.close()
+        wait_until(lambda: console.values("queue", kept)["msgTotalDequeues"] == 3, timeout=TIMEOUT)
+        console.method("%s:queue:%s" % (PKG, kept), "purge", {"request": 2})
+        size = console.values("queue", kept)["byteTotalEnqueues"] // 10
+        size_deleted = console.values("queue", deleted)["byteDepth"] // 4    # its address is longer
+        console.delete("queue", deleted)
+        (after,) = console.query("broker")
+        after = after["_values"]
+        queues = [q["_values"] for q in console.query("queue")]
+    finally:
+        client.close()
+        console.close()
+        broker.stop()
+
+    def delta(name):
+        return after[name] - before[name]
+
+    assert delta("msgPersistEnqueues") == 14 and delta("bytePersistEnqueues") == 10 * size + 4 * size_deleted
+    assert delta("msgPersistDequeues") == 3 + 2 + 4
+    assert delta("bytePersistDequeues") == 5 * size + 4 * size_deleted
+    assert delta("discardsPurge") == 2
+    assert delta("msgDepth") == 5 and delta("byteDepth") == 5 * size
+    assert delta("msgTotalEnqueues") - delta("msgTotalDequeues") == 5
+    assert after["queueCount"] == len(queues)
+    assert after["msgDepth"] == sum(q["msgDepth"] for q in queues)
+    assert after["byteDepth"] == sum(q["byteDepth"] for q in queues)
+
+
 def test_partial_responses(console):
     names = [unique("many") for _ in range(130)]
     for name in names:

@@ -15,7 +15,8 @@ from proton.utils import BlockingConnection
 
 from cypid.broker.options import OPTIONS_BY_NAME, OptionsError, parse_options
 from tests.support.broker import BrokerProcess, wait_until
-from tests.tools.conftest import cypid_command, stock_qpidd
+from tests.support.stock_qpidd import comparison as stock_qpidd
+from tests.tools.conftest import cypid_command
 
 #: Every option qpidd 1.40 prints in --help with its amqp, linearstore, legacystore and ha modules
 #: (and the acl/ssl built in), plus the few of 1.36-era packaged configurations, with a value each.

@@ -15,7 +15,8 @@ from proton.utils import BlockingConnection
 from tests.conftest import fail_on_leaks
 from tests.integration.test_tools import Reader
 from tests.support.broker import BrokerFactory
-from tests.tools.conftest import cypid_command, qpidd_or_skip
+from tests.support.stock_qpidd import comparison_or_skip as qpidd_or_skip
+from tests.tools.conftest import cypid_command
 
 BIN = Path(sys.prefix) / "bin"
 QUEUES = ["parity-orders", "parity-invoices", "parity-durable"]
