@@ -59,6 +59,37 @@ def error_text(e: BaseException) -> tuple[str, str]:
     return e.__class__.__name__, str(e)
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str], *, help_text: str, usage_text: str,
+                       usage_status: int, check=None, usage_stream=None):
+    """A tool's command line, handled as qpidd's tools do: ``(opts, conn_opts, None)``; or, once ``-h``
+    printed ``help_text`` (status 0) or a bad command line printed ``usage_text`` (to ``usage_stream``,
+    default stderr) and ``<prog>: error: <why>`` (stderr, status ``usage_status``),
+    ``(None, None, status)``. ``check(opts)`` may raise UsageError (or ValueError) for the tool's own
+    rules."""
+    try:
+        opts = parser.parse_intermixed_args(argv)
+        if opts.help:
+            print(help_text, end="")
+            return None, None, 0
+        if check is not None:
+            check(opts)
+        return opts, connection_kwargs(opts), None
+    except (UsageError, ValueError) as e:
+        (usage_stream or sys.stderr).write(usage_text)
+        print("%s: error: %s" % (parser.prog, e), file=sys.stderr)
+        return None, None, usage_status
+
+
+def failed(e: BaseException, stream=None) -> int:
+    """A tool's failure as qpidd's tools print it (``Failed: <Class> - <text>``; Ctrl-C: an empty line);
+    the exit status 1."""
+    if isinstance(e, KeyboardInterrupt):
+        print()
+    else:
+        print("Failed: %s - %s" % error_text(e), file=stream)
+    return 1
+
+
 def parse_int(text: str) -> int:
     try:
         return int(text, 0) if text.lower().startswith(("0x", "0o", "0b")) else int(text)

@@ -9,7 +9,7 @@ import uuid
 from typing import Callable
 
 from . import qmf
-from .common import QuietParser, UsageError, add_connection_options, connection_kwargs
+from .common import QuietParser, add_connection_options, parse_command_line
 
 USAGE = "Usage: qpid-printevents [options] [broker-addr]...\n"
 
@@ -111,19 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeats", action="store_true")
     add_connection_options(p)
     p.add_argument("brokers", nargs="*")
-    try:
-        opts = p.parse_intermixed_args(argv)
-        if opts.help:
-            print(HELP, end="")
-            return 0
-        conn_opts = connection_kwargs(opts)
-        brokers = opts.brokers or ["localhost:5672"]
-        for b in brokers:
-            qmf.BrokerURL(b)
-    except (UsageError, ValueError) as e:
-        sys.stderr.write(USAGE + "\n")
-        print("qpid-printevents: error: %s" % e, file=sys.stderr)
-        return 2
+    opts, conn_opts, status = parse_command_line(p, argv, help_text=HELP, usage_text=USAGE + "\n", usage_status=2,
+                                                 check=lambda opts: [qmf.BrokerURL(b) for b in opts.brokers])
+    if status is not None:
+        return status
+    brokers = opts.brokers or ["localhost:5672"]
     if opts.heartbeats:
         conn_opts["heartbeat"] = 5
     lock = threading.Lock()

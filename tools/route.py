@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import qmf
-from .common import QuietParser, UsageError, add_connection_options, connection_kwargs, error_text
+from .common import QuietParser, add_connection_options, error_text, failed, parse_command_line
 
 USAGE = """\
 Usage:  qpid-route [OPTIONS] dynamic add <dest-broker> <src-broker> <exchange> [tag] [exclude-list] [mechanism]
@@ -450,28 +450,17 @@ def run(opts, args, conn_opts) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     qmf.PROGRAM = "qpid-route"
-    try:
-        opts = build_parser().parse_intermixed_args(argv)
-        if opts.help:
-            print(HELP, end="")
-            return 0
-        conn_opts = connection_kwargs(opts)
-    except UsageError as e:
-        sys.stdout.write(USAGE)
-        print("qpid-route: error: %s" % e, file=sys.stderr)
-        return 255
+    opts, conn_opts, status = parse_command_line(build_parser(), argv, help_text=HELP, usage_text=USAGE,
+                                                 usage_status=255, usage_stream=sys.stdout)
+    if status is not None:
+        return status
     try:
         return run(opts, opts.args, conn_opts)
     except Usage:
         print(USAGE)
         return 255
-    except KeyboardInterrupt:
-        print()
-        return 1
-    except Exception as e:
-        name, text = error_text(e)
-        print("Failed: %s - %s" % (name, text))
-        return 1
+    except (KeyboardInterrupt, Exception) as e:
+        return failed(e)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from typing import Callable
 
 from . import qmf
-from .common import QuietParser, UsageError, add_connection_options, connection_kwargs, error_text, parse_int
+from .common import QuietParser, UsageError, add_connection_options, failed, parse_command_line, parse_int
 from .display import COMMAS, DURATION, KMG, NONE, TIME_LONG, Y, YN, Display, Header, Sorter, format_cell
 
 USAGE = "Usage: qpid-stat -g [options] | -c | -e | -q [queue-name] | -u | -m | --acl\n"
@@ -310,35 +310,27 @@ def run(opts, agent, out=print) -> int:
     raise UsageError(NO_COMMAND)  # pragma: no cover
 
 
+def _check(opts) -> None:
+    if not opts.show:
+        raise UsageError(NO_COMMAND)
+    if len(opts.args) > (1 if opts.show == "queues" else 0):
+        raise UsageError("unexpected argument(s): %s" % " ".join(opts.args))
+    check_sort(opts)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     qmf.PROGRAM = "qpid-stat"
-    try:
-        opts = build_parser().parse_intermixed_args(argv)
-        if opts.help:
-            print(HELP, end="")
-            return 0
-        if not opts.show:
-            raise UsageError(NO_COMMAND)
-        if len(opts.args) > (1 if opts.show == "queues" else 0):
-            raise UsageError("unexpected argument(s): %s" % " ".join(opts.args))
-        check_sort(opts)
-        conn_opts = connection_kwargs(opts)
-    except UsageError as e:
-        sys.stderr.write(USAGE + "\n")
-        print("qpid-stat: error: %s" % e, file=sys.stderr)
-        return 2
+    opts, conn_opts, status = parse_command_line(build_parser(), argv, help_text=HELP, usage_text=USAGE + "\n",
+                                                 usage_status=2, check=_check)
+    if status is not None:
+        return status
     agent = None
     try:
         agent = qmf.connect(opts.broker, timeout=opts.timeout or None, **conn_opts)
         return run(opts, agent)
-    except KeyboardInterrupt:
-        print()
-        return 1
-    except Exception as e:
-        name, text = error_text(e)
-        print("Failed: %s - %s" % (name, text), file=sys.stderr)
-        return 1
+    except (KeyboardInterrupt, Exception) as e:
+        return failed(e, sys.stderr)
     finally:
         if agent is not None:
             agent.close()
