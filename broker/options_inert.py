@@ -40,7 +40,7 @@ INERT = (
      "cypid's message groups use qpid.no-group for messages without a group header"),
     ("dtx-default-timeout", "int", "SECONDS", None, _NO_DTX),
     ("dtx-max-timeout", "int", "SECONDS", None, _NO_DTX),
-    ("federation-tag", "str", "NAME", None, "cypid has no federation"),
+    ("federation-tag", "str", "NAME", None, "cypid's federation tag is the broker's container-id"),
     ("domain", "str", "DOMAIN", None, "cypid has no AMQP 1.0 interconnects"),
     ("queue-patterns", "list", "PATTERN", None, "cypid makes no queues on demand"),
     ("topic-patterns", "list", "PATTERN", None, "cypid makes no topics on demand"),
