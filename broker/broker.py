@@ -15,6 +15,7 @@ from .nodes import Nodes
 from .observers import BrokerObservers
 from .sasl import Authenticator
 from .tls import Tls
+from .transactions import Transactions
 
 
 def _version():
@@ -40,6 +41,7 @@ class Broker:
         self.management = None
         self.on_shutdown = None         # called when management asks the broker to shut down
         self.nodes = Nodes(self)
+        self.transactions = Transactions(self)     # AMQP 1.0 local transactions
         # Raises sasl.SaslConfigError (a bad --sasl-config or users database): the broker cannot start.
         self.authenticator = Authenticator(options, self.log)
         self.acl = Authorizer(options, self.log)      # raises acl.AclError for a bad --acl-file

@@ -76,7 +76,9 @@ class IncomingLink(Link):
             if target is None:
                 raise errors.PreconditionFailed("No target specified!")
             if target.coordinator:
-                raise errors.Unimplemented("transactions are not supported yet")
+                from .transactions import Coordinator     # (it imports this module)
+                self.__class__ = Coordinator              # declare and discharge come on this link
+                return self.attach()
             if target.address is None and not target.dynamic:
                 self.anonymous = True
                 reply = target.encode()
@@ -99,8 +101,12 @@ class IncomingLink(Link):
 
     def on_message(self, delivery, data):
         """One complete incoming delivery (the engine's Delivery): routed; its settlement waits for
-        the holds the routing put on it (journal syncs, flow-stopped queues)."""
-        outcome = self.deliver(data)
+        the holds the routing put on it (journal syncs, flow-stopped queues). A transfer with a
+        transactional-state waits for its transaction's commit (broker/transactions.py)."""
+        if delivery.state is not None and self.broker.transactions.post(self, delivery, data):
+            outcome = None
+        else:
+            outcome = self.deliver(data)
         if outcome is not None:
             if outcome.__class__ is Pending:
                 if not delivery.settled:
@@ -204,6 +210,8 @@ class OutgoingLink(Link):
             queue.release(msg)
         elif outcome == amqp.REJECTED:
             queue.reject(msg)
+        elif outcome == amqp.TRANSACTIONAL_STATE:     # applied at the commit (broker/transactions.py)
+            self.broker.transactions.retire(self, msg, state)
         else:  # modified: delivery-failed, undeliverable-here, message-annotations
             redelivery.modified(self, queue, msg, state)
 

@@ -72,8 +72,8 @@ INERT = (
     ("journal-flush-timeout", "duration", "SECONDS", None, "cypid syncs a durable message's record "
      "before accepting it, with no flush timer"),
     # legacystore
-    ("tpl-num-jfiles", "int", "N", None, "cypid has no transaction prepared list"),
-    ("tpl-jfile-size-pgs", "int", "N", None, "cypid has no transaction prepared list"),
+    ("tpl-num-jfiles", "int", "N", None, "cypid's transaction log has a fixed geometry"),
+    ("tpl-jfile-size-pgs", "int", "N", None, "cypid's transaction log has a fixed geometry"),
     # older qpidd (packaged qpidd.conf files still carry them)
     ("cluster-mechanism", "str", "MECH", None, _OLD + " (the old cluster module)"),
     ("max-session-rate", "int", "N", None, _OLD),

@@ -287,8 +287,9 @@ class QueueJournal:
                 self.store.read_back(self, msg, rid)
             except (KeyError, JournalError):
                 pass
+        txn = self.store.txn
         try:
-            self.journal.append_dequeue(rid)
+            self.journal.append_dequeue(rid, None if txn is None else txn.joined(self))
         except KeyError:
             return
         except JournalError as e:
@@ -449,6 +450,10 @@ class Store:
         self._next_rid = 1
         self._ftd_serial = 0
         self.recovering = None          # during recover(): queue name -> journal dir
+        # broker/transactions.py: the commit whose work is being applied (its records carry its xid),
+        # and the transaction log (decisions of commits that span several journals).
+        self.txn = None
+        self.decisions = None
         # Tests only: while this file exists every journal fails as a broken disk does.
         self.fault_file = os.environ.get("CYPID_JOURNAL_FAULT_FILE") or None
         self.closed = False
@@ -477,7 +482,7 @@ class Store:
         else:
             data, flags = record_data(msg)
         try:
-            seq = journal.append_enqueue(rid, data, None, flags)
+            seq = journal.append_enqueue(rid, data, None if self.txn is None else self.txn.joined(qj), flags)
         except JournalFull as e:
             return self._full(qj, e)
         except JournalError as e:
@@ -528,7 +533,8 @@ class Store:
                 rid = self.new_rid()
                 data, flags = record_data(m)
                 try:
-                    seq = qj.journal.append_enqueue(rid, data, None, flags)
+                    seq = qj.journal.append_enqueue(rid, data, None if self.txn is None else self.txn.joined(qj),
+                                                    flags)
                 except JournalError as e:
                     for qj2, m2, _ in entries:
                         if qj2 is not None:
@@ -603,6 +609,11 @@ class Store:
         self._dirty.append(qj)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
+
+    def want_sync(self, qj):
+        """Sync ``qj`` at the end of this loop turn (broker/transactions.py: a commit's records)."""
+        if not qj.flush_wanted:
+            self._want_flush(qj)
 
     def lazy_flush(self, qj):
         """Sync ``qj`` soon (dequeues, updates: nobody waits for them)."""
@@ -824,8 +835,8 @@ class Store:
         """The journal's live records back into the queue, in order (_Loader): the first
         FILL_FIRST now, the rest in chunks on the loop once the broker serves."""
         journal = qj.journal
-        for xid in list(journal.in_doubt):
-            journal.append_abort(xid)
+        if journal.in_doubt:        # resolved by the transaction log (broker/transactions.py)
+            self.decisions.resolve(qj)
         entries = journal.take_recovered()
         top = max_rid(entries)
         if top >= self._next_rid:
@@ -888,6 +899,8 @@ class Store:
                 log.error("Queue %r not recovered: its journal path %r is outside the store (%s); "
                           "nothing there is read or changed", name, jdir, self.jrnl_dir)
         bindings = config.bindings()
+        from .transactions import DecisionLog     # (it imports this module)
+        self.decisions = DecisionLog(self)
         self.recovering = {name: jdir for name, _, jdir in queues}
         counts = [0, 0, 0, 0]
         # Recovery makes a million objects that live on (journal entries, messages); with the cyclic
@@ -928,6 +941,7 @@ class Store:
                 gc.freeze()         # what recovery made is never traversed by later collections
                 gc.enable()
         self._set_aside_orphans({jdir for _, _, jdir in queues})
+        self.decisions.recovered()
         if any(counts):
             log.log(25, "Recovered %d exchanges, %d queues, %d bindings, %d messages in %.3f s",
                     counts[0], counts[1], counts[2], counts[3], time.monotonic() - t0)
@@ -1014,6 +1028,8 @@ class Store:
                 handle.cancel()
         self.writer.drain(30)
         self.writer.close(30)
+        if self.decisions is not None:
+            self.decisions.close()
         for qj in self.journals.values():
             try:
                 qj.journal.close()

@@ -25,6 +25,12 @@ cdef enum:
     MODIFIED = 0x27
     SOURCE = 0x28
     TARGET = 0x29
+    # Transactions (transactions.xml).
+    COORDINATOR = 0x30
+    DECLARE = 0x31
+    DISCHARGE = 0x32
+    DECLARED = 0x33
+    TRANSACTIONAL_STATE = 0x34
     # SASL (security.xml).
     SASL_MECHANISMS = 0x40
     SASL_INIT = 0x41

@@ -13,6 +13,8 @@ CODES = {
     "DISPOSITION": DISPOSITION, "DETACH": DETACH, "END": END, "CLOSE": CLOSE, "ERROR": ERROR,
     "RECEIVED": RECEIVED, "ACCEPTED": ACCEPTED, "REJECTED": REJECTED, "RELEASED": RELEASED,
     "MODIFIED": MODIFIED, "SOURCE": SOURCE, "TARGET": TARGET,
+    "COORDINATOR": COORDINATOR, "DECLARE": DECLARE, "DISCHARGE": DISCHARGE, "DECLARED": DECLARED,
+    "TRANSACTIONAL_STATE": TRANSACTIONAL_STATE,
     "SASL_MECHANISMS": SASL_MECHANISMS, "SASL_INIT": SASL_INIT, "SASL_CHALLENGE": SASL_CHALLENGE,
     "SASL_RESPONSE": SASL_RESPONSE, "SASL_OUTCOME": SASL_OUTCOME,
     "FRAME_AMQP": FRAME_AMQP, "FRAME_SASL": FRAME_SASL,
@@ -68,17 +70,17 @@ globals().update(CONDITIONS)
 #: the symbolic descriptors a peer may use instead of the codes, for the delivery states
 _STATE_SYMBOLS = {"amqp:received:list": RECEIVED, "amqp:accepted:list": ACCEPTED,
                   "amqp:rejected:list": REJECTED, "amqp:released:list": RELEASED,
-                  "amqp:modified:list": MODIFIED}
+                  "amqp:modified:list": MODIFIED, "amqp:transactional-state:list": TRANSACTIONAL_STATE}
 
 
 cpdef int outcome_code(object state) except -1:
-    """The descriptor code of a delivery state value (ACCEPTED, REJECTED...), 0 for None or for a
-    value that is not a known delivery state."""
+    """The descriptor code of a delivery state value (ACCEPTED, REJECTED..., TRANSACTIONAL_STATE),
+    0 for None or for a value that is not a known delivery state."""
     if state is None:
         return 0
     d = getattr(state, "descriptor", None)
     if isinstance(d, int):
-        return d if RECEIVED <= d <= MODIFIED else 0
+        return d if RECEIVED <= d <= MODIFIED or d == TRANSACTIONAL_STATE else 0
     return _STATE_SYMBOLS.get(d, 0)
 
 

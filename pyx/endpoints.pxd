@@ -121,6 +121,7 @@ cdef class Link:
     cdef bint _partial_has_id
     cdef uint32_t _partial_id
     cdef object _partial_tag
+    cdef object _tstate                 # encoded delivery state of the delivery coming in (per-message links)
     cdef uint64_t _partial_size
     cdef WriteBuffer _partial
     cdef bint _notified                       # on_detach called
@@ -148,5 +149,6 @@ cdef class Delivery:
     cdef readonly bint settled                # the sender sent it settled: nothing to do
     cdef readonly int holds
     cdef public object outcome                # None: accepted
+    cdef readonly object state                # the transfer's delivery state, encoded (None: none given)
     cdef int _stage                           # 0 in on_message, 1 waiting for holds, 2 settled
     cdef int _settle(self) except -1

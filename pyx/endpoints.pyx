@@ -671,6 +671,9 @@ cdef class Link:
         d.id = did
         d.tag = tag
         d.settled = settled
+        if self._tstate is not None:
+            d.state = self._tstate
+            self._tstate = None
         engine.handler.on_message(self, d, PyBytes_FromStringAndSize(data, n))
         d._stage = 1
         if d.holds == 0:

@@ -589,8 +589,11 @@ cdef class Engine(ConnectionCore):
             s._last_handle = handle
         if link.state != L_ATTACHED and link.state != L_ATTACH_RCVD:
             return 0        # sent before the peer saw our detach
+        if t.state != NULL and not link.batch:
+            link._tstate = PyBytes_FromStringAndSize(t.state, t.state_len)
         if not link._in_partial:
             if t.aborted:
+                link._tstate = None
                 return 0
             if link.credit <= 0:
                 return link._fail(amqp.TRANSFER_LIMIT_EXCEEDED, "transfer beyond the link credit granted")
@@ -621,6 +624,7 @@ cdef class Engine(ConnectionCore):
             link._in_partial = False
             link._partial.len = 0
             link._partial_tag = None
+            link._tstate = None
             return 0
         link._partial_size += <uint64_t>t.payload_len
         if link.max_message_size and link._partial_size > link.max_message_size:

@@ -38,6 +38,8 @@ cdef struct Transfer:
     bint settled
     bint more
     bint aborted
+    const char* state                     # the transfer's delivery state (encoded), NULL when absent or null
+    Py_ssize_t state_len
     const char* payload
     Py_ssize_t payload_len
 

@@ -201,6 +201,8 @@ cdef int _parse_transfer(const char* body, Py_ssize_t blen, Transfer* t) except 
     t.tag = NULL
     t.tag_len = 0
     t.settled = t.more = t.aborted = False
+    t.state = NULL
+    t.state_len = 0
     if count == 0 or not _read_uint(&lst, &t.handle):
         raise _DecodeError("transfer: mandatory field handle is missing")
     if t.handle > 0xFFFFFFFF:
@@ -219,6 +221,10 @@ cdef int _parse_transfer(const char* body, Py_ssize_t blen, Transfer* t) except 
             t.more = _read_bool(&lst)
         elif i == 9:
             t.aborted = _read_bool(&lst)
+        elif i == 7 and lst.len > 0 and lst.buf[0] != 0x40:
+            t.state = lst.buf             # a transactional-state (broker/transactions.py)
+            skip_value(&lst, 1)
+            t.state_len = lst.buf - t.state
         else:
             skip_value(&lst, 1)      # message-format, rcv-settle-mode, state, resume, batchable...
     if lst.len != 0:

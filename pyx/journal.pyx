@@ -498,7 +498,11 @@ cdef class Journal(JournalRecovery):
         if t is not None:
             del self.txns[bx]
             self._finish_txn(t, bx, commit, True)
-        self.in_doubt.pop(bx, None)
+        if self.in_doubt.pop(bx, None) is not None and commit and self._rec_entries is not None:
+            # an open transaction committed at recovery: what take_recovered hands over is the live
+            # set now (its enqueues join, the records its dequeues removed leave)
+            self._rec_entries = sorted((e for e in self.live.values() if (<_Entry>e).xid is None),
+                                       key=lambda e: e.seq)
         return seq
 
     cpdef uint64_t append_commit(self, xid) except? 0:

@@ -386,6 +386,7 @@ class Snapshot:
         out = []
         for conn, session in self._sessions():
             name = session_name(session)
+            txn = self.broker.transactions.session_stats(session)    # TxnCount: open transactions
             values = {
                 "vhostRef": VHOST_NAME,
                 "name": name,
@@ -394,7 +395,8 @@ class Snapshot:
                 "detachedLifespan": 0,
                 "attached": True,
                 "unackedMessages": session.outstanding,
-                "TxnStarts": 0, "TxnCommits": 0, "TxnRejects": 0, "TxnCount": 0,
+                "TxnStarts": txn.starts, "TxnCommits": txn.commits, "TxnRejects": txn.rejects,
+                "TxnCount": txn.open,
                 "clientCredit": 0, "framesOutstanding": 0,
             }
             out.append(Entry(name, values, self.created(session), self.now, session))

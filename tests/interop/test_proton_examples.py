@@ -107,3 +107,13 @@ REQUESTS = ["Twas brillig, and the slithy toves", "Did gire and gymble in the wa
 def test_client_server_with_a_dynamic_reply_to(examples, client):
     examples.start("server", "-a", "ADDRESS")
     assert examples(client, "-a", "ADDRESS") == ["%s => %s" % (r, r.upper()) for r in REQUESTS]
+
+
+def test_tx_send_tx_recv(examples):
+    """proton's test_tx_send_tx_recv: the transactional receiver started first, then the
+    transactional sender (ten transactions of ten messages each way)."""
+    receiver = examples.start("tx_recv", "-a", "ADDRESS")
+    assert examples("tx_send", "-a", "ADDRESS") == ["all messages committed"]
+    out, _ = receiver.communicate(timeout=TIMEOUT)
+    assert receiver.returncode == 0, out
+    assert [line.strip() for line in out.splitlines()] == ["{'sequence': %d}" % (i + 1) for i in range(100)]

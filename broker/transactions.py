@@ -1,0 +1,596 @@
+"""Local transactions (AMQP 1.0, transactions.xml): the coordinator and each transaction's work.
+
+A client attaches a sender link whose target is a ``coordinator`` (capability
+``amqp:local-transactions``) and sends on it ``declare`` (answered with ``declared`` and a txn-id)
+and ``discharge`` (``fail`` false: commit, true: rollback; answered ``accepted``, or ``rejected``
+with ``amqp:transaction:unknown-id`` or ``amqp:transaction:rollback``). Then:
+
+- Transactional posting: a transfer whose state is ``transactional-state(txn-id)`` is checked (the
+  message parses, the ACL lets the user publish) and kept with its transaction; the broker answers
+  it with ``transactional-state(txn-id, accepted)``. Nothing is routed until the commit, where the
+  messages are routed in the order they came, as a plain transfer would be. At rollback they go.
+- Transactional retirement: a consumer's disposition ``transactional-state(txn-id, outcome)`` leaves
+  the message acquired by the transaction; the outcome (accepted: the dequeue) is applied at the
+  commit, and at rollback the message goes back to its queue, available again.
+- Transactional acquisition (a flow naming a txn-id) is not offered: such flows are plain flows.
+
+Durability (docs/JOURNAL-FORMAT.md, "Transactions"): at the commit every journal record the work
+makes (enqueues of durable messages, dequeues of durable ones) carries the transaction's xid, and
+the commit's outcome is sent only once the commit is durable. When the work touches one journal,
+that journal's commit record is the decision. When it touches several, the xid records are synced
+in every journal first, then the decision is written to the store's transaction log (``tpl/``, a
+journal whose live records are committed xids) and synced, and only then the commit records are
+appended to each journal; the decision is removed from the log once they are synced. At recovery
+an xid that is open in a queue's journal is committed if the log holds it, and aborted otherwise.
+So after a kill -9 at any point, all of a committed transaction's work is there and none of an
+uncommitted one's. The transaction's durable messages become visible to consumers when the decision
+is durable (they are held in their queues until then); its non-durable messages when they are
+routed at the commit.
+
+Bounds (one client cannot hurt the others): ``MAX_PER_SESSION`` open transactions per session
+(declare is rejected with ``amqp:resource-limit-exceeded`` beyond it), ``MAX_WORK`` messages posted or
+retired and ``MAX_BYTES`` bytes posted per transaction (the transfer beyond it is rejected with
+``amqp:resource-limit-exceeded`` and the transaction can then only roll back: its commit answers
+``amqp:transaction:rollback``). Open transactions end (roll back) with their coordinator link.
+"""
+import itertools
+import os
+import weakref
+
+from cypid.pyx import amqp
+from cypid.pyx.codec import Array, DecodeError, Described, decode, decode_at, symbol, ulong
+from cypid.pyx.journal import Journal, JournalError
+from cypid.pyx.message import Message
+
+from . import errors
+from .errors import AmqpError
+from .links import CREDIT_WINDOW, IncomingLink
+from .store import Pending, Store
+
+LOCAL = "amqp:local-transactions"
+MAX_PER_SESSION = 64
+MAX_WORK = 10000
+MAX_BYTES = 64 << 20
+AMQP_VALUE = 0x77
+TPL_DIRNAME = "tpl"
+
+
+def declared(txn_id):
+    return Described(ulong(amqp.DECLARED), [txn_id])
+
+
+def transactional_state(txn_id, outcome=None):
+    return Described(ulong(amqp.TRANSACTIONAL_STATE), [txn_id, outcome])
+
+
+def _rejected(error):
+    return amqp.rejected(error.condition, error.description)
+
+
+def _body_value(data):
+    """The amqp-value section of an encoded message (the coordinator's declare/discharge)."""
+    off = 0
+    n = len(data)
+    while off < n:
+        value, off = decode_at(data, off)
+        if getattr(value, "descriptor", None) in (AMQP_VALUE, "amqp:amqp-value:*"):
+            return value.value
+    return None
+
+
+def _code(value, code, name):
+    d = getattr(value, "descriptor", None)
+    return d == code or d == name
+
+
+class Transaction:
+    """One declared transaction: the work kept until its discharge."""
+
+    __slots__ = ("id", "coordinator", "session", "posts", "retires", "bytes", "failed", "ended")
+
+    def __init__(self, txn_id, coordinator):
+        self.id = txn_id
+        self.coordinator = coordinator
+        self.session = coordinator.session
+        self.posts = []            # (IncomingLink, Message) in arrival order
+        self.retires = []          # (OutgoingLink, Message, outcome code, outcome value)
+        self.bytes = 0
+        self.failed = None         # why the transaction can only roll back
+        self.ended = False
+
+    @property
+    def work(self):
+        return len(self.posts) + len(self.retires)
+
+
+class SessionTxnStats:
+    """The QMF session object's transaction counters (qpidd's TxnStarts, TxnCommits, TxnRejects;
+    TxnCount: the transactions open now)."""
+
+    __slots__ = ("starts", "commits", "rejects", "open")
+
+    def __init__(self):
+        self.starts = self.commits = self.rejects = self.open = 0
+
+
+_NO_STATS = SessionTxnStats()
+
+
+class Transactions:
+    """The broker's transactions (``broker.transactions``): txn-id -> Transaction."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.log = broker.log
+        self.by_id = {}
+        self._ids = itertools.count(1)
+        self._nonce = os.urandom(6).hex().encode()   # xids stay unique across restarts
+        self.stats = weakref.WeakKeyDictionary()   # broker Session -> SessionTxnStats (management reads them)
+
+    def session_stats(self, session, create=False):
+        """The session's counters (zeroes for a session that never declared one)."""
+        st = self.stats.get(session)
+        if st is None:
+            if not create:
+                return _NO_STATS
+            st = self.stats[session] = SessionTxnStats()
+        return st
+
+    # -- declare and discharge -----------------------------------------------------------------------
+    def declare(self, coordinator):
+        session = coordinator.session
+        st = self.session_stats(session, create=True)
+        if st.open >= MAX_PER_SESSION:
+            raise errors.ResourceLimitExceeded("session has %d open transactions (at most %d)"
+                                               % (st.open, MAX_PER_SESSION))
+        txn_id = b"%d" % next(self._ids)
+        txn = Transaction(txn_id, coordinator)
+        self.by_id[txn_id] = txn
+        coordinator.txns[txn_id] = txn
+        st.starts += 1
+        st.open += 1
+        return txn
+
+    def find(self, link, txn_id):
+        """The open transaction ``txn_id`` of ``link``'s connection, or TransactionUnknownId."""
+        txn = self.by_id.get(bytes(txn_id)) if isinstance(txn_id, (bytes, bytearray, memoryview)) else None
+        if txn is None or txn.ended or txn.session.connection is not link.connection:
+            raise errors.TransactionUnknownId("unknown transaction %r" % (txn_id,))
+        return txn
+
+    def _end(self, txn, committed):
+        txn.ended = True
+        self.by_id.pop(txn.id, None)
+        txn.coordinator.txns.pop(txn.id, None)
+        st = self.stats.get(txn.session)
+        if st is not None:
+            st.open -= 1
+            if committed:
+                st.commits += 1
+            else:
+                st.rejects += 1
+
+    def rollback(self, txn):
+        """Drop the posted messages; give the retired ones back to their queues."""
+        self._end(txn, False)
+        for link, msg, _code, _state in txn.retires:
+            queue = link.queue
+            if queue is not None and not queue.deleted:
+                queue.release(msg)
+        txn.posts = txn.retires = []
+
+    def commit(self, txn):
+        """Apply the work; returns None (done) or a Pending the discharge is answered by."""
+        if txn.failed:
+            why = txn.failed
+            self.rollback(txn)
+            raise errors.TransactionRollback("transaction rolled back: %s" % why)
+        self._end(txn, True)
+        store = self.broker.nodes.store
+        work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id)) if store is not None else None
+        if work is not None:
+            store.txn = work
+        try:
+            for link, msg in txn.posts:
+                outcome = self._route(link, msg)
+                if outcome is not None and outcome.__class__ is Pending:
+                    if work is not None:
+                        work.pendings.append(outcome)
+                elif outcome is not None:
+                    self._refused_at_commit(link, outcome, txn)
+            for link, msg, code, state in txn.retires:
+                link.on_outcome(msg, code, state)
+        finally:
+            if work is not None:
+                store.txn = None
+        txn.posts = txn.retires = []
+        if work is None or not work.journals:
+            return None
+        return work.finish(store, self)
+
+    def _route(self, link, msg):
+        """Route a posted message as IncomingLink.deliver does (its ACL check was made at the transfer)."""
+        broker = self.broker
+        broker.publisher = link.connection
+        try:
+            if link.anonymous:
+                return broker.nodes.route_anonymous(msg)
+            if link.node is None:
+                return None
+            return broker.nodes.route(link.node, msg)
+        except AmqpError as e:
+            if e.scope not in (None, "link"):
+                raise
+            return amqp.rejected(e.condition, str(e))
+        finally:
+            broker.publisher = None
+
+    def _refused_at_commit(self, link, outcome, txn):
+        """A message a queue refused at the commit (its limit was reached since the transfer):
+        one line per transaction."""
+        if txn.failed is None:
+            txn.failed = "refused at commit"
+            self.log.warning("Transaction on %s: a message was refused at its commit: %s",
+                             link.connection.address, outcome)
+
+    # -- posting and retirement ----------------------------------------------------------------------
+    def post(self, link, delivery, data):
+        """A transfer with a delivery state: True if it was transactional (kept with its transaction,
+        or refused), False for any other state (the caller routes it as usual)."""
+        try:
+            state = decode(delivery.state)
+        except DecodeError:
+            return False
+        if not _code(state, amqp.TRANSACTIONAL_STATE, "amqp:transactional-state:list"):
+            return False
+        fields = state.value if isinstance(state.value, list) else []
+        try:
+            txn = self.find(link, fields[0] if fields else None)
+        except AmqpError as e:
+            delivery.outcome = _rejected(e)
+            return True
+        if txn.failed:
+            delivery.outcome = amqp.rejected(errors.TRANSACTION_ROLLBACK, txn.failed)
+            return True
+        if txn.work >= MAX_WORK or txn.bytes + len(data) > MAX_BYTES:
+            txn.failed = "more than %d messages or %d bytes of work in one transaction" % (MAX_WORK, MAX_BYTES)
+            self._limit(link, txn.failed)
+            delivery.outcome = amqp.rejected(errors.RESOURCE_LIMIT_EXCEEDED, txn.failed)
+            return True
+        try:
+            msg = Message(data)
+            broker = self.broker
+            if broker.acl.transfer:
+                refused = broker.acl.publish_refused(link, msg)
+                if refused is not None:
+                    txn.failed = "a message was refused: %s" % refused
+                    delivery.outcome = amqp.rejected(errors.UNAUTHORIZED_ACCESS, refused)
+                    return True
+        except DecodeError as e:
+            txn.failed = "a message could not be decoded: %s" % e
+            delivery.outcome = amqp.rejected(errors.DECODE_ERROR, str(e))
+            return True
+        txn.posts.append((link, msg))
+        txn.bytes += len(data)
+        delivery.outcome = transactional_state(txn.id, amqp.ACCEPTED_STATE)
+        return True
+
+    def retire(self, link, msg, state):
+        """A consumer's disposition ``transactional-state(txn-id, outcome)`` for ``msg``."""
+        fields = state.value if isinstance(getattr(state, "value", None), list) else []
+        inner = fields[1] if len(fields) > 1 else None
+        try:
+            txn = self.find(link, fields[0] if fields else None)
+        except AmqpError as e:
+            link.queue.release(msg)
+            link.detach(e.condition, e.description)
+            return
+        code = amqp.outcome_code(inner)
+        if code == 0 or code == amqp.RECEIVED or code == amqp.TRANSACTIONAL_STATE:
+            # no outcome: transactional acquisition, which is not offered; the message goes back
+            link.queue.release(msg)
+            return
+        if txn.failed:
+            link.queue.release(msg)
+            return
+        if txn.work >= MAX_WORK:
+            txn.failed = "more than %d messages of work in one transaction" % MAX_WORK
+            self._limit(link, txn.failed)
+            link.queue.release(msg)
+            return
+        txn.retires.append((link, msg, code, inner))
+
+    def _limit(self, link, why):
+        """One line per transaction (it can only roll back from now on, so nothing more is taken)."""
+        self.log.warning("Transaction on %s over its bound: %s; it can only roll back",
+                         link.connection.address, why)
+
+
+class _Work:
+    """The journal side of one commit (``store.txn`` while its work is applied): the journals its
+    records went to, and the Pendings of its durable messages."""
+
+    __slots__ = ("xid", "journals", "pendings", "discharge", "phase", "waiting", "tpl_rid", "failed")
+
+    def __init__(self, xid):
+        self.xid = xid
+        self.journals = {}          # QueueJournal -> None, in first-use order
+        self.pendings = []
+        self.discharge = None
+        self.phase = 0
+        self.waiting = 0
+        self.tpl_rid = 0
+        self.failed = None
+
+    def joined(self, qj):
+        """The xid for a record of journal ``qj`` (the store's hook)."""
+        self.journals[qj] = None
+        return self.xid
+
+    def finish(self, store, transactions):
+        """The records are appended: make the commit durable, then answer the discharge."""
+        self.discharge = Pending()
+        self.discharge.count = 1
+        for p in self.pendings:     # every durable message of the transaction waits for the decision
+            p.count += 1
+            p.syncs += 1
+        if len(self.journals) == 1:
+            qj = next(iter(self.journals))
+            try:
+                seq = qj.journal.append_commit(self.xid)
+            except JournalError as e:
+                self._fail(store, e)
+                return self.discharge
+            qj.waits.append((seq, _Step(self, store, self._done)))
+            self.waiting = 1
+            store.want_sync(qj)
+            return self.discharge
+        # several journals: their xid records are synced first, then the decision, then the commits
+        self.waiting = len(self.journals)
+        for qj in self.journals:
+            qj.waits.append((qj.journal.next_seq - 1, _Step(self, store, self._records_synced)))
+            store.want_sync(qj)
+        return self.discharge
+
+    def _records_synced(self, store, error):
+        if error is not None:
+            return self._fail(store, error)
+        self.waiting -= 1
+        if self.waiting:
+            return
+        tpl = store.decisions
+        try:
+            self.tpl_rid = tpl.write(self.xid, lambda err: self._decided(store, err))
+        except JournalError as e:
+            self._fail(store, e)
+
+    def _decided(self, store, error):
+        if error is not None:
+            return self._fail(store, error)
+        self._committed()           # recovery commits it whatever happens from here on
+        self.waiting = len(self.journals)
+        for qj in self.journals:
+            try:
+                seq = qj.journal.append_commit(self.xid)
+            except JournalError:
+                self.waiting -= 1       # it stays in doubt there until the next start commits it
+                continue
+            qj.waits.append((seq, _Step(self, store, self._commits_synced)))
+            store.want_sync(qj)
+        if not self.waiting:
+            self._commits_synced(store, None, final=True)
+
+    def _commits_synced(self, store, error, final=False):
+        """The commit records are synced: the decision can go (kept if one failed: the next start
+        commits that journal's records with it)."""
+        if error is not None:
+            self.failed = error
+        if not final:
+            self.waiting -= 1
+        if not self.waiting and self.failed is None:
+            store.decisions.remove(self.tpl_rid)
+
+    def _done(self, store, error):
+        """One journal: its commit record is synced (or failed)."""
+        if error is not None:
+            return self._fail(store, error)
+        self._committed()
+
+    def _committed(self):
+        """The decision is durable: the messages are shown, the discharge answered accepted."""
+        self.phase = 2
+        self._show()
+        release = self.discharge
+        self.discharge = None
+        if release is not None:
+            release.release()
+
+    def _show(self):
+        for p in self.pendings:
+            p.syncs -= 1
+            if p.syncs == 0 and p.copies is not None:
+                Store._show(p)
+            p.release()
+
+    def _fail(self, store, error):
+        """A journal failed before the decision: the transaction is rolled back. Its durable
+        messages go, unseen; every journal gets an abort (recovery would abort them anyway)."""
+        if self.failed is not None or self.phase == 2:
+            return
+        self.failed = error
+        for qj in self.journals:
+            try:
+                qj.journal.append_abort(self.xid)
+            except (JournalError, ValueError):
+                pass
+        outcome = amqp.rejected(errors.TRANSACTION_ROLLBACK, "transaction rolled back: journal failed: %s" % error)
+        for p in self.pendings:
+            copies = p.copies
+            p.copies = None
+            for i in range(0, len(copies or ()), 2):
+                copies[i].drop_held(copies[i + 1])     # unseen: held until the decision
+            p.syncs -= 1
+            p.release(outcome)
+        release = self.discharge
+        self.discharge = None
+        if release is not None:
+            release.release(outcome)
+
+
+class _Step:
+    """A wait in a journal's sync queue (duck-typed as a Pending: the store calls ``release`` once
+    the journal is synced past it, or sets ``outcome`` and calls it when the sync failed)."""
+
+    __slots__ = ("work", "store", "then", "syncs", "copies", "outcome")
+
+    def __init__(self, work, store, then):
+        self.work = work
+        self.store = store
+        self.then = then
+        self.syncs = 1
+        self.copies = None
+        self.outcome = None
+
+    def release(self, outcome=None):
+        self.then(self.store, outcome)
+
+
+class DecisionLog:
+    """The store's transaction log (``<store>/tpl``): one live record per committed transaction
+    whose commit records are not all durable yet; its data is the xid."""
+
+    def __init__(self, store):
+        self.store = store
+        self.path = os.path.join(store.directory, TPL_DIRNAME)
+        self.loop = store.loop
+        self.journal = None            # opened when there is one, or at the first decision
+        self.committed = {}            # xid -> rid, read at open
+        self.used = []                 # queue journals where recovery committed with a decision
+        self.waiting = 0
+        self._rid = 1
+        if os.path.isdir(self.path):
+            self._open()
+            for rec in self.journal.recovered:
+                self.committed[bytes(rec.data)] = rec.rid
+            self._rid = max(self.committed.values(), default=0) + 1
+
+    def _open(self):
+        self.journal = Journal(self.path, 3, 1, name="transaction log", writer=self.store.writer)
+
+    def write(self, xid, then):
+        """Append the decision and sync it; ``then(error)`` on the loop once it is durable."""
+        if self.journal is None:
+            self._open()
+        rid = self._rid
+        self._rid += 1
+        self.journal.append_enqueue(rid, xid)
+        loop = self.loop
+        self.journal.flush_async(lambda seq, err: loop.call_soon_threadsafe(then, err))
+        return rid
+
+    def remove(self, rid):
+        try:
+            self.journal.append_dequeue(rid)
+            self.journal.flush_async(None)
+        except (KeyError, JournalError):
+            pass
+
+    def resolve(self, qj):
+        """Recovery of ``qj``'s journal: each transaction open in it is committed if the log holds
+        its decision, aborted otherwise."""
+        journal = qj.journal
+        for xid in list(journal.in_doubt):
+            if bytes(xid) in self.committed:
+                journal.append_commit(xid)
+                if qj not in self.used:
+                    self.used.append(qj)
+            else:
+                journal.append_abort(xid)
+
+    def recovered(self):
+        """Every queue is recovered: once the commits written by ``resolve`` are synced, the
+        decisions read at open are no longer needed."""
+        if not self.committed:
+            return
+        self.waiting = len(self.used)
+        if not self.waiting:
+            self._forget(None)
+        for qj in self.used:
+            try:
+                qj.journal.flush_async(lambda seq, err: self.loop.call_soon_threadsafe(self._forget, err))
+            except JournalError as e:
+                self._forget(e)
+        self.used = []
+
+    def _forget(self, error):
+        if error is not None:
+            self.waiting = -1       # kept: the next start resolves with them again
+            return
+        self.waiting -= 1
+        if self.waiting <= 0 and self.waiting != -1:
+            for rid in self.committed.values():
+                self.remove(rid)
+            self.committed = {}
+
+    def close(self):
+        if self.journal is not None:
+            try:
+                self.journal.close()
+            except JournalError:
+                pass
+
+
+class Coordinator(IncomingLink):
+    """A sender link whose target is the coordinator: declare and discharge come on it."""
+
+    def attach(self):
+        target = self.target
+        caps = target.fields[0] if target.fields else None
+        caps = [str(c) for c in caps] if isinstance(caps, (list, tuple, Array)) else ([str(caps)] if caps else [])
+        if isinstance(caps, list) and caps and not any(c == LOCAL for c in caps):
+            self.refuse(errors.Unimplemented("only local transactions (%s) are offered; asked for %s"
+                                             % (LOCAL, ", ".join(caps))))
+            return False
+        self.txns = {}
+        reply = Described(ulong(amqp.COORDINATOR), [Array(0xA3, [symbol(LOCAL)])])
+        self.core.accept(target=reply, rcv_settle_mode=amqp.RCV_FIRST)
+        self.core.flow(credit=CREDIT_WINDOW)
+        return True
+
+    def deliver(self, data):
+        """A declare or a discharge (IncomingLink.on_message settles it with what this returns)."""
+        transactions = self.broker.transactions
+        try:
+            value = _body_value(data)
+        except DecodeError as e:
+            return amqp.rejected(errors.DECODE_ERROR, "coordinator: %s" % e)
+        fields = value.value if isinstance(getattr(value, "value", None), list) else []
+        try:
+            if _code(value, amqp.DECLARE, "amqp:declare:list"):
+                if fields and fields[0] is not None:
+                    raise errors.Unimplemented("global transactions are not offered (declare with a global-id)")
+                return declared(transactions.declare(self).id)
+            if _code(value, amqp.DISCHARGE, "amqp:discharge:list"):
+                if not fields:
+                    raise errors.InvalidField("discharge without a txn-id")
+                txn = transactions.find(self, fields[0])
+                if len(fields) > 1 and fields[1]:
+                    transactions.rollback(txn)
+                    return None
+                return transactions.commit(txn)
+            raise errors.InvalidField("the coordinator takes declare and discharge, not %r"
+                                      % (getattr(value, "descriptor", value),))
+        except AmqpError as e:
+            return _rejected(e)
+
+    def abandon(self):
+        if self.detached:
+            return
+        self.detached = True
+        transactions = self.broker.transactions
+        for txn in list(getattr(self, "txns", {}).values()):
+            transactions.rollback(txn)
+
+
+__all__ = ["Coordinator", "Transactions", "Transaction", "DecisionLog", "LOCAL", "MAX_PER_SESSION",
+           "MAX_WORK", "MAX_BYTES"]
