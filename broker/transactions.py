@@ -257,9 +257,11 @@ class Transactions:
             self._limit(link, txn.failed)
             delivery.outcome = amqp.rejected(errors.RESOURCE_LIMIT_EXCEEDED, txn.failed)
             return True
+        broker = self.broker
         try:
             msg = Message(data)
-            broker = self.broker
+            if link.check_user_id and msg.user_id is not None:
+                broker.acl.verify_user_id(link.connection, msg.user_id)     # acl.LinkRefusal
             if broker.acl.transfer:
                 refused = broker.acl.publish_refused(link, msg)
                 if refused is not None:
@@ -269,6 +271,12 @@ class Transactions:
         except DecodeError as e:
             txn.failed = "a message could not be decoded: %s" % e
             delivery.outcome = amqp.rejected(errors.DECODE_ERROR, str(e))
+            return True
+        except AmqpError as e:      # a forged user-id: refused as a plain transfer is (links.py)
+            txn.failed = "a message was refused: %s" % e.description
+            if e.closes_link:
+                broker.loop.call_soon(link.detach, e.condition, e.description)
+            delivery.outcome = amqp.rejected(e.condition, str(e))
             return True
         txn.posts.append((link, msg))
         txn.bytes += len(data)

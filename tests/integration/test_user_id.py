@@ -137,3 +137,22 @@ def test_a_push_route_forwards_other_users_messages(broker_factory, tmp_path):
         alice_b.close()
         alice_a.close()
     assert not a.log_lines(r"Authenticated user id is")
+
+
+def test_forged_user_id_in_a_transaction_is_refused(tmp_path):
+    """A transactional transfer gets the same check: refused, its link closed, and the transaction
+    can then only roll back (nothing of it is ever delivered)."""
+    from tests.support.txclient import TxClient, descriptor
+    with start(tmp_path) as broker:
+        bob = connect(broker, "bob")
+        bob.create_sender("q", options=CreateQueue()).close()
+        with TxClient(broker, user="bob", password="pw-bob") as c:
+            txn = c.declare()
+            s = c.sender("q")
+            assert descriptor(c.send(s, "own", txn=txn, user_id=b"bob")) == 0x34
+            state = c.send(s, "forged", txn=txn, user_id=b"alice")
+            assert descriptor(state) == 0x25 and str(state.value[0].value[0]) == "amqp:not-allowed"
+            state = c.discharge(txn)
+            assert descriptor(state) == 0x25 and str(state.value[0].value[0]) == "amqp:transaction:rollback"
+        assert drain(bob, "q") == []
+        bob.close()

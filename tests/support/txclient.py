@@ -49,9 +49,16 @@ def txn_state(txn: bytes, inner=None) -> Described:
 class TxClient:
     """One connection, one session, a coordinator link; links to nodes as asked."""
 
-    def __init__(self, broker, timeout: float = 10.0, coordinator: bool = True):
+    def __init__(self, broker, timeout: float = 10.0, coordinator: bool = True, user: str | None = None,
+                 password: str = ""):
         self.raw = RawClient.connect(broker, timeout=timeout)
-        self.raw.handshake()
+        if user is None:
+            self.raw.handshake()
+        else:                       # SASL PLAIN as ``user``
+            if self.raw.sasl("PLAIN", b"\0" + user.encode() + b"\0" + password.encode()) != 0:
+                raise ProtocolError("login as %s failed" % user)
+            self.raw.amqp_header()
+            self.raw.open()
         self.ch = self.raw.begin()
         self.timeout = timeout
         self.next_handle = 0
@@ -151,10 +158,12 @@ class TxClient:
         raw.send(b"".join(frames))
         return did
 
-    def send(self, handle: int, body, txn: bytes | None = None, durable: bool = False, wait: bool = True):
+    def send(self, handle: int, body, txn: bytes | None = None, durable: bool = False, wait: bool = True,
+             user_id: bytes | None = None):
         """Send one message (its body an amqp-value); returns the broker's state (or the delivery-id
         with ``wait=False``)."""
-        msg = encode_message(body, header=[durable] if durable else None)
+        msg = encode_message(body, header=[durable] if durable else None,
+                             properties=[None, user_id] if user_id is not None else None)
         did = self.transfer(handle, msg, txn_state(txn) if txn is not None else None)
         return self.wait_outcome(did) if wait else did
 
