@@ -7,9 +7,10 @@ Three durable queues: ``seeds`` holds messages the transactions consume, ``out1`
 what they send. Each transaction (tests/support/txclient.py) takes three seeds and accepts them in
 the transaction, sends three durable messages to ``out1`` and three to ``out2`` in it, then commits:
 its work spans three journals, so the commit goes through the transaction log (broker/transactions.py).
-The client runs until the broker is SIGKILLed at a random moment (after a random number of commits,
-possibly none, and a random part of a millisecond to twenty more), often while a transaction is
-open, being committed, or its commit records are being synced. The broker is restarted on the same
+The client runs until the broker is SIGKILLed at a random moment: in odd rounds after a random
+number of commits (possibly none) and up to twenty milliseconds more, often while a transaction is
+open; in even rounds 0-4 ms after a discharge is sent, while that commit's records, its decision in
+the transaction log or its commit records are being written and synced. The broker is restarted on the same
 data dir and the queues are read:
 
 - a transaction's six messages are all in out1/out2, or none is (never some);
@@ -50,6 +51,8 @@ class Workload(threading.Thread):
         self.committed = set()      # txn numbers whose commit was answered accepted
         self.commits = 0
         self.error = None
+        self.discharge_of = 0       # txn number whose discharge is to be signalled (0: none)
+        self.discharging = threading.Event()
 
     def run(self):
         try:
@@ -67,7 +70,12 @@ class Workload(threading.Thread):
                     for s in outs:
                         for i in range(PER_QUEUE):
                             c.send(s, "r%d-t%d-%d" % (self.round_no, n, i), txn=txn, durable=True, wait=False)
-                    state = c.discharge(txn)
+                    if n == self.discharge_of:
+                        did = c.discharge(txn, wait=False)
+                        self.discharging.set()      # the kill comes while this commit is under way
+                        state = c.wait_outcome(did)
+                    else:
+                        state = c.discharge(txn)
                     if descriptor(state) == ACCEPTED:
                         self.committed.add(n)
                         self.commits += 1
@@ -114,12 +122,20 @@ def run(rounds, seed, workdir, out=sys.stdout):
         for round_no in range(1, rounds + 1):
             seeds = set(_seed(broker, round_no, SEEDS))
             work = Workload(broker, round_no)
-            work.start()
             target = rnd.randrange(0, 12)
-            deadline = time.monotonic() + 30
-            while work.commits < target and work.is_alive() and time.monotonic() < deadline:
-                time.sleep(0.001)
-            time.sleep(rnd.random() * 0.02)
+            if round_no % 2 == 0:
+                # every other round: the kill lands 0-4 ms after a commit is sent, while its records,
+                # its decision or its commit records are being written and synced
+                work.discharge_of = target + 1
+                work.start()
+                work.discharging.wait(30)
+                time.sleep(rnd.random() * 0.004)
+            else:
+                work.start()
+                deadline = time.monotonic() + 30
+                while work.commits < target and work.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                time.sleep(rnd.random() * 0.02)
             broker.kill()
             work.join(30)
             assert work.error is None, "seed %d round %d: the client failed: %r" % (seed, round_no, work.error)
