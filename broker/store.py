@@ -852,6 +852,31 @@ class Store:
         except JournalError:
             pass
 
+    def adopt_journal(self, queue, staged):
+        """HA catch-up (ha/ship.py): the journal files in directory ``staged`` (a primary's journal
+        as shipped, checked and synced by the caller) become ``queue``'s journal, and its live
+        records the queue's messages, as at a restart. The queue's own journal must hold no live
+        record (the backup purged it); it is closed and its files are removed. Returns the count
+        of messages recovered."""
+        qj = self.journals.get(queue)
+        if qj is None or not qj.durable or qj.rids or qj.loader is not None:
+            raise ValueError("queue %r has no empty durable journal to replace" % queue.name)
+        old = qj.journal
+        path = old.directory
+        old.close()
+        self._synced(qj, 1 << 64, None)
+        for name in os.listdir(path):
+            if _JOURNAL_FILE.match(name):
+                os.unlink(os.path.join(path, name))
+        for name in os.listdir(staged):
+            os.rename(os.path.join(staged, name), os.path.join(path, name))
+        os.rmdir(staged)
+        qj.journal = self._open(queue, path, old.file_count, old.file_size, True)
+        self._recover_messages(qj)
+        if qj.loader is not None:
+            qj.loader.finish()
+        return len(qj.rids)
+
     def queue_deleted(self, queue):
         """The queue is gone: its row and its journal go too. Producers waiting for a sync of its
         journal are answered (the message reached the queue before it went)."""

@@ -7,6 +7,7 @@ once it is applied (a durable message: once its journal record is synced).
 """
 import asyncio
 import functools
+import os
 
 from cypid.client import ClientError, connect
 from cypid.pyx.message import Message
@@ -19,6 +20,7 @@ from .habroker import (
     BACKUP_PROPERTY, BUILTIN_EXCHANGES, CATCHUP, JOINING, REDIRECT, STATUS_INFO, STREAM_PREFIX,
 )
 from .primary import INFO_ARG
+from .ship import JournalReceiver
 from .stream import decode_op
 from .url import UrlError, parse_url
 
@@ -64,6 +66,10 @@ class Backup:
         self.connected_to = None        # (host, port) of the primary while connected
         self.ids = {}                   # queue name -> {replication id: message}
         self.applied = 0
+        self.receiving = {}             # queue name -> JournalReceiver (a journal being shipped)
+        # Benchmarks and tests only: CYPID_HA_SHIP_JOURNALS=0 asks the primary to copy durable
+        # queues message by message (the path measured beside journal shipping).
+        self.ship_journals = os.environ.get("CYPID_HA_SHIP_JOURNALS", "1") != "0"
 
     # -- life -------------------------------------------------------------------------------------
     def start(self):
@@ -98,7 +104,7 @@ class Backup:
     def _connect_options(self, url):
         opts = self.options
         info = self.ha.info()
-        options = {"properties": {BACKUP_PROPERTY: info},
+        options = {"properties": {BACKUP_PROPERTY: info}, "max_frame_size": 1 << 20,
                    "container_id": "qpid.ha-backup-%s" % info["system-id"]}
         if opts.link_heartbeat_interval:
             options["idle_timeout"] = 2 * opts.link_heartbeat_interval
@@ -142,7 +148,8 @@ class Backup:
         receiver = await conn.receiver(
             name, node="queue", create=True, credit=window, auto_accept=False, ack_batch=1,
             properties={"auto-delete": True, "exclusive": True, "qpid.replicate": "none",
-                        "qpid.max_size": 0, "qpid.max_count": 0, INFO_ARG: info})
+                        "qpid.max_size": 0, "qpid.max_count": 0,
+                        INFO_ARG: dict(info, **{"ship-journals": self.ship_journals})})
         self.connected_to = (address.host, address.port)
         self.log.log(25, "HA: connected to primary %s", address.hostport)
         try:
@@ -153,12 +160,21 @@ class Backup:
                     continue
                 data, did = item
                 waits = self._apply(data)
-                if not waits:
+                if asyncio.iscoroutine(waits):      # applied in steps (a shipped journal)
+                    await waits
+                    receiver.accept(did)
+                elif not waits:
                     receiver.accept(did)
                 else:
                     _AllOf(waits, functools.partial(receiver.accept, did))
         finally:
+            self._drop_receiving()
             self.log.log(25, "HA: link to primary %s lost", address.hostport)
+
+    def _drop_receiving(self):
+        receiving, self.receiving = self.receiving, {}
+        for r in receiving.values():
+            r.abort()
 
     async def statuses_of_others(self):
         """{address: status} of the other brokers of --ha-brokers-url that answer: a backup refuses
@@ -203,6 +219,7 @@ class Backup:
         return ("queue", queue.name) in self.ha.uuids or self.ha.queue_level(queue) != "none"
 
     def _op_begin(self, f):
+        self._drop_receiving()
         queues = {str(k): str(v) for k, v in (f.get("queues") or {}).items()}
         exchanges = {str(k): str(v) for k, v in (f.get("exchanges") or {}).items()}
         uuids = self.ha.uuids
@@ -332,6 +349,35 @@ class Backup:
             if msg is not None:
                 queue.remove(msg)
         return None
+
+    def _op_jseg(self, f):
+        name = str(f["q"])
+        old = self.receiving.pop(name, None)
+        if old is not None:
+            old.abort()
+        self.receiving[name] = JournalReceiver(self, f)
+
+    def _receiver(self, f):
+        r = self.receiving.get(str(f["q"]))
+        if r is None:
+            raise ValueError("HA: journal data for queue %r without its start" % str(f["q"]))
+        return r
+
+    def _op_jdata(self, f):
+        self._receiver(f).data(f)
+
+    async def _op_jdone(self, f):
+        r = self._receiver(f)
+        try:
+            ids = await r.done(f, self.loop)
+        finally:
+            self.receiving.pop(r.name, None)
+        self.ids[r.name] = ids
+
+    def _op_jabort(self, f):
+        r = self.receiving.pop(str(f["q"]), None)
+        if r is not None:
+            r.abort()
 
     def _op_end(self, f):
         self.log.log(25, "HA: snapshot from the primary applied (%d operations so far)", self.applied)

@@ -15,6 +15,7 @@ from cypid.pyx.message import Message
 from cypid.broker.store import Pending
 
 from .habroker import CATCHUP, READY, RECOVERING, STREAM_PREFIX
+from .ship import Shipper, ship_job
 from .stream import encode_op
 
 INFO_ARG = "qpid.ha-info"
@@ -56,6 +57,9 @@ class RemoteBackup:
         self.snapshot_sent = False
         self.holds = {}             # stream message -> [Pending] (producers' settlements)
         self.batch = None           # this loop turn's enqueues, not yet sent
+        self.deferred = None        # while journals are shipped: the live events, in order
+        self.shipper = None
+        self._acked = None          # asyncio.Event while the shipper waits for acknowledgements
         queue.observe_dequeues = True
         queue.dequeue_hook = self.acknowledged
 
@@ -63,17 +67,45 @@ class RemoteBackup:
     def ready(self):
         return self.status == READY
 
-    def send(self, op, **fields):
+    def put(self, op, **fields):
         msg = Message(encode_op(op, **fields))
         self.queue.enqueue(msg)
         return msg
 
+    def send(self, op, **fields):
+        """A live event: on the stream now, or after the journals being shipped."""
+        if self.deferred is None:
+            return self.put(op, **fields)
+        msg = Message(encode_op(op, **fields))
+        self.deferred.append(msg)
+        return msg
+
     def snap(self, op, **fields):
-        self.snapshot.add(self.send(op, **fields))
+        self.snapshot.add(self.put(op, **fields))
 
     def snapshot_done(self):
         self.snap("end")
-        self.snapshot_sent = True
+
+    def defer(self):
+        self.deferred = []
+
+    def undefer(self):
+        """The journals are shipped: the live events of the meantime follow them."""
+        deferred, self.deferred = self.deferred, None
+        enqueue = self.queue.enqueue
+        for msg in deferred or ():
+            enqueue(msg)
+        self._check_ready()
+
+    async def window(self, limit):
+        """Wait until at most ``limit`` snapshot messages are unacknowledged."""
+        while len(self.snapshot) > limit and not self.queue.deleted:
+            self._acked = self.primary.loop.create_future()
+            await self._acked
+
+    def abandon(self):
+        """Shipping failed: drop this backup's link (it connects again and starts over)."""
+        self.primary.broker.nodes.delete_queue(self.queue)
 
     def acknowledged(self, msg):
         """The stream queue's dequeue_hook: the backup accepted ``msg`` (applied it)."""
@@ -87,9 +119,17 @@ class RemoteBackup:
         snapshot = self.snapshot
         if snapshot and msg in snapshot:
             snapshot.discard(msg)
-            if not snapshot and self.snapshot_sent and self.status == CATCHUP:
-                self.status = READY
-                self.primary.backup_ready(self)
+            acked = self._acked
+            if acked is not None:
+                self._acked = None
+                if not acked.done():
+                    acked.set_result(None)
+            self._check_ready()
+
+    def _check_ready(self):
+        if not self.snapshot and self.deferred is None and self.snapshot_sent and self.status == CATCHUP:
+            self.status = READY
+            self.primary.backup_ready(self)
 
     def flush(self):
         """Send this turn's enqueues (one stream message); its holds wait for the acknowledgement."""
@@ -99,6 +139,10 @@ class RemoteBackup:
             self.holds[msg] = batch.pendings    # hold() may still add to it in this turn
 
     def gone(self):
+        shipper, self.shipper = self.shipper, None
+        if shipper is not None:
+            shipper.cancel()
+        self.deferred = None
         holds, self.holds = self.holds, {}
         if self.batch is not None:
             holds[None] = self.batch.pendings
@@ -395,23 +439,37 @@ class Primary:
                 if ha.queue_level(q) != "none":
                     rb.snap("bind", exchange=ex.name, queue=q.name, key=key, args=dict(args or {}))
         count = 0
+        jobs = []
+        ship = rb.info.get("ship-journals", True) and self.nodes.store is not None
         for q in queues:
             rq = self.queues.get(q)
-            if rq is not None:
-                count += self._snapshot_messages(rb, rq)
-        rb.snapshot_done()
-        self.log.log(25, "HA: backup %s:%s connected: %d queue(s), %d exchange(s), %d message(s) to copy",
-                     rb.info.get("host-name"), rb.info.get("port"), len(queues), len(exchanges), count)
+            if rq is None:
+                continue
+            job = ship_job(self.nodes.store, rq) if ship else None
+            if job is not None:
+                jobs.append(job)
+                count += job.count
+            else:
+                count += self.snapshot_messages(rb, rq)
+        rb.snapshot_sent = True         # live events flow from here on
+        if jobs:
+            rb.defer()
+            rb.shipper = Shipper(self, rb, jobs)
+        else:
+            rb.snapshot_done()
+        self.log.log(25, "HA: backup %s:%s connected: %d queue(s), %d exchange(s), %d message(s) to copy%s",
+                     rb.info.get("host-name"), rb.info.get("port"), len(queues), len(exchanges), count,
+                     ", %d queue(s) by journal" % len(jobs) if jobs else "")
         ha.members_changed()
 
-
-    def _snapshot_messages(self, rb, rq):
-        """A queue's messages for a new backup, many to a stream message (``enqs``)."""
+    def snapshot_messages(self, rb, rq, last_id=None):
+        """A queue's messages for a new backup, many to a stream message (``enqs``); with
+        ``last_id``, only those with an id up to it (the ship point's, after a failed shipment)."""
         ids, name = rq.ids, rq.queue.name
         batch_ids, batch_data, size, count = [], [], 0, 0
         for msg in rq.queue.all_messages():
             i = ids.get(msg)
-            if i is None:
+            if i is None or (last_id is not None and i > last_id):
                 continue
             data = self._wire(rq, msg)
             batch_ids.append(i)
