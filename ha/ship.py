@@ -32,7 +32,7 @@ import shutil
 import time
 import zlib
 
-from cypid.pyx.journal_format import file_path
+from cypid.pyx.journal_format import file_path, fsync_dir
 from cypid.pyx.journal_ship import HEADER_PAGE, header_page, read_data, ship_point
 
 #: queues with fewer messages than this are copied message by message
@@ -250,7 +250,7 @@ class JournalReceiver:
         t2 = time.monotonic()
         queue = self.queue
         count = self.store.adopt_journal(queue, self.dir)
-        await loop.run_in_executor(None, _sync_dir, self.store.journals[queue].journal.directory)
+        await loop.run_in_executor(None, fsync_dir, self.store.journals[queue].journal.directory)
         t3 = time.monotonic()
         by_rid = dict(zip(self.rids, self.ids))
         ids = {}
@@ -278,15 +278,7 @@ def _ignore(future):
 def _sync_all(fds, directory):
     for fd in fds:
         os.fsync(fd)
-    _sync_dir(directory)
-
-
-def _sync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
 
 
 __all__ = ["ship_job", "Shipper", "JournalReceiver", "SHIP_MIN_MESSAGES"]
