@@ -148,7 +148,10 @@ class Broker:
             refused = self.ha.refusal(conn)     # a backup admits admin tools only
             if refused is not None:
                 condition, text, info = refused
-                conn.fail(condition, text, level=logging.INFO, info=info)
+                if condition is None:
+                    conn.drop(text, level=logging.INFO)
+                else:
+                    conn.fail(condition, text, level=logging.INFO, info=info)
                 return
         self.log.info("Connection %s opened by %r (user %s)", conn.address, conn.container_id, conn.user)
         self.events.connection_opened(conn)

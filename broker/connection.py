@@ -330,6 +330,18 @@ class Connection(Handler):
         if not self.engine.finished:
             self.engine.abort()
 
+    def drop(self, reason, level=logging.WARNING):
+        """End the connection without another frame (qpidd's HA backups do this to ordinary
+        clients): the peer sees its transport end, not a close."""
+        if self.closing:
+            return
+        self.log.log(level, "Connection %s dropped: %s", self.address, reason)
+        transport = self.transport
+        self._abandon()
+        self._cancel_timer()
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
     def close_transport(self):
         """Write what the engine has (its close), half-close, and release everything at once (not
         when the peer's EOF or the linger timer comes)."""

@@ -1,8 +1,9 @@
 """Fail-over through a list of brokers: what a client of an active-passive cluster needs.
 
 A cluster's clients are given every broker's address (or one virtual IP). Backups refuse clients
-(qpidd drops the TCP connection; cypid closes with ``amqp:connection:redirect`` naming the primary
-when it knows it), so a client tries the addresses in turn until one accepts it, and does so again
+(qpidd drops the TCP connection; cypid does too, except for clients that say they follow redirects
+with the connection property ``cypid.follow-redirect``, as this one does: it closes their connection
+with ``amqp:connection:redirect`` naming the primary when it knows it), so a client tries the addresses in turn until one accepts it, and does so again
 when its connection is lost. Heartbeats find a dead peer that TCP does not report.
 
 ``parse_urls`` reads qpidd's URL grammar (``amqp:[user[/password]@]tcp:h1:p1,tcp:h2:p2``), a
@@ -24,6 +25,8 @@ from .message import Message
 log = logging.getLogger("cypid.client")
 
 REDIRECT = "amqp:connection:redirect"
+#: the connection property by which a client tells a cypid HA backup it follows redirects (ha/habroker.py)
+FOLLOW_REDIRECT = "cypid.follow-redirect"
 DEFAULT_PORT = 5672
 
 
@@ -91,6 +94,9 @@ async def connect_any(urls, *, reconnect_timeout=None, reconnect_limit=None, int
     redirect is followed at once; ``first`` (an address) is tried before the list in the first
     round. Returns (connection, its url); raises the last failure."""
     addresses = parse_urls(urls)
+    properties = dict(options.pop("properties", None) or {})
+    properties.setdefault(FOLLOW_REDIRECT, True)
+    options["properties"] = properties
     deadline = None if reconnect_timeout is None else time.monotonic() + reconnect_timeout
     interval = interval_min
     rounds = 0

@@ -20,6 +20,9 @@ TRANSITIONS = {
 REDIRECT = "amqp:connection:redirect"
 ADMIN_PROPERTY = "qpid.ha-admin"
 BACKUP_PROPERTY = "qpid.ha-backup"
+#: a client that follows amqp:connection:redirect says so with this connection property (cypid.client's
+#: FailoverConnection does); a backup drops other clients' connections as qpidd does
+FOLLOW_REDIRECT = "cypid.follow-redirect"
 STATUS_INFO = "qpid.ha-status"      # a backup's redirect says its own status (the joining check)
 LEVELS = ("none", "configuration", "all")
 BUILTIN_EXCHANGES = ("", "amq.direct", "amq.topic", "amq.fanout", "amq.match", "qpid.management",
@@ -139,9 +142,14 @@ class HaBroker:
 
     # -- clients --------------------------------------------------------------------------------
     def refusal(self, conn):
-        """None to admit ``conn``, else (condition, description, info) to close it with. A primary or
-        a standalone broker admits everyone; a backup admits admin tools (qpid.ha-admin) and no one
-        else: another backup (qpid.ha-backup) learns this one's status from the refusal's info."""
+        """None to admit ``conn``, else (condition, description, info) to close it with (condition
+        None: drop it without a close). A primary or a standalone broker admits everyone; a backup
+        admits admin tools (qpid.ha-admin) and no one else. Another backup (qpid.ha-backup) learns
+        this one's status from the refusal's info, and a client that follows redirects
+        (cypid.follow-redirect) the primary's address; other clients' connections are dropped, as
+        qpidd's backups do, so that a client library's reconnect list moves on to the next address
+        (python-qpid-proton stops at a close with amqp:connection:redirect, and restarts its list
+        from the first address after any open)."""
         if not self.cluster or self.is_primary():
             return None
         props = _props(conn)
@@ -153,7 +161,9 @@ class HaBroker:
         if primary is not None:
             info.update({"hostname": primary[0], "network-host": primary[0], "port": primary[1]})
             text += " at %s:%d" % primary
-        return REDIRECT, text, info
+        if BACKUP_PROPERTY in props or FOLLOW_REDIRECT in props:
+            return REDIRECT, text, info
+        return None, text, info
 
     def primary_address(self):
         """(host, port) clients should use: --ha-public-url's first address, else the primary's
@@ -296,5 +306,5 @@ def _url_arg(args):
     return url
 
 
-__all__ = ["HaBroker", "HaError", "STATUSES", "REDIRECT", "ADMIN_PROPERTY", "BACKUP_PROPERTY",
+__all__ = ["HaBroker", "HaError", "STATUSES", "REDIRECT", "FOLLOW_REDIRECT", "ADMIN_PROPERTY", "BACKUP_PROPERTY",
            "STREAM_PREFIX", "BUILTIN_EXCHANGES"]

@@ -26,6 +26,17 @@ SNAPSHOT_BATCH_BYTES = 256 * 1024
 LIVE_BATCH_BYTES = 256 * 1024
 
 
+class Guard:
+    """One ready backup's hold on one routed message copy: released when the backup acknowledges
+    the stream message carrying it, or when the copy leaves the primary's queue first (consumed,
+    expired, purged: it need not be on the backup then, as in qpidd)."""
+
+    __slots__ = ("pending", "rq", "i", "done")
+
+    def __init__(self, pending, rq, i):
+        self.pending, self.rq, self.i, self.done = pending, rq, i, False
+
+
 class Batch:
     """Enqueues of one loop turn for one backup (one ``enqs`` stream message), and the producers'
     settlements waiting for the backup to acknowledge it."""
@@ -111,11 +122,9 @@ class RemoteBackup:
         """The stream queue's dequeue_hook: the backup accepted ``msg`` (applied it)."""
         if self.queue.deleted:      # drained because the backup went: not acknowledged
             return
-        pendings = self.holds.pop(msg, None)
-        if pendings:
-            release = self.primary.release
-            for pending in pendings:
-                release(pending)
+        guards = self.holds.pop(msg, None)
+        if guards:
+            self.primary.release_guards(guards)
         snapshot = self.snapshot
         if snapshot and msg in snapshot:
             snapshot.discard(msg)
@@ -147,9 +156,8 @@ class RemoteBackup:
         if self.batch is not None:
             holds[None] = self.batch.pendings
             self.batch = None
-        for pendings in holds.values():
-            for pending in pendings:
-                self.primary.release(pending)
+        for guards in holds.values():
+            self.primary.release_guards(guards)
         self.snapshot.clear()
 
     def __repr__(self):
@@ -159,11 +167,12 @@ class RemoteBackup:
 class ReplicatedQueue:
     """The primary's ids for an ``all`` queue's messages."""
 
-    __slots__ = ("primary", "queue", "ids", "next_id", "previous_hook")
+    __slots__ = ("primary", "queue", "ids", "next_id", "previous_hook", "guards")
 
     def __init__(self, primary, queue):
         self.primary = primary
         self.queue = queue
+        self.guards = {}            # id -> [Guard] of ready backups that do not have it yet
         self.ids = {}
         self.next_id = 1
         for msg in queue.all_messages():
@@ -193,6 +202,9 @@ class ReplicatedQueue:
             hook(msg)
         i = self.ids.pop(msg, None)
         if i is not None:
+            guards = self.guards.pop(i, None)
+            if guards is not None:
+                self.primary.release_guards(guards)
             self.primary.dequeued(self, i)
 
 
@@ -205,7 +217,7 @@ class Primary:
         self.loop = ha.loop
         self.backups = {}           # stream queue -> RemoteBackup
         self.queues = {}            # queue -> ReplicatedQueue
-        self.routed = []            # (RemoteBackup or None, stream message) since the last hold()
+        self.routed = []            # (RemoteBackup or None, Batch, ReplicatedQueue, id) since the last hold()
         self.recovering_holds = []  # settlements held until the status is active
         self._deqs = {}             # ReplicatedQueue -> [ids] not yet sent
         self._flush_scheduled = False
@@ -262,15 +274,33 @@ class Primary:
         routed, self.routed = self.routed, []
         if outcome is not None and outcome.__class__ is not Pending:
             return outcome          # refused: nothing to wait for
-        for rb, batch in routed:
+        for rb, batch, rq, i in routed:
             if outcome is None:
                 outcome = Pending()
             outcome.count += 1
             if rb is None:
                 self.recovering_holds.append(outcome)
             else:
-                batch.pendings.append(outcome)
+                guard = Guard(outcome, rq, i)
+                batch.pendings.append(guard)
+                guards = rq.guards.get(i)
+                if guards is None:
+                    rq.guards[i] = [guard]
+                else:
+                    guards.append(guard)
         return outcome
+
+    def release_guards(self, guards):
+        """Release each hold not released yet (a backup acknowledged, a copy left the queue)."""
+        release = self.release
+        for guard in guards:
+            if not guard.done:
+                guard.done = True
+                release(guard.pending)
+                rq = guard.rq
+                others = rq.guards.get(guard.i)
+                if others is not None and all(g.done for g in others):
+                    del rq.guards[guard.i]
 
     def release(self, pending):
         conn = pending.release()        # the connection whose settlements to write, if any
@@ -312,11 +342,11 @@ class Primary:
                 self._schedule_flush()
             batch.add(name, i, data)
             if rb.ready:
-                routed.append((rb, batch))
+                routed.append((rb, batch, rq, i))
             if batch.size >= LIVE_BATCH_BYTES:
                 rb.flush()
         if self.ha.status == RECOVERING:
-            routed.append((None, None))
+            routed.append((None, None, None, None))
         if routed and not self._clear_scheduled:
             self._clear_scheduled = True
             self.loop.call_soon(self._clear_routed)

@@ -116,3 +116,28 @@ def test_a_stalled_ready_backup_holds_the_producer(brokers):
         await conn.close()
         return held
     assert asyncio.run(run()) == 1
+
+
+def test_a_message_consumed_before_the_backup_has_it_is_settled(brokers):
+    """qpidd's QueueGuard: a copy that leaves the primary's queue (consumed) before a ready backup
+    acknowledged it no longer waits for that backup; the producer is settled at once."""
+    cluster = HaCluster(brokers, 2)
+    create_queue(cluster[0], "q", False)
+    wait_until(lambda: "q" in queue_depths(cluster[1]), 60, interval=0.05)
+
+    async def run():
+        conn = await connect(cluster[0].url, timeout=30)
+        snd = await conn.sender("q")
+        rcv = await conn.receiver("q", credit=10)
+        cluster[1].signal(signal.SIGSTOP)
+        try:
+            await snd.send(MESSAGE[False])
+            await rcv.get_raw(timeout=60)       # consumed (auto-accepted) on the primary
+            await asyncio.to_thread(wait_until, lambda: queue_depths(cluster[0]).get("q") == 0, 60)
+            await asyncio.wait_for(snd.wait_settled(), 30)
+            held = snd.outstanding
+        finally:
+            cluster[1].signal(signal.SIGCONT)
+        await conn.close()
+        return held
+    assert asyncio.run(run()) == 0
