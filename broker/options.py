@@ -386,6 +386,14 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec("http-interface", "str", "127.0.0.1",
                "The address the HTTP listener binds to (cypid option; not in qpidd)", metavar="ADDR",
                group=_HTTP, cypid_only=True),
+    OptionSpec("http-max-connections", "int", 64,
+               "Open HTTP connections at most; more are answered 503 and closed (cypid option; not in "
+               "qpidd)", metavar="N", minimum=1, group=_HTTP, cypid_only=True),
+    OptionSpec("http-timeout", "duration", 10.0,
+               "An HTTP connection is closed when it has not sent a whole request's headers this long "
+               "after it opened or after its last answer (idle, or sending them slowly), or a request's "
+               "body within this long (cypid option; not in qpidd)", metavar="SECONDS",
+               group=_HTTP, cypid_only=True),
 )
 
 _INERT_GROUP = "Options of qpidd accepted by cypid, with no effect (each logs a notice saying why)"
@@ -482,6 +490,8 @@ class Options:
     inert: dict[str, Any] = field(default_factory=dict)
     http_port: int | None = None
     http_interface: str = "127.0.0.1"
+    http_max_connections: int = 64
+    http_timeout: float = 10.0
 
     @property
     def data_path(self) -> str | None:

@@ -53,6 +53,8 @@ EXCHANGE_FAMILIES = (
 CONNECTION_FAMILIES = (
     ("cypid_connection_received_bytes_total", "counter", "Bytes read from the connection.", "stats_bytes_in"),
     ("cypid_connection_sent_bytes_total", "counter", "Bytes written to the connection.", "stats_bytes_out"),
+    ("cypid_connection_received_frames_total", "counter", "AMQP frames read from the connection (QMF "
+     "framesFromClient).", "stats_frames_in"),
 )
 
 

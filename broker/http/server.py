@@ -8,6 +8,11 @@ health checks needs HTTP Basic credentials of a broker user (auth.py).
 
 Nothing on the message path waits on it: the listener is one more server on the loop; a scrape
 reads counters and yields to the loop between metric families; password checks run in a thread.
+A client cannot pile work or descriptors on it: at most ``--http-max-connections`` are open (more
+are answered 503 at once and closed; one log line per episode), and ``--http-timeout`` closes a
+connection that has not sent a request's headers that long after it opened or after its last
+answer (idle, or a slowloris sending them a byte at a time; aiohttp's keep-alive timer), and a
+request whose body has not come within it.
 An action (POST) must carry a JSON body (``Content-Type: application/json``, which a page of
 another site cannot send without the CORS preflight this server never grants) and, if the browser
 sends an ``Origin``, come from this listener's own origin.
@@ -28,6 +33,44 @@ OPEN_PATHS = ("/healthz", "/readyz")
 USER = web.RequestKey("user", str)    # the identity a request acts as (auth.py)
 MAX_BODY = 64 * 1024                 # largest request body (the console's actions are small)
 SHUTDOWN_SECONDS = 1.0               # how long stop() lets requests under way finish
+BUSY_TEXT = b"too many HTTP connections: try later\n"
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n" \
+    b"Content-Length: %d\r\n\r\n%s" % (len(BUSY_TEXT), BUSY_TEXT)
+
+
+class _Busy(asyncio.Protocol):
+    """A connection over --http-max-connections: answered 503 and closed, nothing read."""
+
+    def connection_made(self, transport):
+        transport.write(BUSY)
+        transport.close()
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, counted in the listener's open connections."""
+
+    def __init__(self, listener, handler):
+        self.listener = listener
+        self.handler = handler
+
+    def connection_made(self, transport):
+        self.handler.connection_made(transport)
+
+    def data_received(self, data):
+        self.handler.data_received(data)
+
+    def eof_received(self):
+        return self.handler.eof_received()
+
+    def pause_writing(self):
+        self.handler.pause_writing()
+
+    def resume_writing(self):
+        self.handler.resume_writing()
+
+    def connection_lost(self, exc):
+        self.listener.closed()
+        self.handler.connection_lost(exc)
 
 
 class HttpServer:
@@ -38,7 +81,10 @@ class HttpServer:
         self.api = Api(broker)
         self.labels = metrics.LabelCache()
         self.runner = None
+        self.server = None
         self.port = None
+        self.open = 0                   # connections open
+        self.refused = 0                # refused in the current episode of --http-max-connections
 
     def app(self):
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
@@ -59,27 +105,51 @@ class HttpServer:
 
     async def start(self):
         opts = self.broker.options
+        timeout = max(float(getattr(opts, "http_timeout", 10.0)), 0.05)
+        self.max_connections = getattr(opts, "http_max_connections", 64)
+        self.body_timeout = timeout
         self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
-                                    shutdown_timeout=SHUTDOWN_SECONDS)
+                                    shutdown_timeout=SHUTDOWN_SECONDS, keepalive_timeout=timeout)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, opts.http_interface, opts.http_port, reuse_address=True)
         try:
-            await site.start()
+            self.server = await asyncio.get_running_loop().create_server(
+                self._accept, opts.http_interface, opts.http_port, reuse_address=True)
         except OSError:
             await self.runner.cleanup()
             self.runner = None
             raise
-        self.port = self.runner.addresses[0][1]
+        self.port = self.server.sockets[0].getsockname()[1]
         self.log.log(25, "HTTP listening on %s port %d (/metrics, /healthz, /readyz, console /)%s",
                      opts.http_interface, self.port,
                      "; HTTP Basic over the broker's users" if self.auth.required else "")
         return self
 
     async def stop(self):
+        if self.server is not None:
+            self.server.close()
         if self.runner is not None:
-            await self.runner.cleanup()
+            await self.runner.cleanup()      # closes the connections open
             self.runner = None
+        if self.server is not None:
+            await self.server.wait_closed()
+            self.server = None
         self.auth.close()
+
+    def _accept(self):
+        if self.open >= self.max_connections:
+            if self.refused == 0:
+                self.log.warning("HTTP: %d connections open (--http-max-connections): answering more "
+                                 "with 503 until some close", self.open)
+            self.refused += 1
+            return _Busy()
+        self.open += 1
+        return _Counted(self, self.runner.server())
+
+    def closed(self):
+        self.open -= 1
+        if self.refused and self.open < self.max_connections:
+            self.log.warning("HTTP: accepting connections again (%d refused meanwhile)", self.refused)
+            self.refused = 0
 
     # -- every request -----------------------------------------------------------------------------
     @web.middleware
@@ -132,7 +202,10 @@ class HttpServer:
 
     async def action(self, request):
         try:
-            body = await request.json()
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.json()
+        except TimeoutError:
+            return _json({"error": "the request body did not come in time (--http-timeout)"}, 408)
         except (ValueError, UnicodeDecodeError):
             return _json({"error": "the request body is not JSON"}, 400)
         action = request.match_info["action"]

@@ -66,6 +66,7 @@ def test_metrics_after_known_traffic(web, url, console):
         qmf = console.values("queue", name)
         qmf_durable = console.values("queue", durable)
         qmf_direct = console.values("exchange", "amq.direct")
+        qmf_conns = {c["_values"]["address"]: c["_values"]["framesFromClient"] for c in console.query("connection")}
         m = scrape(url)
     finally:
         conn.close()
@@ -91,6 +92,10 @@ def test_metrics_after_known_traffic(web, url, console):
     assert sample(m, "cypid_queues") >= 2
     conns = [s for s in m["cypid_connection_received_bytes"].samples]
     assert conns and all(s.value > 0 and s.labels["connection"] for s in conns)
+    # frames read per connection, as QMF's framesFromClient (read just before the scrape)
+    frames = {"qpid." + s.labels["connection"]: s.value for s in m["cypid_connection_received_frames"].samples}
+    both = set(frames) & set(qmf_conns)
+    assert both and all(frames[c] >= qmf_conns[c] > 0 for c in both), (frames, qmf_conns)
     # the journal: the durable queue's journal exists and synced the five messages
     assert sample(m, "cypid_journals") >= 1
     assert sample(m, "cypid_journal_files") >= 8       # --num-jfiles 8 by default
