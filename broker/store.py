@@ -9,12 +9,14 @@ module is the seam between them, for one broker (nothing here is global):
   ``JournalWriter`` thread that syncs them all.
 - ``QueueJournal`` is one queue's journal plus what the store keeps for it: the record id of each
   journalled message (a dict keyed by the message object), and the producers waiting for a sync.
+  The per-message path (``Store.enqueue`` for one queue, the sync's release of its producers,
+  ``QueueJournal.dequeued``) is in C: cypid.pyx.store_core, whose classes these subclass.
 
 Hooks, and what each costs per message:
 
 - Enqueue: ``Nodes.route`` (and exchange routing) call ``Store.enqueue``/``enqueue_all`` only for a
   message whose header says durable (non-durable messages cost one attribute test). The record
-  is appended (a memcpy into the journal's mapping), the message queued, and a ``Pending`` returned
+  is appended (a memcpy into the journal's write buffer), the message queued, and a ``Pending`` returned
   that the producer's link hands its delivery to: the disposition goes out when every journal the
   message went to has synced past the record. One sync is requested per loop turn for each journal
   appended to (``loop.call_soon``), on the writer thread; the sync's callback comes back with
@@ -39,7 +41,6 @@ Recovery (``recover``): each durable queue's journal is scanned in C, and its li
 messages without their bodies being read (cypid.pyx.store_recovery): a body stays in the journal,
 as a flowed-to-disk one does, until a consumer gets it.
 """
-import collections
 import errno
 import fcntl
 import gc
@@ -53,6 +54,9 @@ from cypid.pyx.codec import Described, encode_header, symbol, ulong
 from cypid.pyx.journal import (Journal, JournalCorrupt, JournalError, JournalFull, JournalWriter,
                                read_file_header)
 from cypid.pyx.message import Message
+from cypid.pyx.store_core import (EXTRA_MAX, EXTRA_SHIFT, F_DURABLE, F_HEADER, F_PRIORITY, F_TRANSIENT,
+                                  Pending, QueueJournalCore, StoreCore, record_data, show_copies,
+                                  split_record)
 from cypid.pyx.store_recovery import complete, fill_queue, max_rid
 
 from . import errors
@@ -60,20 +64,6 @@ from .config_store import ConfigStore
 
 STORE_DIRNAME = "cypid-store"
 LOST_DIRNAME = "lost+found"     # journal data the broker cannot account for, kept aside
-# User flags of an enqueue record.
-F_TRANSIENT = 0x80      # written only to flow a message to disk: not recovered
-F_HEADER = 0x40         # data = header section + body
-F_DURABLE = 0x20        # (no F_HEADER) the message's header said durable
-F_SIZE = 0x20           # (with F_HEADER) the message's size as received follows the expiry (u32)
-F_EXPIRY = 0x10         # data starts with the absolute expiry: u64 ms since the epoch (wall clock)
-F_PRIORITY = 0x0F       # (no F_HEADER) its priority
-EXTRA_SHIFT = 8         # bits 8..14: bytes the message had on arrival beyond its recorded data
-EXTRA_MAX = 0x7F
-EXPIRY_SIZE = 8
-SIZE_SIZE = 4
-# Dequeue and update records are synced at most this long after they are written when no
-# enqueue asks for a sync sooner (qpidd's journal-flush-timeout is 500 ms).
-LAZY_FLUSH_DELAY = 0.1
 # A full journal is logged at most this often (seconds) while producers keep trying.
 FULL_LOG_INTERVAL = 10.0
 # Recovery puts this many of a queue's messages in before the broker serves, then this many per
@@ -212,55 +202,14 @@ def _rejected(condition, description):
     return Described(ulong(0x25), [Described(ulong(0x1D), [symbol(condition), description])])
 
 
-class Pending:
-    """The holds on one routed message's settlement (docs/ENGINE.md, "Holds"): ``count`` holds not
-    released yet (journal syncs, flow-stopped queues; each kind adds one with ``count += 1`` and
-    calls ``release()`` when done); ``syncs``: journals still to sync; ``copies``: [queue, msg, ...]
-    the message's copies, held in their queues until every journal has synced (then shown) or one
-    failed (then taken out); ``delivery``: the producer's engine Delivery, held until the last
-    release (None for a pre-settled send, or a message the broker itself routed)."""
-
-    __slots__ = ("count", "syncs", "copies", "delivery", "outcome")
-
-    def __init__(self):
-        self.count = 0
-        self.syncs = 0
-        self.copies = None
-        self.delivery = None
-        self.outcome = None
-
-    def attach(self, delivery):
-        """Hold the producer's ``delivery`` (cypid.pyx.engine.Delivery) until every hold is released."""
-        if self.count <= 0:
-            if self.outcome is not None:
-                delivery.outcome = self.outcome
-            return
-        self.delivery = delivery.hold()
-
-    def release(self, outcome=None):
-        """One hold is done (``outcome``, if given, is what the producer is told); the last one
-        settles the delivery."""
-        if outcome is not None:
-            self.outcome = outcome
-        self.count -= 1
-        if self.count == 0 and self.delivery is not None:
-            delivery = self.delivery
-            self.delivery = None
-            delivery.release(self.outcome)
-
-
-class QueueJournal:
-    """One queue's journal and the store's bookkeeping for it."""
-
-    __slots__ = ("store", "queue", "journal", "rids", "waits", "on_synced", "flush_wanted",
-                 "durable", "ftd", "removed", "ftd_warned", "full_logged", "failing", "loader")
+class QueueJournal(QueueJournalCore):
+    """One queue's journal and the store's bookkeeping for it (the per-message hooks are
+    QueueJournalCore's, in C: ``dequeued``, the producers waiting for a sync)."""
 
     def __init__(self, store, queue, journal, durable, ftd):
         self.store = store
         self.queue = queue
         self.journal = journal
-        self.rids = {}                      # message -> rid of its live record
-        self.waits = collections.deque()    # (seq, Pending) in seq order
         self.flush_wanted = False
         self.durable = durable              # records of durable messages survive a restart
         self.ftd = ftd
@@ -272,30 +221,6 @@ class QueueJournal:
         loop = store.loop
         synced = store._synced
         self.on_synced = lambda seq, err: loop.call_soon_threadsafe(synced, self, seq, err)
-
-    # -- hooks the queue calls ------------------------------------------------------------------
-    def dequeued(self, msg):
-        """queue.dequeue_hook: a durable message left the (durable) queue, or a message that
-        flowed to disk did (its transient record goes, unless reading it back removed it already)."""
-        rid = self.rids.pop(msg, None)
-        if rid is None or self.removed:
-            return
-        if msg.body is None:
-            # Its bytes are only on disk: read them back before the record goes, since the message
-            # may go on (an alternate exchange, a reroute) with them.
-            try:
-                self.store.read_back(self, msg, rid)
-            except (KeyError, JournalError):
-                pass
-        txn = self.store.txn
-        try:
-            self.journal.append_dequeue(rid, None if txn is None else txn.joined(self))
-        except KeyError:
-            return
-        except JournalError as e:
-            self.store.journal_error(self, e)
-            return
-        self.store.lazy_flush(self)
 
     def flow_to_disk(self, msg):
         """queue.ftd_hook: ``msg`` is past the queue's in-memory limit: keep only its record."""
@@ -371,49 +296,7 @@ class FaultyJournal:
                                      % (self._journal.name, os.strerror(errno.EIO), self._flag)))
 
 
-def record_data(msg):
-    """(data, flags) of msg's enqueue record. A message with a TTL keeps its absolute expiry in
-    front of the header section (F_EXPIRY, docs/JOURNAL-FORMAT.md "Expiry"); others cost nothing.
-    The bytes the message had on arrival beyond those recorded go in the flags (EXTRA_SHIFT), or,
-    when more than they hold, its whole size goes in the data (F_SIZE)."""
-    priority = msg.priority
-    body = msg.body
-    extra = msg.size - len(body)
-    if not msg.ttl and 0 <= priority <= F_PRIORITY and 0 <= extra <= EXTRA_MAX:
-        return body, (F_DURABLE if msg.durable else 0) | priority | extra << EXTRA_SHIFT
-    header = encode_header(msg.durable, priority, msg.ttl, False, 0)
-    parts = []
-    flags = F_HEADER
-    if msg.expires:
-        at = int((time.time() + (msg.expires - time.monotonic())) * 1000)
-        parts.append(max(at, 1).to_bytes(EXPIRY_SIZE, "little"))
-        flags |= F_EXPIRY
-    extra = msg.size - len(header) - len(body)
-    if 0 <= extra <= EXTRA_MAX:
-        flags |= extra << EXTRA_SHIFT
-    else:
-        parts.append(msg.size.to_bytes(SIZE_SIZE, "little"))
-        flags |= F_SIZE
-    parts.append(header)
-    parts.append(body)
-    return b"".join(parts), flags
-
-
-def split_record(data, flags):
-    """(absolute expiry in ms since the epoch or 0, size as received or None, the message's bytes)
-    of a record's data."""
-    at = size = None
-    off = 0
-    if flags & F_EXPIRY:
-        at = int.from_bytes(data[:EXPIRY_SIZE], "little")
-        off = EXPIRY_SIZE
-    if flags & F_HEADER and flags & F_SIZE:
-        size = int.from_bytes(data[off:off + SIZE_SIZE], "little")
-        off += SIZE_SIZE
-    return at or 0, size, data[off:] if off else data
-
-
-class Store:
+class Store(StoreCore):
     """``Store(broker, path)``: the store in ``path/cypid-store`` (created if need be)."""
 
     def __init__(self, broker, path):
@@ -458,54 +341,6 @@ class Store:
         self.fault_file = os.environ.get("CYPID_JOURNAL_FAULT_FILE") or None
         self.closed = False
 
-    def new_rid(self):
-        rid = self._next_rid
-        self._next_rid = rid + 1
-        return rid
-
-    # -- producers ------------------------------------------------------------------------------
-    def enqueue(self, queue, msg):
-        """Queue a durable ``msg`` on ``queue``. Returns None (nothing to wait for), a Pending, or
-        a rejected outcome (the journal is full: nothing was queued)."""
-        qj = self.journals.get(queue)
-        if qj is None or not qj.durable:
-            queue.enqueue(msg)
-            return None
-        journal = qj.journal
-        rid = self._next_rid
-        self._next_rid = rid + 1
-        priority = msg.priority
-        data = msg.body
-        extra = msg.size - len(data)
-        if not msg.ttl and 0 <= priority <= F_PRIORITY and 0 <= extra <= EXTRA_MAX:
-            flags = F_DURABLE | priority | extra << EXTRA_SHIFT
-        else:
-            data, flags = record_data(msg)
-        try:
-            seq = journal.append_enqueue(rid, data, None if self.txn is None else self.txn.joined(qj), flags)
-        except JournalFull as e:
-            return self._full(qj, e)
-        except JournalError as e:
-            return self._failed(qj, e)
-        rids = qj.rids
-        rids[msg] = rid
-        pending = Pending()
-        pending.count = 1
-        pending.syncs = 1
-        qj.waits.append((seq, pending))
-        if not qj.flush_wanted:
-            self._want_flush(qj)
-        try:
-            queued = queue.enqueue(msg, True)      # held: nobody sees it before its record is synced
-        except BaseException:
-            self._undo(qj, msg)
-            raise
-        if queued is False:        # the queue's policy dropped it: nothing to keep
-            self._undo(qj, msg)
-        else:
-            pending.copies = [queue, msg]
-        return pending
-
     def enqueue_all(self, queues, msg, stamp=None):
         """Route a durable ``msg`` to several queues (copies after the first; with ``stamp``, a copy
         for each, and ``stamp(queue, copy)`` before its record is written). Every journal takes
@@ -545,7 +380,7 @@ class Store:
                 qj.rids[m] = rid
                 pending.count += 1
                 pending.syncs += 1
-                qj.waits.append((seq, pending))
+                qj.wait(seq, pending)
                 if not qj.flush_wanted:
                     self._want_flush(qj)
             else:
@@ -604,40 +439,12 @@ class Store:
                            "works again", qj.queue.name, e)
 
     # -- syncing --------------------------------------------------------------------------------
-    def _want_flush(self, qj):
-        qj.flush_wanted = True
-        self._dirty.append(qj)
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
-
     def want_sync(self, qj):
         """Sync ``qj`` at the end of this loop turn (broker/transactions.py: a commit's records)."""
         if not qj.flush_wanted:
             self._want_flush(qj)
 
-    def lazy_flush(self, qj):
-        """Sync ``qj`` soon (dequeues, updates: nobody waits for them)."""
-        if qj.flush_wanted:
-            return
-        self._lazy.add(qj)
-        if self._lazy_handle is None:
-            self._lazy_handle = self.loop.call_later(LAZY_FLUSH_DELAY, self._flush_lazy)
-
-    def _flush(self):
-        """End of a loop turn: one sync request per journal appended to."""
-        self._flush_handle = None
-        dirty = self._dirty
-        self._dirty = []
-        for qj in dirty:
-            qj.flush_wanted = False
-            self._lazy.discard(qj)
-            if qj.removed:
-                self._synced(qj, 0, None)
-                continue
-            try:
-                qj.journal.flush_async(qj.on_synced)
-            except JournalError as e:
-                self._synced(qj, 0, e)
+    _show = staticmethod(show_copies)       # every record of the message is synced: show its copies
 
     def _flush_lazy(self):
         self._lazy_handle = None
@@ -649,34 +456,6 @@ class Store:
                     qj.journal.flush_async(None)
                 except JournalError:
                     pass
-
-    def _synced(self, qj, seq, err):
-        """On the loop: journal ``qj`` is synced up to ``seq`` (or failed with ``err``)."""
-        waits = qj.waits
-        if err is not None:
-            self.journal_failed(qj, err)
-            return
-        if qj.removed:
-            seq = 1 << 64
-        elif qj.failing and waits and waits[0][0] <= seq:
-            qj.failing = False
-            self.log.log(25, "Queue %r: journal works again", qj.queue.name)
-        while waits and waits[0][0] <= seq:
-            pending = waits.popleft()[1]
-            pending.syncs -= 1
-            if pending.syncs == 0 and pending.copies is not None:
-                self._show(pending)
-            pending.release()
-
-    @staticmethod
-    def _show(pending):
-        """Every record of the message is synced: its held copies become visible."""
-        copies = pending.copies
-        pending.copies = None
-        for i in range(0, len(copies), 2):
-            queue = copies[i]
-            if not queue.deleted:
-                queue.unhold(copies[i + 1])
 
     def _take_out(self, pending, failed):
         """A record of the message was lost with journal ``failed``: every copy goes (nobody has
@@ -698,9 +477,7 @@ class Store:
         and its producer refused. One error line per episode."""
         self.journal_error(qj, err)
         outcome = _rejected(errors.INTERNAL_ERROR, "Queue %s: journal failed: %s" % (qj.queue.name, err))
-        waits = qj.waits
-        while waits:
-            pending = waits.popleft()[1]
+        for pending in qj.take_waits():
             pending.outcome = outcome
             pending.syncs -= 1
             self._take_out(pending, qj)

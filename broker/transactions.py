@@ -349,14 +349,14 @@ class _Work:
             except JournalError as e:
                 self._fail(store, e)
                 return self.discharge
-            qj.waits.append((seq, _Step(self, store, self._done)))
+            qj.wait(seq, _Step(self, store, self._done))
             self.waiting = 1
             store.want_sync(qj)
             return self.discharge
         # several journals: their xid records are synced first, then the decision, then the commits
         self.waiting = len(self.journals)
         for qj in self.journals:
-            qj.waits.append((qj.journal.next_seq - 1, _Step(self, store, self._records_synced)))
+            qj.wait(qj.journal.next_seq - 1, _Step(self, store, self._records_synced))
             store.want_sync(qj)
         return self.discharge
 
@@ -383,7 +383,7 @@ class _Work:
             except JournalError:
                 self.waiting -= 1       # it stays in doubt there until the next start commits it
                 continue
-            qj.waits.append((seq, _Step(self, store, self._commits_synced)))
+            qj.wait(seq, _Step(self, store, self._commits_synced))
             store.want_sync(qj)
         if not self.waiting:
             self._commits_synced(store, None, final=True)

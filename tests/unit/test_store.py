@@ -272,6 +272,34 @@ def test_settled_only_once_the_record_is_synced(h):
     assert all(seen[d] >= seqs[d] for d in seqs), (seen, seqs)
 
 
+def test_a_sync_settles_only_the_producers_it_covers(h):
+    """A sync comes back with the seq it made durable: the producers whose records are at or below
+    it are settled (and their messages shown) in one batch, and none whose record came after, even
+    though they wait on the same journal; a later sync settles the rest, in order."""
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("part", {"durable": True})
+    store = nodes.store
+    qj = store.journals[q]
+    store._flush = lambda: None                      # the writer is never asked: we answer for it
+    session = FakeSession()
+    seqs = []
+    for did in range(6):
+        send(h, q, make_message(b"p%d" % did), session, did)
+        seqs.append(qj.journal.next_seq - 1)
+    assert qj.waiting == 6 and q.depth == 0
+    store._synced(qj, seqs[2], None)                 # the first three records are durable
+    assert sorted(session.settled) == [0, 1, 2]
+    assert q.depth == 3 and qj.waiting == 3
+    store._synced(qj, seqs[2], None)                 # the same seq again: nothing more
+    assert sorted(session.settled) == [0, 1, 2]
+    send(h, q, make_message(b"p6"), session, 6)
+    store._synced(qj, seqs[5], None)                 # not the one appended after it
+    assert sorted(session.settled) == [0, 1, 2, 3, 4, 5] and q.depth == 6
+    store._synced(qj, qj.journal.next_seq - 1, None)
+    assert sorted(session.settled) == list(range(7)) and qj.waiting == 0
+    assert [m.body for m in q.messages_waiting()] == [make_message(b"p%d" % i).body for i in range(7)]
+
+
 def test_recovery_into_a_lower_limit_keeps_the_rest_in_the_journal(h):
     nodes = h.nodes
     q, _ = nodes.declare_queue("lim", {"durable": True, "qpid.max_count": 10})
