@@ -104,7 +104,7 @@ class Backup:
     def _connect_options(self, url):
         opts = self.options
         info = self.ha.info()
-        options = {"properties": {BACKUP_PROPERTY: info}, "max_frame_size": 1 << 20,
+        options = {"properties": {BACKUP_PROPERTY: info},
                    "container_id": "qpid.ha-backup-%s" % info["system-id"]}
         if opts.link_heartbeat_interval:
             options["idle_timeout"] = 2 * opts.link_heartbeat_interval
