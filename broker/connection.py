@@ -10,8 +10,9 @@ import logging
 import os
 
 from cypid.pyx import amqp
+from cypid.pyx.broker_core import BrokerHandler
 from cypid.pyx.codec import Array, symbol
-from cypid.pyx.engine import Engine, Handler
+from cypid.pyx.engine import Engine
 
 from . import errors
 from .errors import AmqpError
@@ -27,9 +28,9 @@ LINK_DETACH_SENT = 3        # engine_core L_DETACH_SENT: the engine detached the
 SESSION_END_SENT = 3        # engine_core S_END_SENT
 
 
-class Connection(Handler):
+class Connection(BrokerHandler):
     """asyncio Protocol for one client connection (duck-typed; uvloop and asyncio both accept it) and
-    the handler of its engine."""
+    the handler of its engine (messages and outcomes go to the links in C: BrokerHandler)."""
 
     def __init__(self, broker):
         opts = broker.options
@@ -50,7 +51,7 @@ class Connection(Handler):
         self.refused = None         # (condition, text) when the connection must be refused after open
         self.paused = False         # the transport's buffer is full, or the connection is closing
         self.closing = False        # our last frame is written: input is dropped
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         self._timer = None
         self._failing = False
         self.stats_bytes_in = 0     # bytes read and written (/metrics), counted per read and per flush
@@ -131,12 +132,12 @@ class Connection(Handler):
 
     # -- output: once per loop turn -------------------------------------------------------------
     def want_flush(self):
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self):
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         if self.closing:
             return
         data = self.engine.take_output(self.loop.time())

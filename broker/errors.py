@@ -6,49 +6,24 @@ is an :class:`AmqpError`: ``.condition`` is the condition symbol as a ``str`` (e
 it into the ``error`` described list with :meth:`AmqpError.error_fields`.
 
 The condition names are the spec's (transport.xml ``amqp-error``, ``connection-error``,
-``session-error``, ``link-error``; transactions.xml ``transaction-error``) and live here only, as
-module constants. Raise the subclass for a condition (``NotFound("Node not found: q")``), or
-``AmqpError(description, condition=...)`` / :func:`error_for` for one known only at run time.
+``session-error``, ``link-error``; transactions.xml ``transaction-error``); they live once, in the
+engine's ``cypid.pyx.amqp``, and are re-exported here as module constants. Raise the subclass for a
+condition (``NotFound("Node not found: q")``), or ``AmqpError(description, condition=...)`` /
+:func:`error_for` for one known only at run time.
 """
 
-# -- amqp-error -------------------------------------------------------------------------------
-INTERNAL_ERROR = "amqp:internal-error"
-NOT_FOUND = "amqp:not-found"
-UNAUTHORIZED_ACCESS = "amqp:unauthorized-access"
-DECODE_ERROR = "amqp:decode-error"
-RESOURCE_LIMIT_EXCEEDED = "amqp:resource-limit-exceeded"
-NOT_ALLOWED = "amqp:not-allowed"
-INVALID_FIELD = "amqp:invalid-field"
-NOT_IMPLEMENTED = "amqp:not-implemented"
-RESOURCE_LOCKED = "amqp:resource-locked"
-PRECONDITION_FAILED = "amqp:precondition-failed"
-RESOURCE_DELETED = "amqp:resource-deleted"
-ILLEGAL_STATE = "amqp:illegal-state"
-FRAME_SIZE_TOO_SMALL = "amqp:frame-size-too-small"
-# -- connection-error -------------------------------------------------------------------------
-CONNECTION_FORCED = "amqp:connection:forced"
-FRAMING_ERROR = "amqp:connection:framing-error"
-CONNECTION_REDIRECT = "amqp:connection:redirect"
-# -- session-error ----------------------------------------------------------------------------
-WINDOW_VIOLATION = "amqp:session:window-violation"
-ERRANT_LINK = "amqp:session:errant-link"
-HANDLE_IN_USE = "amqp:session:handle-in-use"
-UNATTACHED_HANDLE = "amqp:session:unattached-handle"
-# -- link-error -------------------------------------------------------------------------------
-DETACH_FORCED = "amqp:link:detach-forced"
-TRANSFER_LIMIT_EXCEEDED = "amqp:link:transfer-limit-exceeded"
-MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
-LINK_REDIRECT = "amqp:link:redirect"
-STOLEN = "amqp:link:stolen"
-# -- transaction-error ------------------------------------------------------------------------
-TRANSACTION_UNKNOWN_ID = "amqp:transaction:unknown-id"
-TRANSACTION_ROLLBACK = "amqp:transaction:rollback"
-TRANSACTION_TIMEOUT = "amqp:transaction:timeout"
-
-#: every condition above, by value
-CONDITIONS = frozenset(
-    value for key, value in dict(globals()).items() if key.isupper() and isinstance(value, str)
+from cypid.pyx.amqp import (  # noqa: F401 - the spec's conditions, kept once in the engine's amqp module
+    INTERNAL_ERROR, NOT_FOUND, UNAUTHORIZED_ACCESS, DECODE_ERROR, RESOURCE_LIMIT_EXCEEDED, NOT_ALLOWED,
+    INVALID_FIELD, NOT_IMPLEMENTED, RESOURCE_LOCKED, PRECONDITION_FAILED, RESOURCE_DELETED, ILLEGAL_STATE,
+    FRAME_SIZE_TOO_SMALL, CONNECTION_FORCED, FRAMING_ERROR, CONNECTION_REDIRECT, WINDOW_VIOLATION,
+    ERRANT_LINK, HANDLE_IN_USE, UNATTACHED_HANDLE, DETACH_FORCED, TRANSFER_LIMIT_EXCEEDED,
+    MESSAGE_SIZE_EXCEEDED, LINK_REDIRECT, STOLEN, TRANSACTION_UNKNOWN_ID, TRANSACTION_ROLLBACK,
+    TRANSACTION_TIMEOUT,
 )
+from cypid.pyx.amqp import CONDITIONS as _CONDITIONS
+
+#: every condition of the spec, by value
+CONDITIONS = frozenset(_CONDITIONS.values())
 
 
 class AmqpError(Exception):

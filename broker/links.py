@@ -7,21 +7,17 @@ when the address cannot be resolved it answers with a null terminus and at once 
 (``Link.refuse`` in the engine).
 """
 from cypid.pyx import amqp
-from cypid.pyx.codec import DecodeError
-from cypid.pyx.message import Message
+from cypid.pyx.broker_core import CREDIT_WINDOW, ConsumerCore, ProducerCore
+from cypid.pyx.message import Message     # the message class the broker's links make (the QMF agent's too)
 
-from . import errors, redelivery
+from . import errors
 from .errors import AmqpError
-from .store import Pending
 from .terminus import Terminus
-
-# Producer credit: qpidd grants 500 and tops the window up when it falls to half.
-CREDIT_WINDOW = 500
-CREDIT_LOW = 250
 
 
 class Link:
-    """What producer and consumer links share: the engine link, the parsed termini, the session."""
+    """What producer and consumer links share: the engine link, the parsed termini, the session.
+    (The per-message work is their Cython bases': cypid.pyx.broker_core.)"""
 
     is_sender = False
 
@@ -29,6 +25,7 @@ class Link:
         self.session = session           # broker.session.Session
         self.connection = session.connection
         self.broker = session.broker
+        self.nodes = session.broker.nodes
         self.core = core                 # cypid.pyx.endpoints.Link
         self.name = core.name
         self.handle = core.handle
@@ -62,11 +59,13 @@ class Link:
         return "<%s %r handle=%d on %s>" % (type(self).__name__, self.name, self.handle, self.connection.address)
 
 
-class IncomingLink(Link):
-    """A producer sending to a queue, an exchange, or (null target) wherever each message's `to` says."""
+class IncomingLink(Link, ProducerCore):
+    """A producer sending to a queue, an exchange, or (null target) wherever each message's `to` says
+    (ProducerCore routes each message: on_transfer, deliver(data))."""
 
     def __init__(self, session, core):
         super().__init__(session, core)
+        self.acl = self.broker.acl
         self.anonymous = False
         self.check_user_id = self.broker.acl.checks_user_id(self.connection)   # --auth yes (acl.py)
 
@@ -99,57 +98,11 @@ class IncomingLink(Link):
         if self.node is not None:
             self.broker.nodes.producer_detached(self.node, self)   # an auto-delete exchange may go
 
-    def on_message(self, delivery, data):
-        """One complete incoming delivery (the engine's Delivery): routed; its settlement waits for
-        the holds the routing put on it (journal syncs, flow-stopped queues). A transfer with a
-        transactional-state waits for its transaction's commit (broker/transactions.py)."""
-        if delivery.state is not None and self.broker.transactions.post(self, delivery, data):
-            outcome = None
-        else:
-            outcome = self.deliver(data)
-        if outcome is not None:
-            if outcome.__class__ is Pending:
-                if not delivery.settled:
-                    outcome.attach(delivery)
-            else:
-                delivery.outcome = outcome
-        core = self.core
-        if core.credit <= CREDIT_LOW:
-            core.flow(credit=CREDIT_WINDOW)
 
-    def deliver(self, data):
-        """Route one complete message; returns None for accepted, a Pending, or the outcome to settle with."""
-        broker = self.broker
-        try:
-            msg = Message(data)
-            if self.check_user_id and msg.user_id is not None:
-                broker.acl.verify_user_id(self.connection, msg.user_id)     # acl.LinkRefusal
-            if broker.acl.transfer:     # the ACL has publish rules (broker/acl.py)
-                refused = broker.acl.publish_refused(self, msg)
-                if refused is not None:
-                    return amqp.rejected(errors.UNAUTHORIZED_ACCESS, refused)
-            broker.publisher = self.connection   # whom the QMF agent answers for
-            if self.anonymous:
-                return broker.nodes.route_anonymous(msg)
-            # A headers exchange decodes the application-properties only now (before enqueueing).
-            return broker.nodes.route(self.node, msg)
-        except DecodeError as e:
-            return amqp.rejected(errors.DECODE_ERROR, str(e))
-        except AmqpError as e:
-            # This message cannot be routed (e.g. a topic key over the limit): reject it alone; the
-            # sender's link and connection carry on. Errors bound to a wider endpoint still close it.
-            if e.scope not in (None, "link"):
-                raise
-            if e.closes_link:   # qpidd closes the producer's link too (acl.LinkRefusal)
-                broker.loop.call_soon(self.detach, e.condition, e.description)
-            return amqp.rejected(e.condition, str(e))
-        finally:
-            broker.publisher = None
-
-
-class OutgoingLink(Link):
-    """A consumer (or browser) taking messages from a queue (the consumer interface queue.pyx uses:
-    ``browsing``, ``browse_position``, ``can_take()``, ``deliver(msg, queue)``)."""
+class OutgoingLink(Link, ConsumerCore):
+    """A consumer (or browser) taking messages from a queue (the consumer interface queue.pxd
+    declares -- ``browsing``, ``browse_position``, ``selector``, ``can_take()``, ``deliver(msg,
+    queue)`` -- and the outcomes, in ConsumerCore)."""
 
     is_sender = True
 
@@ -177,43 +130,6 @@ class OutgoingLink(Link):
         self.queue.add_consumer(self)
         self.broker.events.subscribed(self)
         return True
-
-    def can_take(self):
-        """Credit, the peer's session window, and room in the connection's output (max-connection-output:
-        a consumer that does not read its socket makes the broker encode no more for it)."""
-        conn = self.connection
-        return self.core.can_send and not conn.paused
-
-    def deliver(self, msg, queue):
-        if msg.body is not None:
-            data = msg.encoded()
-        else:   # flowed to disk: read back from the queue's journal
-            data = self.broker.nodes.store.encoded(queue, msg, keep=not self.browsing)
-        if self.presettled:
-            self.core.send(data)
-            if not self.browsing:
-                queue.dequeued(msg)
-        elif self.browsing:
-            # A browsed delivery has no context: its settlement (rcv-settle-mode second waits for
-            # ours) leaves the message where it is.
-            self.core.send(data)
-        else:
-            self.core.send(data, context=msg)
-        self.connection.want_flush()
-
-    def on_outcome(self, msg, outcome, state):
-        """The client settled a delivery of ``msg`` (amqp outcome code, 0 for none: accepted)."""
-        queue = self.queue
-        if outcome == amqp.ACCEPTED or outcome == 0:
-            queue.dequeued(msg)
-        elif outcome == amqp.RELEASED:
-            queue.release(msg)
-        elif outcome == amqp.REJECTED:
-            queue.reject(msg)
-        elif outcome == amqp.TRANSACTIONAL_STATE:     # applied at the commit (broker/transactions.py)
-            self.broker.transactions.retire(self, msg, state)
-        else:  # modified: delivery-failed, undeliverable-here, message-annotations
-            redelivery.modified(self, queue, msg, state)
 
     def pump(self):
         """Take what the queue has for this link while it can; a drain whose credit the queue cannot
@@ -249,4 +165,4 @@ class OutgoingLink(Link):
         self.broker.nodes.lifetimes.link_gone(queue, self)
 
 
-__all__ = ["IncomingLink", "OutgoingLink", "CREDIT_WINDOW"]
+__all__ = ["IncomingLink", "OutgoingLink", "CREDIT_WINDOW", "Message"]

@@ -4,8 +4,7 @@ Session::resolve, amqp10-mapping.md section 2), their creation from node propert
 import time
 import uuid
 
-from cypid.pyx import amqp
-from cypid.pyx.codec import Described, symbol, ulong
+from cypid.pyx.broker_core import Router, limit_outcome
 from cypid.pyx.queue import Queue, QueueLimitExceeded
 
 from . import errors, filters
@@ -22,13 +21,9 @@ SETTLE_SETTLED, SETTLE_UNSETTLED = 1, 0
 SUBSCRIPTION_OF = "cypid.subscription-of"
 
 
-def limit_outcome(e):
-    """A queue's limit refused a message: `rejected` naming the queue and the limit (qpidd answers
-    `released`, which cannot say why; a producer learns more from this)."""
-    return Described(ulong(0x25), [Described(ulong(0x1D), [symbol(e.condition), e.description])])
+class Nodes(Router):
+    """Queues, exchanges and routing (``route(node, msg)`` is Router's, in C for a queue)."""
 
-
-class Nodes:
     def __init__(self, broker):
         self.broker = broker
         self.log = broker.log
@@ -327,38 +322,7 @@ class Nodes:
                 if queue.auto_delete and not queue.consumers:
                     self._queue_unused(queue)
 
-    # -- routing -------------------------------------------------------------------------------
-    def route(self, node, msg):
-        """Deliver msg to a queue or through an exchange. Returns None (accepted), a Pending (settle
-        once its journal records are synced, its queue accepts more and HA backups have it), or an
-        outcome."""
-        outcome = self._route(node, msg)
-        rep = self.replication
-        if rep is not None and rep.routed:
-            return rep.hold(outcome)
-        return outcome
-
-    def _route(self, node, msg):
-        if type(node) is Queue:
-            if node.deleted:
-                return amqp.rejected(errors.NOT_FOUND, "Queue %s has been deleted" % node.name)
-            if self.filtered and not filters.admits(node, msg, self.broker.publisher):
-                return None     # qpid.filter or no-local: accepted, and not for this queue
-            if self.sequences.counters:
-                self.sequences.stamp(node, msg)
-            try:
-                if msg.durable and self.store is not None:
-                    outcome = self.store.enqueue(node, msg)
-                else:
-                    node.enqueue(msg)
-                    outcome = None
-            except QueueLimitExceeded as e:
-                return limit_outcome(e)
-            if node.flow_stopped:
-                return self._hold(node, outcome)
-            return outcome
-        return self._route_exchange(node, msg)
-
+    # -- routing (route(node, msg): cypid.pyx.broker_core.Router) ---------------------------------
     def _route_exchange(self, ex, msg):
         if ex.sequence or ex.ive:
             self._pre_route(ex, msg)

@@ -41,6 +41,8 @@ import logging
 import socket
 import ssl
 
+from .errors import UNAUTHORIZED_ACCESS
+
 TLS_RECORD_HANDSHAKE = 0x16        # the first byte of a TLS ClientHello; an AMQP header starts 'A'
 ACCEPT_RETRY = 1.0                 # seconds before accepting again after EMFILE/ENFILE
 
@@ -180,7 +182,7 @@ class Tls:
             return None
         self.refused_plain += 1
         level = logging.WARNING if self.refused_plain == 1 else logging.DEBUG
-        return ("amqp:unauthorized-access", "encryption required (--require-encryption): connect with TLS "
+        return (UNAUTHORIZED_ACCESS, "encryption required (--require-encryption): connect with TLS "
                 "(amqps) to port %s" % (self.port or self.options.ssl_port), level)
 
 

@@ -18,13 +18,15 @@ import asyncio
 import logging
 import time
 
+from cypid.pyx import amqp
+
 from .connection import connect
 from .errors import ClientError, ConnectionClosed, LinkDetached, SessionEnded
 from .message import Message
 
 log = logging.getLogger("cypid.client")
 
-REDIRECT = "amqp:connection:redirect"
+REDIRECT = amqp.CONNECTION_REDIRECT
 #: the connection property by which a client tells a cypid HA backup it follows redirects (ha/habroker.py)
 FOLLOW_REDIRECT = "cypid.follow-redirect"
 DEFAULT_PORT = 5672

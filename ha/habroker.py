@@ -6,6 +6,8 @@ See ha/README.md for the design. ``broker.ha`` is an HaBroker when ``--ha-cluste
 """
 import asyncio
 
+from cypid.pyx import amqp
+
 from .url import UrlError, parse_url
 
 STANDALONE, JOINING, CATCHUP, READY, RECOVERING, ACTIVE = (
@@ -17,7 +19,7 @@ TRANSITIONS = {
     (READY, RECOVERING), (READY, CATCHUP), (CATCHUP, JOINING), (READY, JOINING), (RECOVERING, ACTIVE),
     (STANDALONE, RECOVERING),
 }
-REDIRECT = "amqp:connection:redirect"
+REDIRECT = amqp.CONNECTION_REDIRECT
 ADMIN_PROPERTY = "qpid.ha-admin"
 BACKUP_PROPERTY = "qpid.ha-backup"
 #: a client that follows amqp:connection:redirect says so with this connection property (cypid.client's

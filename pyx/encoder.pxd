@@ -12,10 +12,10 @@ from libc.string cimport memcpy
 from cypid.pyx.frb cimport store_u16, store_u32, store_u64
 
 
-@cython.final
 @cython.freelist(16)
 cdef class WriteBuffer:
-    """A growable byte buffer over malloc'd memory; write with the wb_* inline helpers."""
+    """A growable byte buffer over malloc'd memory; write with the wb_* inline helpers. (Not final:
+    the engine's output, engine_core.OutputBuffer, keeps its bytes in a bytes object.)"""
     cdef char* buf           # malloc'd storage
     cdef Py_ssize_t size     # capacity of buf
     cdef Py_ssize_t len      # bytes written so far

@@ -36,7 +36,6 @@ cdef object _UUID = _uuid_mod.UUID
 cdef object _EncodeError = EncodeError
 
 
-@cython.final
 @cython.freelist(16)
 cdef class WriteBuffer:
     def __cinit__(self, Py_ssize_t initial=256):

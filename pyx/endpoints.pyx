@@ -11,9 +11,9 @@ from cypid.pyx.amqp cimport (ATTACH, DETACH, DISPOSITION, END, FLOW, RCV_FIRST, 
                              SND_MIXED, SND_SETTLED, error_from, error_value, outcome_code)
 from cypid.pyx.encoder cimport WriteBuffer, wb_write
 from cypid.pyx.engine_core cimport (L_ATTACH_RCVD, L_ATTACH_SENT, L_ATTACHED, L_DETACH_SENT, L_DETACHED,
-                                    MAX_TAG, S_BEGIN_SENT, S_END_SENT, S_ENDED, S_MAPPED, ConnectionCore,
+                                    MAX_TAG, S_BEGIN_SENT, S_END_SENT, S_ENDED, S_MAPPED, ConnectionCore, Handler,
                                     _bool_field, _field, _frames_per_message, _take_number, _uint_field)
-from cypid.pyx.frames cimport write_transfer_frames
+from cypid.pyx.frames cimport write_transfer_frames, write_transfer_frames2
 from cypid.pyx.frb cimport load_u32, load_u64, store_u32, store_u64
 
 from cypid.pyx import amqp
@@ -379,7 +379,7 @@ cdef class Session:
                     if group is not None:
                         handler.on_settled(group, count, code, state)
                         group = None
-                    handler.on_outcome(link, ctx, code, state)
+                    (<Handler>handler).deliver_outcome(link, ctx, code, state)
             if group is not None:
                 handler.on_settled(group, count, code, state)
             self._advance_ring()
@@ -674,7 +674,7 @@ cdef class Link:
         if self._tstate is not None:
             d.state = self._tstate
             self._tstate = None
-        engine.handler.on_message(self, d, PyBytes_FromStringAndSize(data, n))
+        engine.handler.deliver_message(self, d, data, n)
         d._stage = 1
         if d.holds == 0:
             d._settle()
@@ -713,44 +713,56 @@ cdef class Link:
         credit, the peer's window or the output bound do not allow it now.  The settle mode our attach
         announced decides ``settled`` (asked for only in mode mixed).  An unsettled delivery's outcome
         comes back in on_outcome(link, context, ...), or in on_settled when context is None."""
+        return self.send_parts(None, data if type(data) is bytes else bytes(data), tag, settled, context)
+
+    cdef int64_t send_parts(self, bytes head, bytes body, object tag, object settled,
+                            object context) except -2:
+        """``send`` of the message ``head`` + ``body`` (``head`` None or a header section written
+        before the body without joining them), for Cython callers."""
         cdef Session s = self.session
         cdef ConnectionCore engine = s.engine
         cdef WriteBuffer tmp
-        cdef bytes msg, tagb
+        cdef bytes tagb
         cdef char tagbuf[4]
         cdef uint32_t did
-        cdef Py_ssize_t fpm, nf
+        cdef Py_ssize_t fpm, nf, hl = 0, size, tl
+        cdef const char* hp = NULL
+        cdef const char* tp
         cdef bint pre
         if self.state != L_ATTACHED or not self.is_sender:
             raise EngineError("link %r is not an attached sender" % (self.name,))
         if not self._sendable(1):
             return -1
-        msg = data if type(data) is bytes else bytes(data)
-        if self.remote_max_message_size and <uint64_t>PyBytes_GET_SIZE(msg) > self.remote_max_message_size:
+        if head is not None:
+            hp = PyBytes_AS_STRING(head)
+            hl = PyBytes_GET_SIZE(head)
+        size = hl + PyBytes_GET_SIZE(body)
+        if self.remote_max_message_size and <uint64_t>size > self.remote_max_message_size:
             raise EngineError("message of %d bytes exceeds the peer's max-message-size %d"
-                              % (PyBytes_GET_SIZE(msg), self.remote_max_message_size))
+                              % (size, self.remote_max_message_size))
         pre = (self.snd_settle_mode == SND_SETTLED or
                (self.snd_settle_mode == SND_MIXED and settled is not None and settled))
         did = s.next_delivery_id
         if tag is None:
             store_u32(tagbuf, did)
-            tagb = PyBytes_FromStringAndSize(tagbuf, 4)
+            tp = tagbuf
+            tl = 4
         else:
             tagb = bytes(tag)
-            if PyBytes_GET_SIZE(tagb) > MAX_TAG:
-                raise EngineError("delivery-tag of %d bytes (at most %d)" % (PyBytes_GET_SIZE(tagb), MAX_TAG))
-        fpm = _frames_per_message(PyBytes_GET_SIZE(msg), engine.remote_max_frame_size)
+            tp = PyBytes_AS_STRING(tagb)
+            tl = PyBytes_GET_SIZE(tagb)
+            if tl > MAX_TAG:
+                raise EngineError("delivery-tag of %d bytes (at most %d)" % (tl, MAX_TAG))
+        fpm = _frames_per_message(size, engine.remote_max_frame_size)
         if fpm <= s.remote_incoming_window:
-            nf = write_transfer_frames(engine._out, s.channel, self.handle, did, PyBytes_AS_STRING(tagb),
-                                       PyBytes_GET_SIZE(tagb), pre, PyBytes_AS_STRING(msg),
-                                       PyBytes_GET_SIZE(msg), engine.remote_max_frame_size)
+            nf = write_transfer_frames2(engine._out, s.channel, self.handle, did, tp, tl, pre, hp, hl, PyBytes_AS_STRING(body),
+                                        PyBytes_GET_SIZE(body), engine.remote_max_frame_size)
             s.next_outgoing_id = <uint32_t>(s.next_outgoing_id + <uint32_t>nf)
             s.remote_incoming_window -= nf
         else:
             tmp = WriteBuffer.__new__(WriteBuffer)
-            nf = write_transfer_frames(tmp, s.channel, self.handle, did, PyBytes_AS_STRING(tagb),
-                                       PyBytes_GET_SIZE(tagb), pre, PyBytes_AS_STRING(msg),
-                                       PyBytes_GET_SIZE(msg), engine.remote_max_frame_size)
+            nf = write_transfer_frames2(tmp, s.channel, self.handle, did, tp, tl, pre, hp, hl, PyBytes_AS_STRING(body),
+                                        PyBytes_GET_SIZE(body), engine.remote_max_frame_size)
             s._write_frames(tmp, nf, self)
         s.next_delivery_id = <uint32_t>(did + 1)
         s._track(self, context, not pre, did)

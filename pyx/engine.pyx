@@ -17,9 +17,9 @@ from cypid.pyx.amqp cimport (BEGIN, CLOSE, FRAME_AMQP, FRAME_SASL, OPEN, SASL_CH
 from cypid.pyx.encoder cimport WriteBuffer, wb_write
 from cypid.pyx.endpoints cimport Link, Session
 from cypid.pyx.engine_core cimport (L_ATTACH_RCVD, L_ATTACHED, L_DETACH_SENT, MAX_TAG, MIN_MAX_FRAME, P_AMQP,
-                                    P_HEADER, P_SASL, S_BEGIN_SENT, S_MAPPED, ConnectionCore, Handler,
-                                    Transfer, _field, _parse_transfer, _take_number, _uint_field)
-from cypid.pyx.frames cimport FrameReader, FrameView, decode_performative
+                                    P_HEADER, P_SASL, S_BEGIN_SENT, S_MAPPED, ConnectionCore, Handler, OutputBuffer,
+                                    _field, _take_number, _uint_field)
+from cypid.pyx.frames cimport FrameReader, FrameView, Transfer, decode_performative, read_transfer
 
 from cypid.pyx import amqp
 from cypid.pyx import endpoints as _endpoints, engine_core as _core
@@ -71,7 +71,7 @@ cdef class Engine(ConnectionCore):
         self.server = server
         self.container_id = container_id
         self._reader = FrameReader(max_frame_size)
-        self._out = WriteBuffer.__new__(WriteBuffer)
+        self._out = OutputBuffer.__new__(OutputBuffer)
         self.output_limit = output_limit
         self.max_frame_size = max_frame_size
         self.channel_max = channel_max
@@ -125,17 +125,13 @@ cdef class Engine(ConnectionCore):
     def take_output(self, double now=0.0):
         """Everything to write (bytes, maybe empty), after the dispositions and window flows still
         owed; the buffer starts afresh.  Calls on_writable() if the output bound had been reached."""
-        cdef WriteBuffer out = self._out
         self._woken = False
         if self._dirty:
             self._flush_sessions()
-        if out.len == 0:
+        if self._out.len == 0:
             return b""
-        data = PyBytes_FromStringAndSize(out.buf, out.len)
-        out.len = 0
+        data = self._out.take()
         self.last_write = now
-        if out.size > (4 << 20) and out.size > 2 * self.output_limit:
-            self._out = WriteBuffer.__new__(WriteBuffer)     # give back what a burst needed once
         if self._out_full:
             self._out_full = False
             self.handler.on_writable()
@@ -568,7 +564,7 @@ cdef class Engine(ConnectionCore):
                 raise ProtocolViolation(amqp.NOT_ALLOWED, "transfer on unknown channel %d" % channel)
             self._last_session = s
             self._last_channel = channel
-        _parse_transfer(body, blen, &t)
+        read_transfer(body, blen, &t)       # (the body is in the 00 53 14 form: _dispatch made sure)
         if s.state != S_MAPPED:
             return 0        # our end is out: dropped until the peer's end
         s.next_incoming_id = <uint32_t>(s.next_incoming_id + 1)

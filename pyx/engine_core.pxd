@@ -1,8 +1,9 @@
 # cython: language_level=3
 """cypid.pyx.engine_core: the engine's lower layer -- the handler interface, the connection fields that
-sessions and links write to (ConnectionCore, the base of engine.Engine), the performative field readers
-and the transfer reader in C.  See docs/ENGINE.md.
+sessions and links write to (ConnectionCore, the base of engine.Engine), the engine's output buffer and
+the performative field readers (transfers are read by frames.read_transfer).  See docs/ENGINE.md.
 """
+cimport cython
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from cypid.pyx.encoder cimport WriteBuffer
@@ -28,22 +29,6 @@ cdef enum:
     P_AMQP = 2
 
 
-# The fields of a transfer the engine uses, read in place (tag and payload point into the frame).
-cdef struct Transfer:
-    uint64_t handle
-    bint has_id
-    uint32_t did
-    const char* tag
-    Py_ssize_t tag_len
-    bint settled
-    bint more
-    bint aborted
-    const char* state                     # the transfer's delivery state (encoded), NULL when absent or null
-    Py_ssize_t state_len
-    const char* payload
-    Py_ssize_t payload_len
-
-
 cdef inline object _field(list fields, Py_ssize_t i):
     return fields[i] if i < len(fields) else None
 
@@ -52,7 +37,6 @@ cdef object _uint_field(list fields, Py_ssize_t i, object default, uint64_t limi
 cdef bint _bool_field(list fields, Py_ssize_t i, str what) except -1
 cdef Py_ssize_t _frames_per_message(Py_ssize_t size, uint64_t max_frame_size) noexcept
 cdef int64_t _take_number(list free, uint32_t* next_number, uint64_t limit) except -2
-cdef int _parse_transfer(const char* body, Py_ssize_t blen, Transfer* t) except -1
 
 
 cdef class Handler:
@@ -75,12 +59,25 @@ cdef class Handler:
     cpdef object on_detach(self, object link, object error)
     cpdef object on_writable(self)
     cpdef object on_wake(self)
+    # The per-delivery calls as the engine makes them: C calls a Cython handler overrides to skip the
+    # Python method lookup (the defaults call on_message / on_outcome).
+    cdef int deliver_message(self, object link, object delivery, const char* data, Py_ssize_t n) except -1
+    cdef int deliver_outcome(self, object link, object context, int outcome, object state) except -1
+
+
+@cython.final
+cdef class OutputBuffer(WriteBuffer):
+    """The engine's output: a WriteBuffer whose storage is a bytes object, handed over whole (cut to
+    length) by take() instead of copied."""
+    cdef object _obj                          # the bytes object buf points into
+    cdef int _new(self, Py_ssize_t capacity) except -1
+    cdef bytes take(self)
 
 
 cdef class ConnectionCore:
     """The connection fields sessions and links use (engine.Engine adds the rest)."""
     cdef public Handler handler
-    cdef WriteBuffer _out                     # every frame we write, until take_output()
+    cdef OutputBuffer _out                    # every frame we write, until take_output()
     cdef public Py_ssize_t output_limit       # bound on encoded-but-unwritten bytes
     cdef bint _out_full                       # the bound was reached: on_writable() once it empties
     cdef readonly uint32_t handle_max

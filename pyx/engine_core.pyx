@@ -1,17 +1,19 @@
 # cython: language_level=3
 """The engine's lower layer (see engine_core.pxd): the handler interface, the connection fields that
-sessions and links write to, the performative field readers and the transfer reader in C.
+sessions and links write to, the performative field readers (the transfer reader is
+frames.read_transfer).
 cypid.pyx.endpoints (sessions, links) and cypid.pyx.engine (the connection) are built on it.
 """
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE, _PyBytes_Resize
+from cpython.mem cimport PyMem_Free
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from cypid.pyx.amqp cimport FRAME_AMQP
 from cypid.pyx.encoder cimport WriteBuffer, wb_write
 from cypid.pyx.frames cimport encode_frame
-from cypid.pyx.frb cimport FRBuffer, frb_init, frb_take, load_u16, load_u32, load_u64
-from cypid.pyx.values cimport skip_value
 
 from cypid.pyx import amqp
 from cypid.pyx.values import DecodeError
@@ -82,156 +84,6 @@ cdef int64_t _take_number(list free, uint32_t* next_number, uint64_t limit) exce
     return -1
 
 
-# -- the transfer, read in C ---------------------------------------------------------------------
-
-cdef inline uint8_t _byte(FRBuffer* b) except? 0xff:
-    if b.len < 1:
-        raise _DecodeError("truncated transfer performative")
-    return <uint8_t>frb_take(b, 1)[0]
-
-
-cdef int _read_uint(FRBuffer* b, uint64_t* out) except -1:
-    """An unsigned integer field: 1 and *out set, or 0 for null."""
-    cdef uint8_t c = _byte(b)
-    cdef Py_ssize_t w
-    cdef const char* p
-    if c == 0x40:
-        return 0
-    if c == 0x43 or c == 0x44:
-        out[0] = 0
-        return 1
-    if c == 0x52 or c == 0x53 or c == 0x50:
-        w = 1
-    elif c == 0x60:
-        w = 2
-    elif c == 0x70:
-        w = 4
-    elif c == 0x80:
-        w = 8
-    else:
-        raise _DecodeError("transfer: constructor 0x%02x where an unsigned integer was expected" % c)
-    if b.len < w:
-        raise _DecodeError("truncated transfer performative")
-    p = frb_take(b, w)
-    if w == 1:
-        out[0] = <uint8_t>p[0]
-    elif w == 2:
-        out[0] = load_u16(p)
-    elif w == 4:
-        out[0] = load_u32(p)
-    else:
-        out[0] = load_u64(p)
-    return 1
-
-
-cdef int _read_bool(FRBuffer* b) except -1:
-    """A boolean field: 1 true, 0 false or null."""
-    cdef uint8_t c = _byte(b)
-    if c == 0x41:
-        return 1
-    if c == 0x42 or c == 0x40:
-        return 0
-    if c == 0x56:
-        c = _byte(b)
-        if c > 1:
-            raise _DecodeError("transfer: invalid boolean byte 0x%02x" % c)
-        return c
-    raise _DecodeError("transfer: constructor 0x%02x where a boolean was expected" % c)
-
-
-cdef int _read_tag(FRBuffer* b, Transfer* t) except -1:
-    cdef uint8_t c = _byte(b)
-    cdef Py_ssize_t n
-    if c == 0x40:
-        return 0
-    if c == 0xa0:
-        n = _byte(b)
-    elif c == 0xb0:
-        if b.len < 4:
-            raise _DecodeError("truncated transfer performative")
-        n = load_u32(frb_take(b, 4))
-    else:
-        raise _DecodeError("transfer: delivery-tag must be binary (constructor 0x%02x)" % c)
-    if b.len < n:
-        raise _DecodeError("truncated transfer performative")
-    t.tag = frb_take(b, n)
-    t.tag_len = n
-    return 0
-
-
-cdef int _parse_transfer(const char* body, Py_ssize_t blen, Transfer* t) except -1:
-    """The fields of a transfer frame body (its first 3 bytes are 00 53 14) that the engine uses;
-    the others are checked by skipping them."""
-    cdef FRBuffer b, lst
-    cdef uint8_t c
-    cdef uint64_t count, size, u = 0
-    cdef uint64_t i
-    frb_init(&b, body + 3, blen - 3)
-    c = _byte(&b)
-    if c == 0xc0:
-        if b.len < 2:
-            raise _DecodeError("truncated transfer performative")
-        size = <uint8_t>b.buf[0]
-        count = <uint8_t>b.buf[1]
-        frb_take(&b, 2)
-        if size < 1:
-            raise _DecodeError("transfer list size 0 is too small")
-        size -= 1
-    elif c == 0xd0:
-        if b.len < 8:
-            raise _DecodeError("truncated transfer performative")
-        size = load_u32(b.buf)
-        count = load_u32(b.buf + 4)
-        frb_take(&b, 8)
-        if size < 4:
-            raise _DecodeError("transfer list size %d is too small" % size)
-        size -= 4
-    elif c == 0x45:
-        size = count = 0
-    else:
-        raise _DecodeError("transfer performative is not a list (constructor 0x%02x)" % c)
-    if <uint64_t>b.len < size:
-        raise _DecodeError("transfer list declares %d bytes, %d present" % (size, b.len))
-    lst = b
-    lst.len = <Py_ssize_t>size
-    frb_take(&b, <Py_ssize_t>size)
-    t.payload = b.buf
-    t.payload_len = b.len
-    t.has_id = False
-    t.tag = NULL
-    t.tag_len = 0
-    t.settled = t.more = t.aborted = False
-    t.state = NULL
-    t.state_len = 0
-    if count == 0 or not _read_uint(&lst, &t.handle):
-        raise _DecodeError("transfer: mandatory field handle is missing")
-    if t.handle > 0xFFFFFFFF:
-        raise _DecodeError("transfer: handle %d out of range" % t.handle)
-    for i in range(1, count):
-        if i == 1:
-            t.has_id = _read_uint(&lst, &u)
-            if u > 0xFFFFFFFF:
-                raise _DecodeError("transfer: delivery-id %d out of range" % u)
-            t.did = <uint32_t>u
-        elif i == 2:
-            _read_tag(&lst, t)
-        elif i == 4:
-            t.settled = _read_bool(&lst)
-        elif i == 5:
-            t.more = _read_bool(&lst)
-        elif i == 9:
-            t.aborted = _read_bool(&lst)
-        elif i == 7 and lst.len > 0 and lst.buf[0] != 0x40:
-            t.state = lst.buf             # a transactional-state (broker/transactions.py)
-            skip_value(&lst, 1)
-            t.state_len = lst.buf - t.state
-        else:
-            skip_value(&lst, 1)      # message-format, rcv-settle-mode, state, resume, batchable...
-    if lst.len != 0:
-        raise _DecodeError("transfer list has %d bytes after its %d fields" % (lst.len, count))
-    return 0
-
-
 # =================================================================================================
 # The handler
 # =================================================================================================
@@ -293,6 +145,91 @@ cdef class Handler:
 
     cpdef object on_wake(self):
         pass
+
+    cdef int deliver_message(self, object link, object delivery, const char* data, Py_ssize_t n) except -1:
+        """The message is the ``n`` bytes at ``data`` (valid during the call only)."""
+        self.on_message(link, delivery, PyBytes_FromStringAndSize(data, n))
+        return 0
+
+    cdef int deliver_outcome(self, object link, object context, int outcome, object state) except -1:
+        self.on_outcome(link, context, outcome, state)
+        return 0
+
+
+# =================================================================================================
+# The output buffer
+# =================================================================================================
+
+cdef enum:
+    OUT_INITIAL = 1024          # an idle connection's output storage
+    OUT_HANDOVER = 16384        # outputs at least this long are handed over, not copied
+    OUT_KEEP = 256 * 1024       # the most storage a short output leaves in place
+    OUT_NEXT_MAX = 8 << 20      # the most storage made at once for the next output after a handover
+
+
+@cython.final
+cdef class OutputBuffer(WriteBuffer):
+    # _obj is the bytes object buf points into; after a handover (buf NULL, nothing written since)
+    # it is the capacity to make at the next write: the last output's size and a quarter, so that a
+    # steady stream of outputs is written without growing (copying) the storage, and an idle
+    # connection holds none.
+    def __cinit__(self):
+        PyMem_Free(self.buf)      # WriteBuffer's own storage: ours is a bytes object
+        self.buf = NULL
+        self._new(OUT_INITIAL)
+
+    def __dealloc__(self):
+        self.buf = NULL           # it points into _obj: WriteBuffer's __dealloc__ must not free it
+
+    cdef int _new(self, Py_ssize_t capacity) except -1:
+        obj = PyBytes_FromStringAndSize(NULL, capacity)
+        self._obj = obj
+        self.buf = PyBytes_AS_STRING(obj)
+        self.size = capacity
+        self.len = 0
+        return 0
+
+    cdef int _grow(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self.len + extra
+        cdef Py_ssize_t new_size
+        if self.buf == NULL:            # the first write since a handover
+            new_size = <Py_ssize_t>self._obj
+            return self._new(need if need > new_size else new_size)
+        new_size = self.size * 2
+        if new_size < need:
+            new_size = need
+        obj = PyBytes_FromStringAndSize(NULL, new_size)
+        memcpy(PyBytes_AS_STRING(obj), self.buf, <size_t>self.len)
+        self._obj = obj
+        self.buf = PyBytes_AS_STRING(obj)
+        self.size = new_size
+        return 0
+
+    cdef bytes take(self):
+        """What was written, as bytes; the buffer starts afresh. A long output is the storage itself
+        (cut to length: no copy), a short one a copy (the storage is kept)."""
+        cdef Py_ssize_t n = self.len, nxt
+        cdef PyObject* raw
+        cdef bytes data
+        if n == 0:
+            return b""
+        if n < OUT_HANDOVER:
+            data = PyBytes_FromStringAndSize(self.buf, n)
+            self.len = 0
+            if self.size > OUT_KEEP:
+                self._new(OUT_INITIAL)      # give back what a burst needed once
+            return data
+        raw = <PyObject*>self._obj
+        Py_INCREF(<object>raw)
+        nxt = n + n // 4
+        self._obj = nxt if nxt < OUT_NEXT_MAX else OUT_NEXT_MAX   # raw holds the only reference
+        self.buf = NULL
+        self.size = 0
+        self.len = 0
+        _PyBytes_Resize(&raw, n)            # in place, or a moved copy (on failure raw is gone: raises)
+        data = <bytes>raw
+        Py_DECREF(data)                     # raw's reference, now data's
+        return data
 
 
 # =================================================================================================

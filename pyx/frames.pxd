@@ -1,8 +1,8 @@
 # cython: language_level=3
 """cypid.pyx.frames: AMQP 1.0 frames and performatives (the C-level contract).
 
-FrameReader splits a byte stream into frames; decode_performative / decode_transfer read a frame
-body; encode_frame / encode_transfer_frames write frames.  cypid.pyx.codec re-exports all of it.
+FrameReader splits a byte stream into frames; decode_performative / read_transfer (the engine's
+transfer reader; decode_transfer in Python) read a frame body; encode_frame / encode_transfer_frames write frames.  cypid.pyx.codec re-exports all of it.
 """
 from libc.stdint cimport uint32_t, uint64_t
 
@@ -23,6 +23,22 @@ cdef struct FrameView:
     Py_ssize_t body_len
 
 
+# The fields of a transfer the engine uses, read in place (tag and payload point into the frame).
+cdef struct Transfer:
+    uint64_t handle
+    bint has_id
+    uint32_t did
+    const char* tag
+    Py_ssize_t tag_len
+    bint settled
+    bint more
+    bint aborted
+    const char* state                     # the transfer's delivery state (encoded), NULL when absent or null
+    Py_ssize_t state_len
+    const char* payload
+    Py_ssize_t payload_len
+
+
 cdef class FrameReader:
     cdef char* _buf                   # malloc'd; bytes [_start, _end) are unread
     cdef Py_ssize_t _cap
@@ -38,6 +54,7 @@ cdef class FrameReader:
 
 
 cpdef tuple decode_performative(object body)
+cdef int read_transfer(const char* body, Py_ssize_t blen, Transfer* t) except -1   # 1, or 0: not a transfer
 cpdef object decode_transfer(object body)      # (handle, delivery_id, settled, more, aborted, payload) | None
 cpdef bytes encode_frame(int channel, uint64_t code, object fields, object payload=*, int frame_type=*)
 cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delivery_id, object tag,
@@ -45,3 +62,7 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
 cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
                                       const char* tag, Py_ssize_t tl, bint settled, const char* msg,
                                       Py_ssize_t L, uint64_t max_frame_size) except -1   # frames written
+cdef Py_ssize_t write_transfer_frames2(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
+                                       const char* tag, Py_ssize_t tl, bint settled, const char* head,
+                                       Py_ssize_t hl, const char* msg, Py_ssize_t L,
+                                       uint64_t max_frame_size) except -1   # head + msg, frames written

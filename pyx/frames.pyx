@@ -405,25 +405,36 @@ cdef bint _field_accepts(int kind, object v, uint64_t* u, bint* flag) except -1:
     return hasattr(v, "descriptor") and hasattr(v, "value")
 
 
-cdef object _decode_transfer(FRBuffer* b):
-    cdef uint64_t code, u = 0, handle = 0, did = 0
+cdef int _read_transfer(FRBuffer* b, Transfer* t) except -1:
+    """A transfer frame body into ``t`` (tag and payload point into the body): 1, or 0 if the body
+    is not a transfer performative. Every field is checked as the spec types it (check_fields' rules:
+    the same error text), the ones the engine does not use too."""
+    cdef uint64_t code, u = 0
     cdef uint8_t c
     cdef uint32_t count = 0, i
     cdef Py_ssize_t rest = -1
-    cdef bint flag = False, settled = False, more = False, aborted = False
-    cdef bint has_handle = False, has_did = False
+    cdef const char* p
+    cdef bint flag = False, has_handle = False
     cdef int kind, st, bad = -1
     cdef object bad_value = None
     if b.len < 3 or <uint8_t>b.buf[0] != 0:
-        return None
+        return 0
     if <uint8_t>b.buf[1] == 0x53:
         if <uint8_t>b.buf[2] != 0x14:
-            return None
+            return 0
         frb_take(b, 3)
     else:
         frb_take(b, 1)
         if not _read_descriptor_code(b, &code) or code != 0x14:
-            return None
+            return 0
+    t.handle = 0
+    t.has_id = False
+    t.did = 0
+    t.tag = NULL
+    t.tag_len = 0
+    t.settled = t.more = t.aborted = False
+    t.state = NULL
+    t.state_len = 0
     c = read_u8(b, "performative list constructor")
     if c == 0xc0 or c == 0xd0:
         rest = open_compound(b, c == 0xd0, &count, "list", 1, 1)
@@ -436,6 +447,7 @@ cdef object _decode_transfer(FRBuffer* b):
             decode_value(b, 2)          # beyond the spec's fields: decoded (so checked), not kept
             continue
         kind = _TRANSFER_KINDS[i]
+        p = b.buf
         if kind == K_UINT:
             st = _scan_uint_field(b, 0xffffffff, &u)
         elif kind == K_BOOL:
@@ -462,17 +474,27 @@ cdef object _decode_transfer(FRBuffer* b):
                 continue
         if st == F_VALUE:
             if i == 0:
-                handle = u
+                t.handle = u
                 has_handle = True
             elif i == 1:
-                did = u
-                has_did = True
+                t.did = <uint32_t>u
+                t.has_id = True
+            elif i == 2 and kind == K_BINARY and b.buf > p:
+                if <uint8_t>p[0] == 0xa0:      # the delivery-tag, in place (vbin8 or vbin32)
+                    t.tag = p + 2
+                    t.tag_len = <uint8_t>p[1]
+                else:
+                    t.tag = p + 5
+                    t.tag_len = load_u32(p + 1)
             elif i == 4:
-                settled = flag
+                t.settled = flag
             elif i == 5:
-                more = flag
+                t.more = flag
             elif i == 9:
-                aborted = flag
+                t.aborted = flag
+            elif i == 7:                        # a transactional-state (broker/transactions.py)
+                t.state = p
+                t.state_len = b.buf - p
     if rest >= 0:
         close_compound(b, rest, "list")
     if not has_handle and bad != 0:
@@ -482,8 +504,23 @@ cdef object _decode_transfer(FRBuffer* b):
         raise _DecodeError("transfer: field %s must be a %s, not %s"
                            % (_TRANSFER_FIELDS[bad], _KIND_NAMES[_TRANSFER_KINDS[bad]],
                               text if len(text) <= 40 else text[:40] + "..."))
-    return (handle, did if has_did else None, settled, more, aborted,
-            PyBytes_FromStringAndSize(b.buf, b.len))
+    t.payload = b.buf
+    t.payload_len = b.len
+    return 1
+
+
+cdef int read_transfer(const char* body, Py_ssize_t blen, Transfer* t) except -1:
+    cdef FRBuffer b
+    frb_init(&b, body, blen)
+    return _read_transfer(&b, t)
+
+
+cdef object _transfer_tuple(FRBuffer* b):
+    cdef Transfer t
+    if not _read_transfer(b, &t):
+        return None
+    return (t.handle, t.did if t.has_id else None, t.settled, t.more, t.aborted,
+            PyBytes_FromStringAndSize(t.payload, t.payload_len))
 
 
 cpdef object decode_transfer(object body):
@@ -491,16 +528,17 @@ cpdef object decode_transfer(object body):
     (delivery_id None when absent), bools (False when absent) and the payload bytes; the other
     fields are checked, not returned.  None if the body is not a transfer performative: the caller
     then takes the generic path (decode_performative), which raises for a malformed body.  Raises
-    DecodeError, as decode_performative plus the broker's field checks would, for a bad transfer."""
+    DecodeError, as decode_performative plus check_fields would, for a bad transfer.  (The engine's
+    own reader, read_transfer, in Python's hands.)"""
     cdef FRBuffer b
     cdef Py_buffer pb
     cdef int release
     if PyBytes_CheckExact(body):
         frb_init(&b, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
-        return _decode_transfer(&b)
+        return _transfer_tuple(&b)
     release = open_input(body, &b, &pb)
     try:
-        return _decode_transfer(&b)
+        return _transfer_tuple(&b)
     finally:
         if release:
             PyBuffer_Release(&pb)
@@ -561,7 +599,7 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
         message = bytes(memoryview(message))
     # Written straight into the bytes object returned (no buffer in between: one copy of the message).
     return _transfer_frames(None, &nframes, channel, handle, delivery_id, PyBytes_AS_STRING(tag),
-                            PyBytes_GET_SIZE(tag), settled, PyBytes_AS_STRING(message),
+                            PyBytes_GET_SIZE(tag), settled, NULL, 0, PyBytes_AS_STRING(message),
                             PyBytes_GET_SIZE(message), max_frame_size)
 
 
@@ -571,15 +609,47 @@ cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t hand
     """Append every frame of one delivery to ``wb`` (see encode_transfer_frames); returns the number
     of frames written."""
     cdef Py_ssize_t nframes
-    _transfer_frames(wb, &nframes, channel, handle, delivery_id, tag, tl, settled, msg, L, max_frame_size)
+    _transfer_frames(wb, &nframes, channel, handle, delivery_id, tag, tl, settled, NULL, 0, msg, L,
+                     max_frame_size)
     return nframes
+
+
+cdef Py_ssize_t write_transfer_frames2(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
+                                       const char* tag, Py_ssize_t tl, bint settled, const char* head,
+                                       Py_ssize_t hl, const char* msg, Py_ssize_t L,
+                                       uint64_t max_frame_size) except -1:
+    """write_transfer_frames of the message ``head`` + ``msg`` (a header section before the kept
+    bytes), without joining them first."""
+    cdef Py_ssize_t nframes
+    _transfer_frames(wb, &nframes, channel, handle, delivery_id, tag, tl, settled, head, hl, msg, L,
+                     max_frame_size)
+    return nframes
+
+
+cdef inline void _copy_span(char* dst, const char* head, Py_ssize_t hl, const char* msg, Py_ssize_t off,
+                            Py_ssize_t n) noexcept:
+    """Copy ``n`` bytes from offset ``off`` of the message ``head`` + ``msg``."""
+    cdef Py_ssize_t k
+    if off < hl:
+        k = hl - off
+        if k > n:
+            k = n
+        memcpy(dst, head + off, <size_t>k)
+        dst += k
+        n -= k
+        off = 0
+    else:
+        off -= hl
+    if n > 0:
+        memcpy(dst, msg + off, <size_t>n)
 
 
 cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channel, uint32_t handle,
                              uint32_t delivery_id, const char* tag, Py_ssize_t tl, bint settled,
-                             const char* msg, Py_ssize_t L, uint64_t max_frame_size):
-    """The frames of one delivery, appended to ``wb``, or (``wb`` None) in a new bytes object that
-    is returned; ``nframes_out`` gets the number of frames."""
+                             const char* head, Py_ssize_t hl, const char* msg, Py_ssize_t L,
+                             uint64_t max_frame_size):
+    """The frames of one delivery (the message ``head`` + ``msg``), appended to ``wb``, or (``wb``
+    None) in a new bytes object that is returned; ``nframes_out`` gets the number of frames."""
     cdef object result = None
     cdef char items1[300]
     cdef char perf1[320]
@@ -622,6 +692,7 @@ cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channe
     memcpy(perf2 + p2, items2, <size_t>n2)
     p2 += n2
 
+    L += hl
     cap1 = <Py_ssize_t>max_frame_size - 8 - p1
     capn = <Py_ssize_t>max_frame_size - 8 - p2
     if cap1 <= 0 or capn <= 0:
@@ -648,7 +719,7 @@ cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channe
     memcpy(w + 8, perf1, <size_t>p1)
     if nframes > 1:
         w[8 + p1 - 1] = <char>0x41
-    memcpy(w + 8 + p1, msg, <size_t>chunk)
+    _copy_span(w + 8 + p1, head, hl, msg, 0, chunk)
     w += fs
     off = chunk
     while off < L:
@@ -663,7 +734,7 @@ cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channe
         memcpy(w + 8, perf2, <size_t>p2)
         if off + chunk < L:
             w[8 + p2 - 1] = <char>0x41
-        memcpy(w + 8 + p2, msg + off, <size_t>chunk)
+        _copy_span(w + 8 + p2, head, hl, msg, off, chunk)
         w += fs
         off += chunk
     nframes_out[0] = nframes

@@ -6,6 +6,8 @@ the same attributes and methods as broker/message.py's ``Message``.
 """
 from libc.stdint cimport int64_t
 
+from cypid.pyx.sections cimport MessageInfo
+
 
 cdef class Message:
     cdef public bytes body              # the encoded message without header / delivery-annotations
@@ -21,3 +23,8 @@ cdef class Message:
     cdef public bint acquired_before
     cdef public int64_t seq             # the holding queue's sequence number
     cdef Py_ssize_t _ap_offset          # application-properties value within body, -1 = none
+    cdef int _take(self, MessageInfo info, bytes body) except -1
+
+
+cdef Message message_from(const char* data, Py_ssize_t n)   # Message(data[:n]) without a copy between
+cdef bytes encoded_header(Message m)    # the header section before m.body for a consumer, or None

@@ -15,7 +15,10 @@ cimport cython
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
 from cypid.pyx.codec cimport MessageInfo, decode_at, encode_header, scan_message
+from cypid.pyx.sections cimport scan_buffer
 
 # First-delivery header sections without ttl, by (durable, priority): built once.
 cdef list _FIRST_HEADERS = [None] * 512
@@ -27,13 +30,51 @@ cdef inline double _mono_s() noexcept nogil:
     return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
+cdef Message message_from(const char* data, Py_ssize_t n):
+    """``Message(data[:n])`` made in place: the bytes kept (from the bare message on) are the one
+    copy made of the received ones."""
+    cdef MessageInfo info = MessageInfo.__new__(MessageInfo)
+    cdef Message m = Message.__new__(Message)
+    scan_buffer(info, data, n)
+    m._take(info, PyBytes_FromStringAndSize(data + info.bare_offset, n - info.bare_offset))
+    return m
+
+
+cdef bytes encoded_header(Message m):
+    """The header section a consumer's copy of ``m`` starts with (``encoded()`` is it + ``m.body``),
+    or None when every header field is at its default; Cython senders write the two parts without
+    joining them."""
+    cdef int64_t ttl = m.ttl
+    cdef int key
+    cdef bytes header
+    if ttl and m.expires:
+        ttl = max(1, <int64_t>((m.expires - _mono_s()) * 1000))
+    if not ttl and not m.delivery_count:
+        if m.acquired_before:
+            if not m.durable and m.priority == 4:
+                return None       # every header field at its default: no header section
+        elif 0 <= m.priority < 256:
+            # A first delivery says first-acquirer=true (its default is false), as qpidd does.
+            key = m.durable * 256 + m.priority
+            header = <bytes>_FIRST_HEADERS[key]
+            if header is None:
+                header = _FIRST_HEADERS[key] = encode_header(m.durable, m.priority, 0, True, 0)
+            return header
+    return encode_header(m.durable, m.priority, ttl, not m.acquired_before, m.delivery_count)
+
+
 @cython.freelist(256)
 cdef class Message:
     def __init__(self, data):
         cdef MessageInfo info = scan_message(data)
         cdef Py_ssize_t off = info.bare_offset
         data = info.data                    # bytes, whatever bytes-like came in
-        self.body = data if off == 0 else data[off:]
+        self._take(info, data if off == 0 else data[off:])
+
+    cdef int _take(self, MessageInfo info, bytes body) except -1:
+        """The fields of a scanned message; ``body``: its bytes from the bare message on."""
+        cdef Py_ssize_t off = info.bare_offset
+        self.body = body
         self._ap_offset = info._ap_value - off if info._ap_value >= 0 else -1
         self.durable = info.durable
         self.priority = info.priority
@@ -47,6 +88,7 @@ cdef class Message:
         self.delivery_count = info.delivery_count
         self.acquired_before = (not info.first_acquirer) if info.delivery_count else False
         self.seq = 0
+        return 0
 
     def copy(self):
         """The same message for another queue: routed copies share the bytes, not the delivery state."""
@@ -75,23 +117,8 @@ cdef class Message:
 
     def encoded(self):
         """The bytes to send to a consumer: a fresh header section, then the kept bytes."""
-        cdef int64_t ttl = self.ttl
-        cdef int key
-        if ttl and self.expires:
-            ttl = max(1, <int64_t>((self.expires - _mono_s()) * 1000))
-        if not ttl and not self.delivery_count:
-            if self.acquired_before:
-                if not self.durable and self.priority == 4:
-                    return self.body      # every header field at its default: no header section
-            elif 0 <= self.priority < 256:
-                # A first delivery says first-acquirer=true (its default is false), as qpidd does.
-                key = self.durable * 256 + self.priority
-                header = _FIRST_HEADERS[key]
-                if header is None:
-                    header = _FIRST_HEADERS[key] = encode_header(self.durable, self.priority, 0, True, 0)
-                return header + self.body
-        return encode_header(self.durable, self.priority, ttl, not self.acquired_before,
-                             self.delivery_count) + self.body
+        cdef bytes header = encoded_header(self)
+        return self.body if header is None else header + self.body
 
     def expired(self, now):
         return self.expires != 0.0 and now >= self.expires

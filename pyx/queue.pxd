@@ -32,6 +32,21 @@ cdef class Group:
     cdef readonly Py_ssize_t total      # its messages in the queue (waiting or acquired)
 
 
+cdef class Queue
+
+
+cdef class Consumer:
+    """The consumer interface a queue's dispatch assumes, as C calls (the broker's OutgoingLink is
+    one: cypid.pyx.broker_core.ConsumerCore). Any other object with the same Python attributes
+    (``browsing``, ``browse_position``, ``selector``, ``can_take()``, ``deliver(msg, queue)``) works
+    too, at Python speed; the defaults below call those."""
+    cdef public bint browsing               # a browser: sees every message past browse_position
+    cdef public int64_t browse_position     # the seq of the last message browsed
+    cdef public object selector             # a Selector of this consumer's own, or None
+    cdef bint can_take_c(self) except -1    # may a message be delivered now
+    cdef int deliver_c(self, object msg, Queue queue) except -1    # deliver an acquired (or browsed) msg
+
+
 @cython.final
 cdef class Queue:
     # -- identity and node state (the broker reads and sets these) --------------------------------

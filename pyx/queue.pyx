@@ -170,6 +170,40 @@ cdef object _as_text(object value):
     return str(value)
 
 
+cdef class Consumer:
+    cdef bint can_take_c(self) except -1:
+        return bool(self.can_take())
+
+    cdef int deliver_c(self, object msg, Queue queue) except -1:
+        self.deliver(msg, queue)
+        return 0
+
+
+cdef inline bint _can_take(object link) except -1:
+    if isinstance(link, Consumer):
+        return (<Consumer>link).can_take_c()
+    return bool(link.can_take())
+
+
+cdef inline int _deliver(object link, object msg, Queue queue) except -1:
+    if isinstance(link, Consumer):
+        return (<Consumer>link).deliver_c(msg, queue)
+    link.deliver(msg, queue)
+    return 0
+
+
+cdef inline object _selector(object link):
+    if isinstance(link, Consumer):
+        return (<Consumer>link).selector
+    return getattr(link, "selector", None)
+
+
+cdef inline bint _browsing(object link) except -1:
+    if isinstance(link, Consumer):
+        return (<Consumer>link).browsing
+    return bool(link.browsing)
+
+
 @cython.final
 cdef class Group:
     def __repr__(self):
@@ -761,11 +795,11 @@ cdef class Queue:
                 break
             self.rr = (self.rr + 1) % n
             link = consumers[self.rr]
-            if link.browsing:
+            if _browsing(link):
                 self._browse(link)
                 idle += 1
                 continue
-            if not link.can_take():
+            if not _can_take(link):
                 idle += 1
                 continue
             i = self._next_for(link)
@@ -773,7 +807,7 @@ cdef class Queue:
                 idle += 1
                 continue
             msg = self._acquire(i, link)
-            link.deliver(msg, self)
+            _deliver(link, msg, self)
             idle = 0
         if self._events:
             self._flush()
@@ -786,7 +820,7 @@ cdef class Queue:
         cdef Entry* e
         cdef double now = -1.0
         cdef Group g
-        sel = getattr(link, "selector", None)
+        sel = _selector(link)
         if sel is not None:
             return self._next_selected(link, <Selector?>sel, False)
         if self.groups:
@@ -894,10 +928,10 @@ cdef class Queue:
         cdef Py_ssize_t i
         cdef Entry* e
         cdef int64_t seq
-        sel = getattr(link, "selector", None)
+        sel = _selector(link)
         if sel is not None and type(sel) is not Selector:
             raise TypeError("a consumer's selector must be a Selector")
-        while link.can_take():
+        while _can_take(link):
             i = store_next_available(&self.store, store_lower_bound(&self.store, link.browse_position + 1))
             if i < 0:
                 return 0
@@ -910,7 +944,7 @@ cdef class Queue:
             link.browse_position = seq
             if sel is not None and not (<Selector>sel).matches(msg):
                 continue
-            link.deliver(msg, self)
+            _deliver(link, msg, self)
         return 0
 
     def has_message_for(self, link):

@@ -31,5 +31,6 @@ cdef class MessageInfo:
 
 
 cpdef MessageInfo scan_message(object data)
+cdef int scan_buffer(MessageInfo info, const char* data, Py_ssize_t n) except -1   # scan_message in place
 cpdef bytes encode_header(bint durable, int priority, uint64_t ttl, bint first_acquirer,
                           uint64_t delivery_count)

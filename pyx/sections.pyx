@@ -288,12 +288,19 @@ cpdef MessageInfo scan_message(object data):
     cdef MessageInfo info = MessageInfo.__new__(MessageInfo)
     if not PyBytes_CheckExact(data):
         data = bytes(data)
+    info.data = data
+    scan_buffer(info, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+    return info
+
+
+cdef int scan_buffer(MessageInfo info, const char* data, Py_ssize_t n) except -1:
+    """scan_message of the ``n`` bytes at ``data`` into a new ``info`` (its ``data`` is left as it
+    is: a caller that keeps the bytes, or part of them, sets it)."""
     cdef FRBuffer b
     cdef int code, prev = 0
     cdef Py_ssize_t sec_start
     cdef uint8_t c
-    frb_init(&b, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-    info.data = data
+    frb_init(&b, data, n)
     info.size = b.len
     info.priority = 4
     info.bare_offset = -1
@@ -359,7 +366,7 @@ cpdef MessageInfo scan_message(object data):
         info.properties_offset = info.size
     if info.body_offset < 0:
         info.body_offset = info.size
-    return info
+    return 0
 
 
 cpdef bytes encode_header(bint durable, int priority, uint64_t ttl, bint first_acquirer,

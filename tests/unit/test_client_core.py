@@ -111,7 +111,7 @@ def test_sequence_check_and_stamping():
 
 @pytest.mark.parametrize("body", [
     b"\x00\x53\x14\x45",                                     # empty list: no handle
-    b"\x00\x53\x14\xc0\x08\x02\x52\x00\x71\x00\x00\x00\x01",  # delivery-id as an int
+    b"\x00\x53\x14\xc0\x05\x02\x52\x00\xa1\x01x",              # delivery-id as a string
     b"\x00\x53\x14\xc0\x20\x01\x43",                         # list size beyond the frame
     b"\x00\x53\x14\xa1\x01x",                                # not a list
 ])

@@ -1,0 +1,58 @@
+# cython: language_level=3
+"""cypid.pyx.broker_core: the broker's per-message path in C (the contract; see broker_core.pyx).
+
+``BrokerHandler`` is the base of broker/connection.py's Connection (the engine's handler), ``Router``
+of broker/nodes.py's Nodes, ``ProducerCore`` of broker/links.py's IncomingLink and ``ConsumerCore``
+(the queue's ``Consumer`` interface) of its OutgoingLink. The Python classes keep everything that is
+not per message (attach, refuse, detach, management); the fields below are theirs, set from Python.
+"""
+from libc.stdint cimport int64_t
+
+from cypid.pyx.endpoints cimport Delivery, Link
+from cypid.pyx.engine_core cimport Handler
+from cypid.pyx.queue cimport Consumer, Queue
+
+
+cdef class BrokerHandler(Handler):
+    cdef public bint paused                 # the transport's buffer is full, or the connection is closing
+    cdef public bint flush_scheduled        # the shell's _flush runs this loop turn
+    cdef int request_flush(self) except -1  # want_flush() unless it is scheduled already
+
+
+cdef class Router:
+    cdef public object broker
+    cdef public object store                # broker/store.py's Store, or None
+    cdef public object replication          # HA on a primary (ha/primary.py), or None
+    cdef public object sequences            # broker/sequences.py's QueueSequences (qpid.queue_msg_sequence)
+    cdef public Py_ssize_t filtered         # queues with a qpid.filter or no-local
+    cdef public int64_t discards_no_route
+    cdef public dict flow_holds             # flow-stopped queue -> [Pending] held until it resumes
+    cdef object route_c(self, object node, object msg)
+    cdef object _route_c(self, object node, object msg)
+
+
+cdef class ProducerCore:
+    cdef public Link core
+    cdef public object broker
+    cdef public BrokerHandler connection
+    cdef public Router nodes
+    cdef public object acl                  # broker/acl.py's Authorizer
+    cdef public object node                 # the queue or exchange of the target (None: anonymous)
+    cdef public bint anonymous
+    cdef public bint check_user_id          # --auth yes: a message's user-id must be the connection's
+    cdef public bint detached
+    cdef int on_transfer(self, Delivery delivery, const char* data, Py_ssize_t n) except -1
+    cdef object route(self, const char* data, Py_ssize_t n)
+
+
+cdef class ConsumerCore(Consumer):
+    cdef public Link core
+    cdef public object broker
+    cdef public BrokerHandler connection
+    cdef public Router nodes
+    cdef public object queue                # a cypid.pyx.queue.Queue once attached
+    cdef public bint presettled
+    cdef public bint detached
+    cdef public bint delete_on_detach       # a private subscription queue goes with its link
+    cdef int outcome_c(self, object msg, int outcome, object state) except -1
+    cdef int _too_large(self, object msg, Queue queue, Py_ssize_t size) except -1
