@@ -25,6 +25,7 @@ cdef class Journal(JournalRecovery):
     cdef list stale_files               # indexes entered after the durable point, to reset
     cdef object lock                    # threading.Lock: one sync at a time
     cdef readonly object writer         # JournalWriter or None
+    cdef dict paths                     # file index -> its path, encoded
     cdef uint64_t n_compactions, n_moved, n_moved_bytes, n_syncs, n_grown, n_shrunk, n_failures, n_stalls
 
     cpdef uint64_t append_enqueue(self, uint64_t rid, data, xid=*, int flags=*) except? 0

@@ -29,6 +29,7 @@ import threading
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from cypid.pyx.journal_format cimport (
@@ -54,6 +55,8 @@ DEFAULT_FILE_COUNT = 8
 DEFAULT_FILE_SIZE = 24
 DEFAULT_MAX_SIZE = 4096 << 20       # --journal-max-size (MiB) default: 4 GiB per queue
 DEFAULT_BUFFER_LIMIT = 64 << 20     # appended bytes not yet written, per journal
+cdef enum:
+    SCAN_CHUNK = 262144             # bytes of a head file read at once when it is compacted
 _WHAT = ("write", "create/extend", "sync (fdatasync)", "size check", "checkpoint write")
 
 
@@ -104,6 +107,7 @@ cdef class Journal(JournalRecovery):
         self.writer = writer
         self.max_size = max_size
         self.lock = threading.Lock()
+        self.paths = {}
         self.hdr_pending = []
         self.to_delete = []
         self.stale = []
@@ -178,11 +182,13 @@ cdef class Journal(JournalRecovery):
             return 0
         need = <int64_t>((alen - rest + self.dsz - 1) // self.dsz) + (1 if enq else 0)
         if not self.compacting:
-            # Heads holding little (a few unconsumed messages) are copied forward and their files
-            # come back after the next sync, rather than the journal growing around them.
+            # Empty heads go. Heads holding little (a few unconsumed messages) are copied forward
+            # and their files come back after the next sync, rather than the journal growing
+            # around them; while free files remain, nothing is copied (a queue a burst made a
+            # few files deep would otherwise have its tail read back and rewritten at every file).
             while rounds < 4 and self.used[0] != self.w:
                 h = self.used[0]
-                if self.live_bytes[h] * 4 > self.dsz:
+                if self.live_count[h] and (self.live_bytes[h] * 4 > self.dsz or self._free_files() >= need):
                     break
                 if self.lstart[h] + self.dsz > self.lsynced:
                     if self.writer is not None or stalled:
@@ -210,7 +216,8 @@ cdef class Journal(JournalRecovery):
     cdef int _release_head(self) except -1:
         """Copy the head file's pinning records forward (MOVED), then let the file go. Only a head
         whose bytes are all synced is released, so a copy's original is durable (a rewind after a
-        failed sync puts the entry back there)."""
+        failed sync puts the entry back there). The file is read in chunks of SCAN_CHUNK bytes (not
+        one pread per record: a head released at every file change is read once, in a few calls)."""
         cdef int h = self.used[0]
         cdef uint64_t off, size, alen, xl
         cdef char p[JRNL_REC_HDR]
@@ -218,12 +225,22 @@ cdef class Journal(JournalRecovery):
         cdef char ext[JRNL_MOVED_EXT]
         cdef uint32_t nfidx
         cdef uint64_t noff, seq
+        cdef char* chunk = NULL
+        cdef const char* dp
+        cdef uint64_t clo = 0, clen = 0
         if self.live_count[h]:
             self.compacting = True
+            chunk = <char*>malloc(SCAN_CHUNK)
+            if chunk == NULL:
+                raise MemoryError()
             try:
                 off = self.fro[h]
                 while off + JRNL_REC_HDR <= self.dsz and self.live_count[h]:
-                    self._file_read(h, off, p, JRNL_REC_HDR)
+                    if off < clo or off + JRNL_REC_HDR > clo + clen:
+                        clen = min(<uint64_t>SCAN_CHUNK, self.dsz - off)
+                        self._file_read(h, off, chunk, clen)
+                        clo = off
+                    memcpy(p, chunk + (off - clo), JRNL_REC_HDR)
                     if p[0] != b'c' or p[1] != b'J':
                         break
                     size = ld32(p + 24)
@@ -233,12 +250,16 @@ cdef class Journal(JournalRecovery):
                     if p[2] == b'e':
                         e = self.live.get(rid)
                         if e is not None and e.fidx == h and e.off == off:
-                            data = self._gather(h, off, e.doff, e.dlen)
+                            if off + e.doff + e.dlen <= clo + clen:   # in the chunk read
+                                dp = chunk + (off - clo) + e.doff
+                            else:
+                                data = self._gather(h, off, e.doff, e.dlen)
+                                dp = PyBytes_AS_STRING(data)
                             st64(ext, e.seq)
                             st32(ext + 8, e.dcount)
                             st32(ext + 12, 0)
                             seq = self._write(b'e', e.rid, JRNL_F_MOVED | record_flags(e.uflags), e.xid, ext,
-                                              JRNL_MOVED_EXT, PyBytes_AS_STRING(data), e.dlen, False,
+                                              JRNL_MOVED_EXT, dp, e.dlen, False,
                                               &nfidx, &noff)
                             self._pin(h, e.alen, -1)
                             e.prev_rseq = e.rseq
@@ -272,6 +293,7 @@ cdef class Journal(JournalRecovery):
                     off += alen
             finally:
                 self.compacting = False
+                free(chunk)
             if self.live_count[h]:
                 raise JournalError(_errno.EIO, "journal %s: %d live records of %s were not found while "
                                    "compacting it" % (self.name, self.live_count[h], file_path(self.directory, h)))
@@ -545,7 +567,11 @@ cdef class Journal(JournalRecovery):
         return PyBytes_FromStringAndSize(b, JRNL_FH_SIZE)
 
     def _path(self, int i):
-        return os.fsencode(file_path(self.directory, i))
+        """File i's path, encoded (made once: every sync names the files it writes)."""
+        p = self.paths.get(i)
+        if p is None:
+            p = self.paths[i] = os.fsencode(file_path(self.directory, i))
+        return p
 
     def _sync_locked(self):
         cdef IoBatch batch = IoBatch(self.bdir)
@@ -643,9 +669,11 @@ cdef class Journal(JournalRecovery):
 
     def _shrink(self):
         """Surplus files (beyond file_count) that nothing needs any more go (the next sync removes
-        them); file 0 stays (it holds the checkpoint)."""
+        them); file 0 stays (it holds the checkpoint). As many free files as are in use are kept
+        besides: a queue whose depth swings (a burst, then its consumers catch up) would otherwise
+        delete files only to create and preallocate them again at the next burst."""
         cdef int i
-        cdef int target = max(self.file_count, len(self.used) + 2)
+        cdef int target = max(self.file_count, 2 * len(self.used) + 2)
         if self.n_exist <= target:
             return
         for i in range(self.nfiles - 1, 0, -1):

@@ -23,7 +23,10 @@ from cypid.pyx.journal_format import JournalError, Record, file_path
 
 
 @cython.final
+@cython.no_gc
 cdef class _Entry:
+    # Not tracked by the cyclic GC: its only object fields are bytes or None (no cycle can go
+    # through it), and a deep queue has a million of them that each collection would traverse.
 
     @property
     def data_size(self):
