@@ -78,11 +78,14 @@ class Backup:
     async def stop(self):
         task, self.task = self.task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+            # A cancellation can be lost inside asyncio.wait_for on Python 3.11 (the inner future
+            # finishing as the cancel arrives: CPython gh-86296), so _run also ends when it is no
+            # longer this backup's task, and the cancel is repeated until the task is done.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+            if not task.cancelled():
+                task.exception()            # retrieved: nothing to report after a stop
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
@@ -118,9 +121,12 @@ class Backup:
 
     async def _run(self):
         interval = max(0.01, self.options.link_maintenance_interval)
-        while True:
+        me = asyncio.current_task()
+        while self.task is me:
             others, url = self._others()
             for address in others:
+                if self.task is not me:
+                    return
                 try:
                     await self._follow(address, url)
                 except asyncio.CancelledError:

@@ -168,7 +168,8 @@ cdef class Engine(ConnectionCore):
             self.idle_timeout = idle_timeout
         if container_id is not None:
             self.container_id = container_id
-        idle_ms = int(self.idle_timeout * 1000)
+        # a uint of milliseconds: a handler's choice past that range (twice a peer's 2^32-1) is clamped
+        idle_ms = min(int(round(self.idle_timeout * 1000)), 0xFFFFFFFF)
         fields = [self.container_id, hostname if hostname is not None else self.hostname,
                   uint(self.max_frame_size), ushort(self.channel_max), uint(idle_ms) if idle_ms else None,
                   None, None, offered_capabilities, desired_capabilities, properties]

@@ -144,3 +144,28 @@ def test_silent_peer_is_dropped_after_twice_its_idle_timeout(broker):
     line = wait_until(lambda: broker.log_lines(mine), timeout=10, message="a log line naming the connection")
     assert len(line) == 1, line
     assert "idle" in line[0]
+
+
+def test_largest_idle_timeout_is_answered_within_range(broker):
+    """A peer announcing the largest idle-time-out (2^32-1 ms) gets an open whose own idle-time-out
+    is clamped to that range (twice the peer's would not fit a uint: the broker closed with an
+    internal error), and the connection is served."""
+    sock = socket.create_connection((broker.host, broker.port), timeout=10)
+    try:
+        sock.sendall(b"AMQP\x00\x01\x00\x00" + open_frame("lazy-peer", 0xFFFFFFFF))
+        received = b""
+        deadline = time.monotonic() + 10
+        frames = []
+        while not frames and time.monotonic() < deadline:   # poll: until the open arrives
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            assert chunk, "the broker closed the connection: %r" % received
+            received += chunk
+            if len(received) > 8:
+                frames, _ = read_frames(received[8:])
+    finally:
+        sock.close()
+    open_reply = performative(frames[0])
+    assert open_reply.descriptor == 0x10
+    assert open_reply.value[4] == 0xFFFFFFFF
+    assert not broker.log_lines("internal-error")
