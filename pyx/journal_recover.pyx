@@ -526,10 +526,11 @@ cdef class JournalRecovery(JournalBase):
                                          " between are lost" % (end_reason, probe[0], probe[1])))
             for j in range(ci + 1, len(chain)):
                 # The writer puts a new file's header in the same batch as the records that enter
-                # it, ahead of them: a kill in between leaves a numbered file with no record of
-                # this lap (nothing in it was acknowledged). That is the end, not damage; a file
-                # holding a newer valid record past a clean stop is.
-                if not stop_damage and self._probe(chain[j], self.fro[<int>chain[j]], last_seq) is None:
+                # it, ahead of them: a kill in between (or one that tears the batch's last record)
+                # leaves a numbered file with no record of this lap (nothing in it was
+                # acknowledged): no record is ignored there. A file holding a newer valid record
+                # past the stop point is damage.
+                if self._probe(chain[j], self.fro[<int>chain[j]], last_seq) is None:
                     log.info("journal %s: %s (number %d) was entered but holds no record written after "
                              "the stop point: free again", self.name, file_path(self.directory, chain[j]),
                              self.fnum[<int>chain[j]])
