@@ -595,8 +595,9 @@ def _quota_default(authorizer, kind):
 
 class QueueQuotas:
     """qpidd's queue quotas (ACL ``quota queues`` lines, --max-queues-per-user): how many queues each
-    user has created and that still exist. A create over the user's limit is refused as qpidd does
-    (amqp:unauthorized-access, "ACL denied queue create request ..."), with the queueQuotaDeny event
+    user has created and that still exist. A create over the user's limit is refused with
+    amqp:resource-limit-exceeded (a limit, as for connections; qpidd 1.40 answers unauthorized-access)
+    and qpidd's text "ACL denied queue create request ..." naming the quota, with the queueQuotaDeny event
     and one log line per episode (until the user's count drops below the limit). Counted: queues a
     user's link or QMF request created (checked by ``Authorizer.check('create', 'queue')`` just before
     the broker makes the queue; ``created`` / ``deleted`` are the broker's hooks in nodes.py)."""
@@ -620,7 +621,8 @@ class QueueQuotas:
                 auth.log.warning("Queue quota: %s has %d queues (limit %d); refusing the queues it creates "
                                  "over the limit (first: %s)", user, count, limit, name)
             auth.notify("queueQuotaDeny", userId=user, queueName=name or "")
-            raise errors.UnauthorizedAccess(describe("create", "queue", name, user))
+            raise errors.ResourceLimitExceeded("%s: queue quota %d reached"
+                                               % (describe("create", "queue", name, user), limit))
         self._approved = (name, user)
 
     def created(self, queue):

@@ -6,6 +6,8 @@ quota (its own line, a group's, ``all``'s), else --max-queues-per-user; once a f
 queues`` lines a user none names gets the option's value, where 0 means none at all (the same for
 ``quota connections`` and --connection-limit-per-user); without --acl-file the option does nothing.
 A create over the limit is refused with amqp:unauthorized-access "ACL denied queue create request";
+cypid answers amqp:resource-limit-exceeded with the same text naming the quota (issue 13: a limit is
+answered with resource-limit-exceeded, as the connection limits are);
 a queue deleted gives its place back. cypid logs one line per episode, not one per refusal, and
 raises qpidd's queueQuotaDeny event (tests/integration/test_acl_qmf.py).
 """
@@ -44,8 +46,8 @@ def create(conn, name):
 
 
 def refused(text, user, name):
-    return "amqp:unauthorized-access" in text and \
-        "ACL denied queue create request for %s from %s@QPID" % (name, user) in text
+    return "amqp:resource-limit-exceeded" in text and \
+        "ACL denied queue create request for %s from %s@QPID: queue quota" % (name, user) in text
 
 
 def test_quota_line_limits_a_user_and_a_deleted_queue_gives_its_place_back(tmp_path):
