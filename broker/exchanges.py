@@ -52,6 +52,19 @@ TOPIC_CACHE_LIMIT = 65536
 TOPIC_KEY_LIMIT = 255
 
 
+def _count_binding(queue, delta):
+    """Keep the queue's own binding counters (management reads them: a query of one queue costs
+    O(1)); a stand-in queue without them (tests) is left alone."""
+    try:
+        n = queue.bindingCount = queue.bindingCount + delta
+        if n > queue.bindingCountHigh:
+            queue.bindingCountHigh = n
+        elif n < queue.bindingCountLow:
+            queue.bindingCountLow = n
+    except AttributeError:
+        pass
+
+
 def _flag(value):
     """qpidd-style truthiness of an argument value that may arrive as a string ("1", "true")."""
     if isinstance(value, (bytes, bytearray)):
@@ -127,6 +140,7 @@ class Exchange:
         self._bindings[(queue, key)] = arguments
         self._by_queue.setdefault(queue, {})[key] = None
         self.bindingCount += 1
+        _count_binding(queue, 1)
         self._added(queue, key, arguments, prepared)
         return True
 
@@ -141,6 +155,7 @@ class Exchange:
             if not keys:
                 del self._by_queue[queue]
         self.bindingCount -= 1
+        _count_binding(queue, -1)
         self._removed(queue, key)
         return True
 

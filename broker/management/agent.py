@@ -153,6 +153,7 @@ class ManagementAgent:
         self._pending_events = []
         self._timer = None
         self._own_topic_bindings = 0
+        self._own_keys = {}                # exchange name -> binding keys of the agent's own queue
         self._published = {}               # class -> {object name: last published map}
         self.publish = bool(getattr(opts, "mgmt_publish", True))
         self.requests = 0
@@ -167,13 +168,15 @@ class ManagementAgent:
         self.sink = _nodes.Queue("qmfagent-" + self.instance, settings, nodes.reroute, None)
         self.sink.add_consumer(AgentConsumer(self))
         direct, topic = exchanges.get(DIRECT), exchanges.get(TOPIC)
+        self._own_keys = {DIRECT: ("broker", self.name), TOPIC: ("console.request.agent_locate",)}
         if direct is not None:
-            direct.bind(self.sink, "broker")
-            direct.bind(self.sink, self.name)
+            for key in self._own_keys[DIRECT]:
+                direct.bind(self.sink, key)
             direct.route = CheckedRoute(self, direct)
         if topic is not None:
-            topic.bind(self.sink, "console.request.agent_locate")
-            self._own_topic_bindings = 1
+            for key in self._own_keys[TOPIC]:
+                topic.bind(self.sink, key)
+            self._own_topic_bindings = len(self._own_keys[TOPIC])
             topic.route = CheckedRoute(self, topic)
         for ex in exchanges:
             self._created.setdefault(ex, self.start_ns)
@@ -276,6 +279,11 @@ class ManagementAgent:
         self.totals.detach(queue)
         self._created.pop(queue, None)
         self.creators.pop(queue.name, None)
+
+    def own_binding_count(self, ex):
+        """How many of ``ex``'s bindings are the agent's own (consoles do not see them): O(1)."""
+        keys = self._own_keys.get(ex.name, ())
+        return sum(1 for key in keys if ex.is_bound(self.sink, key)) if keys and self.sink is not None else 0
 
     def broker_totals(self):
         """The broker object's statistics: O(1), read from the totals the queues keep up to date."""

@@ -100,8 +100,6 @@ class Snapshot:
         self.broker = agent.broker
         self.nodes = agent.broker.nodes
         self.now = time.time_ns()
-        self._binding_counts = None
-        self._producer_counts = None
 
     # -- shared indexes ----------------------------------------------------------------------
     def bindings(self):
@@ -113,23 +111,14 @@ class Snapshot:
                     yield ex, queue, key, args
 
     def binding_count(self, queue):
-        if self._binding_counts is None:
-            counts = {}
-            for _, q, _, _ in self.bindings():
-                counts[id(q)] = counts.get(id(q), 0) + 1
-            self._binding_counts = counts
-        return self._binding_counts.get(id(queue), 0)
+        """(current, high, low) bindings of a live queue: the counters the exchanges keep on it
+        (Exchange.bind/unbind), plus its implicit binding to the default exchange: O(1)."""
+        n = _get(queue, "bindingCount") + 1
+        return n, max(n, _get(queue, "bindingCountHigh") + 1), min(n, _get(queue, "bindingCountLow", n) + 1)
 
     def producer_count(self, ex):
-        if self._producer_counts is None:
-            counts = {}
-            for conn in list(self.broker.connections):
-                for _, link in _links(conn):
-                    node = getattr(link, "node", None)
-                    if not link.is_sender and node is not None and not link.detached:
-                        counts[id(node)] = counts.get(id(node), 0) + 1
-            self._producer_counts = counts
-        return self._producer_counts.get(id(ex), 0)
+        """Producer links attached to ``ex`` (the index Nodes keeps as they attach and go): O(1)."""
+        return len(self.nodes.producers.get(ex, ()))
 
     def created(self, obj):
         return self.agent.created_ts(obj, self.now)
@@ -265,8 +254,7 @@ class Snapshot:
         values["consumerCount"] = consumers
         values["consumerCountHigh"] = max(consumers, _get(q, "consumerCountHigh"))
         values["consumerCountLow"] = min(consumers, _get(q, "consumerCountLow", consumers))
-        bindings = self.binding_count(q)
-        values["bindingCount"] = values["bindingCountHigh"] = values["bindingCountLow"] = bindings
+        values["bindingCount"], values["bindingCountHigh"], values["bindingCountLow"] = self.binding_count(q)
         unacked = queue_unacked(q)
         values["unackedMessages"] = unacked
         values["unackedMessagesHigh"] = max(unacked, _get(q, "unackedMessagesHigh"))
@@ -292,9 +280,10 @@ class Snapshot:
 
     # exchanges
     def exchange_entry(self, ex):
-        bindings = ex.bindingCount
-        if ex.name == "qmf.default.direct" or ex.name == "qmf.default.topic":
-            bindings -= sum(1 for q, _, _ in ex.bindings if q is self.agent.sink)
+        if ex is self.nodes.exchanges.default:
+            bindings = len(self.nodes.queues)       # every queue, implicitly
+        else:
+            bindings = ex.bindingCount - self.agent.own_binding_count(ex)
         producers = self.producer_count(ex)
         values = {
             "vhostRef": VHOST_NAME,

@@ -8,32 +8,21 @@ grow with the number of queues; before, it summed 29 counters over every queue.
 Under ``make test`` (benchmarks disabled) each case runs once (1,000 queues for the large one), as a
 smoke test that also checks the figures. Times are printed; nothing fails on a time.
 """
-import asyncio
-
 import pytest
-from cypid.broker.broker import Broker
 from cypid.broker.management.objects import Snapshot
-from cypid.broker.options import parse_options
 from cypid.pyx.codec import Described, encode, encode_header, ulong
 from cypid.pyx.message import Message
+
+from tests.support.inprocess import bench_broker
+
+
+def _one_message(broker, queue):
+    queue.enqueue(Message(encode_header(False, 4, 0, True, 0) + encode(Described(ulong(0x75), b"x" * 256))))
 
 
 @pytest.fixture(params=[10, 10_000], ids=["10-queues", "10k-queues"])
 def broker(request):
-    count = request.param
-    if not request.config.getoption("benchmark_enable", False):
-        count = min(count, 1_000)
-    loop = asyncio.new_event_loop()
-    options = parse_options(["--port", "0", "--no-data-dir", "--log-enable", "error+"])
-    broker = Broker(options, loop)
-    loop.run_until_complete(broker.start())
-    data = encode_header(False, 4, 0, True, 0) + encode(Described(ulong(0x75), b"x" * 256))
-    for i in range(count):
-        queue, _ = broker.nodes.declare_queue("bench.queue.%05d" % i)
-        queue.enqueue(Message(data))
-    yield broker, count
-    loop.run_until_complete(broker.stop())
-    loop.close()
+    yield from bench_broker(request, _one_message)
 
 
 def test_query_broker_object(benchmark, broker):

@@ -7,17 +7,14 @@ they go, so that a QMF query of the broker object is O(1) in the number of queue
   the queues deleted so far, whose levels left with them);
 * a broker in this process answers a query of the broker object without reading its queues.
 """
-import asyncio
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cypid.broker.broker import Broker
 from cypid.broker.management.objects import Snapshot
-from cypid.broker.options import parse_options
 from cypid.pyx import queue as cqueue
 from cypid.pyx.totals import LEVELS, SUMS, Totals
+from tests.support.inprocess import inprocess_broker
 from tests.unit.test_queue_model import CONSUMERS, OPS, ORDERINGS, World, apply, queue_props
 
 
@@ -87,13 +84,8 @@ def test_totals_are_the_sums_over_the_queues(ordering):
 
 @pytest.fixture
 def broker():
-    loop = asyncio.new_event_loop()
-    options = parse_options(["--port", "0", "--no-data-dir", "--log-enable", "error+"])
-    broker = Broker(options, loop)
-    loop.run_until_complete(broker.start())
-    yield broker
-    loop.run_until_complete(broker.stop())
-    loop.close()
+    with inprocess_broker() as broker:
+        yield broker
 
 
 class Unreadable(dict):
