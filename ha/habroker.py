@@ -63,9 +63,6 @@ class HaBroker:
             raise ValueError("HA: --ha-cluster yes needs management (--mgmt-enable yes)")
         if self.cluster and not self.brokers_url:
             self.log.warning("HA: --ha-brokers-url is empty: this backup has no primary to connect to")
-        if opts.ha_flow_bytes:
-            self.log.log(NOTICE, "HA: --ha-flow-bytes is accepted and not applied (the replication "
-                         "link's window is --ha-flow-messages)")
 
     # -- identity -----------------------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from cypid.pyx.message import Message
 
 from cypid.broker.store import Pending
 
+from .flow import StreamFlow
 from .habroker import CATCHUP, READY, RECOVERING, STREAM_PREFIX
 from .ship import Shipper, ship_job
 from .stream import encode_op
@@ -24,6 +25,8 @@ SNAPSHOT_BATCH_COUNT = 1000
 SNAPSHOT_BATCH_BYTES = 256 * 1024
 #: live enqueues of one loop turn share a stream message up to this many bytes
 LIVE_BATCH_BYTES = 256 * 1024
+#: in Primary.routed: the message went to a queue flow-stopped for replication (ha/flow.py)
+FLOW = "flow"
 
 
 class Guard:
@@ -71,6 +74,8 @@ class RemoteBackup:
         self.deferred = None        # while journals are shipped: the live events, in order
         self.shipper = None
         self._acked = None          # asyncio.Event while the shipper waits for acknowledgements
+        opts = primary.ha.options
+        self.flow = StreamFlow(primary, self, opts.ha_flow_messages, opts.ha_flow_bytes)
         queue.observe_dequeues = True
         queue.dequeue_hook = self.acknowledged
 
@@ -125,6 +130,8 @@ class RemoteBackup:
         guards = self.holds.pop(msg, None)
         if guards:
             self.primary.release_guards(guards)
+        if self.flow.by_msg:
+            self.flow.acked(msg)
         snapshot = self.snapshot
         if snapshot and msg in snapshot:
             snapshot.discard(msg)
@@ -146,12 +153,14 @@ class RemoteBackup:
         if batch is not None:
             msg = self.send("enqs", qs=batch.qs, ids=batch.ids, data=batch.data)
             self.holds[msg] = batch.pendings    # hold() may still add to it in this turn
+            self.flow.sent(msg)
 
     def gone(self):
         shipper, self.shipper = self.shipper, None
         if shipper is not None:
             shipper.cancel()
         self.deferred = None
+        self.flow.clear()
         holds, self.holds = self.holds, {}
         if self.batch is not None:
             holds[None] = self.batch.pendings
@@ -219,6 +228,8 @@ class Primary:
         self.queues = {}            # queue -> ReplicatedQueue
         self.routed = []            # (RemoteBackup or None, Batch, ReplicatedQueue, id) since the last hold()
         self.recovering_holds = []  # settlements held until the status is active
+        self.flow_stops = {}        # ReplicatedQueue -> {RemoteBackup} over its flow bound (ha/flow.py)
+        self.flow_holds = {}        # ReplicatedQueue -> [Pending] held until no backup is over
         self._deqs = {}             # ReplicatedQueue -> [ids] not yet sent
         self._flush_scheduled = False
         self._touched = set()       # connections with settlements to write
@@ -244,6 +255,9 @@ class Primary:
         for rb in list(self.backups.values()):
             rb.gone()
         self.backups.clear()
+        for rq in list(self.flow_holds):
+            self._flow_release(rq)
+        self.flow_stops.clear()
         self.activated()
 
     # -- membership ---------------------------------------------------------------------------------
@@ -280,6 +294,12 @@ class Primary:
             outcome.count += 1
             if rb is None:
                 self.recovering_holds.append(outcome)
+            elif rb is FLOW:
+                held = self.flow_holds.get(rq)
+                if held is None:
+                    self.flow_holds[rq] = [outcome]
+                else:
+                    held.append(outcome)
             else:
                 guard = Guard(outcome, rq, i)
                 batch.pendings.append(guard)
@@ -314,6 +334,29 @@ class Primary:
         for conn in touched:
             conn.flush_dirty()
 
+    # -- flow control on the stream (ha/flow.py) -------------------------------------------------
+    def flow_stop(self, rq, rb, count, size):
+        stops = self.flow_stops.get(rq)
+        if stops is None:
+            stops = self.flow_stops[rq] = set()
+            self.log.info("HA: queue %r: %d message(s), %d byte(s) in flight to backup %s:%s: its producers "
+                          "wait (--ha-flow-messages %d, --ha-flow-bytes %d)", rq.queue.name, count, size,
+                          rb.info.get("host-name"), rb.info.get("port"), rb.flow.max_count, rb.flow.max_bytes)
+        stops.add(rb)
+
+    def flow_resume(self, rq, rb):
+        stops = self.flow_stops.get(rq)
+        if stops is None:
+            return
+        stops.discard(rb)
+        if not stops:
+            del self.flow_stops[rq]
+            self._flow_release(rq)
+
+    def _flow_release(self, rq):
+        for pending in self.flow_holds.pop(rq, ()):
+            self.release(pending)
+
     def _clear_routed(self):
         """Messages the broker queued itself (no producer asked hold()) hold nothing."""
         self._clear_scheduled = False
@@ -341,12 +384,16 @@ class Primary:
                 batch = rb.batch = Batch()
                 self._schedule_flush()
             batch.add(name, i, data)
+            if rb.flow.bounded:
+                rb.flow.add(rq, len(data))
             if rb.ready:
                 routed.append((rb, batch, rq, i))
             if batch.size >= LIVE_BATCH_BYTES:
                 rb.flush()
         if self.ha.status == RECOVERING:
             routed.append((None, None, None, None))
+        if self.flow_stops and rq in self.flow_stops:
+            routed.append((FLOW, None, rq, None))
         if routed and not self._clear_scheduled:
             self._clear_scheduled = True
             self.loop.call_soon(self._clear_routed)
@@ -424,6 +471,8 @@ class Primary:
         rq = self.queues.pop(queue, None)
         if rq is not None:
             rq.unhook()
+            for rb in self.backups.values():
+                rb.flow.forget(rq)
         if rq is not None or self.ha.queue_level(queue) != "none":
             self._broadcast("qdel", name=queue.name)
             self.ha.uuids.pop(("queue", queue.name), None)

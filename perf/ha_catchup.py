@@ -11,7 +11,6 @@ backup being told the brokers URL to ``ready``, messages/s, and whether the dige
 are real processes on loopback (port 0)."""
 import argparse
 import asyncio
-import hashlib
 import sys
 import tempfile
 import time
@@ -34,20 +33,9 @@ async def _fill(url, queue, count, size, durable):
     await conn.close()
 
 
-async def _digest(url, queue, count, size):
-    conn = await connect(url, timeout=60, properties={"qpid.ha-admin": 1})
-    rcv = await conn.receiver(queue, credit=5000, browse=True, settled=True)
-    h = hashlib.sha256()
-    for _ in range(count):
-        data = await rcv.get_raw(timeout=120)
-        h.update(data[-size:])
-    await conn.close()
-    return h.hexdigest()
-
-
 def main(argv=None):
     from tests.support.broker import BrokerFactory
-    from tests.support.ha import HA_ARGS, HaCluster, HaConsole, queue_depths, wait_status
+    from tests.support.ha import HA_ARGS, HaCluster, HaConsole, digest, queue_depths, wait_status
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=200000)
@@ -65,7 +53,7 @@ def main(argv=None):
         fill_s = time.monotonic() - t
         print("primary filled: %d x %d B %s in %.1f s" % (args.count, args.size,
               "transient" if args.transient else "durable", fill_s), flush=True)
-        want = asyncio.run(_digest(cluster[0].url, "deep", args.count, args.size))
+        want = digest(cluster[0], "deep", args.count, args.size, timeout=600)
         paths = ("journal", "message") if args.path == "both" else (args.path,)
         for path in paths:
             env = {"CYPID_HA_SHIP_JOURNALS": "0"} if path == "message" else None
@@ -76,7 +64,7 @@ def main(argv=None):
             wait_status(backup, "ready", timeout=3600)
             took = time.monotonic() - t
             depth = queue_depths(backup)["deep"]
-            same = depth == args.count and asyncio.run(_digest(backup.url, "deep", depth, args.size)) == want
+            same = depth == args.count and digest(backup, "deep", depth, args.size, timeout=600) == want
             shipped = any("journal copied" in line for line in backup.log_lines("journal copied"))
             print("catch-up %s, %s path%s: %d x %d B in %.2f s (%.0f msg/s); backup depth %d; contents %s"
                   % ("transient" if args.transient else "durable", path,

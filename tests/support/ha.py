@@ -166,6 +166,27 @@ def fill(broker, queue, count, size=1024, durable=True, properties=None):
     asyncio.run(run())
 
 
+def digest(broker, queue, count, size, timeout=TIMEOUT):
+    """sha256 of the last ``size`` bytes of each of the first ``count`` messages on ``queue``, browsed
+    in queue order on an admin connection (a backup's copy too): two brokers' queues are identical
+    when their digests are."""
+    import asyncio
+    import hashlib
+
+    from cypid.client import connect
+
+    async def run():
+        conn = await connect(_url(broker), timeout=timeout, properties={"qpid.ha-admin": 1})
+        rcv = await conn.receiver(queue, credit=5000, browse=True, settled=True)
+        h = hashlib.sha256()
+        for _ in range(count):
+            data = await rcv.get_raw(timeout=timeout * 2)
+            h.update(data[-size:])
+        await conn.close()
+        return h.hexdigest()
+    return asyncio.run(run())
+
+
 class HaCluster:
     def __init__(self, factory, n=3, args=(), promote=True, credentials=""):
         self.factory = factory
@@ -195,4 +216,4 @@ class HaCluster:
         self.brokers[i].kill()
 
 
-__all__ = ["HaConsole", "HaCluster", "QmfError", "HA_ARGS", "status_of", "wait_status", "queue_depths", "fill"]
+__all__ = ["HaConsole", "HaCluster", "QmfError", "HA_ARGS", "status_of", "wait_status", "queue_depths", "fill", "digest"]
