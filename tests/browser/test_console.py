@@ -16,7 +16,7 @@ from proton import Message, Timeout
 from proton.utils import BlockingConnection
 
 from tests.support.broker import wait_until
-from tests.support.http import get_json, http_broker
+from tests.support.http import get_json, module_http_broker
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
@@ -30,10 +30,7 @@ ARTEFACTS = Path(__file__).resolve().parents[2] / "build"
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    with http_broker(tmp_path_factory.mktemp("console")) as broker:
-        yield broker
+web = module_http_broker("console")
 
 
 @pytest.fixture(scope="module")

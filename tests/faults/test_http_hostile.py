@@ -61,6 +61,10 @@ class Flood:
                     self.socks[s] = sent + 1
                 except OSError:
                     self._gone(s, busy=False)
+            # The delay is the attack: a slowloris client dribbles one header byte per socket every
+            # 20 ms, so that each request stays incomplete for as long as the broker lets it. This
+            # paces the hostile client; the test waits on no condition with it (run() ends on its
+            # deadline, the bystander's round trips are measured meanwhile).
             time.sleep(0.02)
         self._read()
 

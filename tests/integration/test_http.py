@@ -17,15 +17,12 @@ from proton.utils import BlockingConnection
 
 from tests.integration.test_qmf_agent import Console, QmfError, send_messages, unique
 from tests.support.broker import BrokerProcess, BrokerStartError, wait_until
-from tests.support.http import base_url, get_json, http_broker, post_json, request, sample, scrape
+from tests.support.http import base_url, get_json, module_http_broker, post_json, request, sample, scrape
 
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    with http_broker(tmp_path_factory.mktemp("http")) as broker:
-        yield broker
+web = module_http_broker("http")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.broker import BrokerProcess, wait_until
@@ -40,6 +41,16 @@ def http_broker(base_dir, args=()):
     finally:
         broker.stop()
     assert not broker.leaks, broker.leaks
+
+
+def module_http_broker(name: str, args=()):
+    """A module-scoped fixture (assign it to a name in the test module, e.g. ``web``): one
+    :func:`http_broker` in a temporary directory called ``name``, shared by the module's tests."""
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory):
+        with http_broker(tmp_path_factory.mktemp(name), args) as broker:
+            yield broker
+    return fixture
 
 
 def basic(user, password) -> str:

@@ -19,6 +19,7 @@ from proton.utils import BlockingConnection
 
 from tests.support import stock_qpidd
 from tests.support.broker import BrokerStartError, wait_until
+from tests.tools.conftest import cypid_command
 
 TIMEOUT = 30
 
@@ -49,7 +50,7 @@ class Cluster:
     def command(self, *modules):
         if self.kind == "qpidd":
             return stock_qpidd.command(self.stock, "amqp", *modules)
-        return None
+        return cypid_command()      # cypid, even when CYPID_TEST_QPIDD names a stock qpidd
 
     def start(self, n, replicate="all", extra=()):
         """``n`` brokers of one HA cluster (all joining); retried once if a picked port was taken."""
