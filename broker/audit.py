@@ -10,7 +10,7 @@ The broker's objects are read, never changed, by duck typing: live instances are
 name in the garbage collector (so a connection, session or link leaked anywhere, not only in the
 broker's own tables, is counted), the tables by their attribute names (``broker.connections``,
 ``nodes.queues``, ``nodes.flow_holds``, ``nodes.producers``; a queue's ``consumers`` and ``held``;
-a session's ``outstanding``). Open files come from ``/proc/self/fd`` and ``/proc/self/maps``.
+a session's ``outstanding``; an incoming delivery's ``holds``). Open files come from ``/proc/self/fd`` and ``/proc/self/maps``.
 """
 import collections
 import gc
@@ -29,11 +29,12 @@ LIVE_CLASSES = {
     "Session": "sessions",
     "Link": "links",            # the engine's (cypid.pyx.endpoints); the broker's link objects are their contexts
     "Pending": "pending_waits",
+    "Delivery": "deliveries",   # the engine's incoming deliveries (settled when their last hold goes)
 }
 
 #: counts that must be zero once every connection has closed and the store is shut
-MUST_BE_ZERO = ("connections", "sessions", "links", "unsettled", "pending_waits", "flow_holds", "held",
-                "consumers", "producers", "journal_files", "journal_views")
+MUST_BE_ZERO = ("connections", "sessions", "links", "unsettled", "deliveries", "holds", "pending_waits",
+                "flow_holds", "held", "consumers", "producers", "journal_files", "journal_views")
 
 _NUMBERED = re.compile(r"\[\d+\]|:\d+$")
 
@@ -120,6 +121,8 @@ def census(broker, when, objects=None):
         "sessions": len(live["sessions"]),
         "links": len(live["links"]),
         "unsettled": sum(getattr(s, "outstanding", 0) or 0 for s in live["sessions"]),
+        "deliveries": len(live["deliveries"]),
+        "holds": sum(getattr(d, "holds", 0) or 0 for d in live["deliveries"]),
         "pending_waits": len(live["pending_waits"]),
         "flow_holds": sum(_len(v) for v in getattr(nodes, "flow_holds", {}).values()),
         "held": sum(getattr(q, "held", 0) or 0 for q in queues),

@@ -1,7 +1,7 @@
 """Shared pytest fixtures: real broker processes (see tests/support/broker.py)."""
 import pytest
 
-from tests.support.broker import BrokerFactory, BrokerProcess
+from tests.support.broker import BrokerFactory, BrokerProcess, claim_leaks
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -15,6 +15,21 @@ def pytest_runtest_makereport(item, call):
 def _failed(request) -> bool:
     return any(getattr(getattr(request.node, "rep_" + when, None), "failed", False)
                for when in ("setup", "call"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _audit_module_brokers():
+    """A module's own brokers (module-scoped fixtures) are audited at the module's end."""
+    yield
+    fail_on_leaks(claim_leaks())
+
+
+@pytest.fixture(autouse=True)
+def _audit_brokers():
+    """Every broker stopped cleanly during a test -- by any fixture or by the test itself -- is audited:
+    what it kept fails the test (a test that leaks on purpose claims its leaks: claim_leaks)."""
+    yield
+    fail_on_leaks(claim_leaks())
 
 
 @pytest.fixture
@@ -35,7 +50,9 @@ def broker_factory(request, tmp_path):
 
 
 def fail_on_leaks(leaks):
-    """Fail the test (at teardown) if a broker's stop audit found something kept (broker/audit.py)."""
+    """Fail the test (at teardown) if a broker's stop audit found something kept (broker/audit.py).
+    The lines are taken off the ledger of unclaimed leaks (tests/support/broker.py): reported once."""
+    claim_leaks(leaks)
     if leaks:
         pytest.fail("leak audit: the broker kept, after every connection closed:\n" + "\n".join(leaks),
                     pytrace=False)

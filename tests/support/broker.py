@@ -6,9 +6,12 @@ stdout) go to ``<base_dir>/qpidd.log`` (appended across restarts), so a test can
 ``log_text()``.
 
 Leak audit: brokers run with ``CYPID_AUDIT=1`` (broker/audit.py) and write what they hold at
-start-up and at a clean stop; ``stop()`` compares the two and keeps what was leaked in ``leaks``,
-which the ``broker``/``broker_factory`` fixtures turn into a failure at teardown. A broker killed,
-or one that writes no audit (another program under CYPID_TEST_QPIDD), is not audited. The event
+start-up and at a clean stop; ``stop()`` compares the two and keeps what was leaked in ``leaks`` and
+in this process's ledger of unclaimed leaks. tests/conftest.py fails the test (or the module, for a
+module's broker) during which a leak was found, whoever started and stopped the broker: a fixture or
+the test itself; ``claim_leaks()`` takes them off the ledger (a test that means to leak claims its
+own). A broker killed, or one that writes no audit (another program under CYPID_TEST_QPIDD), is not
+audited. The event
 loop is the environment's ``CYPID_LOOP`` (uvloop unless it says ``asyncio``).
 
 The command is, in order: the ``command`` argument; the ``CYPID_TEST_QPIDD`` environment variable
@@ -32,6 +35,26 @@ from cypid.broker import audit
 LISTENING_RE = re.compile(r"Listening on TCP(?:/TCP6)? port (\d+)")
 
 
+#: Leak lines found by clean stops and not claimed yet. One ledger per test process (pytest-xdist runs
+#: one test at a time in each); tests/conftest.py empties it at every test's and module's teardown.
+_unclaimed: list[str] = []
+
+
+def claim_leaks(lines: Iterable[str] | None = None) -> list[str]:
+    """Take leak lines off the ledger: ``lines`` (one entry each, those still there), else all of
+    them. Returns what was taken."""
+    if lines is None:
+        taken = list(_unclaimed)
+        _unclaimed.clear()
+        return taken
+    taken = []
+    for line in lines:
+        if line in _unclaimed:
+            _unclaimed.remove(line)
+            taken.append(line)
+    return taken
+
+
 class BrokerStartError(RuntimeError):
     """The broker exited or did not report ``Listening on TCP port N`` in time."""
 
@@ -41,6 +64,28 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: floa
     """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and return that.
     After ``timeout`` seconds raise TimeoutError (``message``, or a callable giving it, says what
     was awaited). The predicate is always tried at least once, and once more at the deadline."""
+    tries = _tries(predicate, timeout, interval, message)
+    try:
+        while True:
+            time.sleep(next(tries))
+    except StopIteration as done:
+        return done.value
+
+
+async def async_wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: float = 0.01,
+                           message: str | Callable[[], str] | None = None) -> Any:
+    """``wait_until`` inside a coroutine: the loop keeps running between tries (``asyncio.sleep``)."""
+    import asyncio
+    tries = _tries(predicate, timeout, interval, message)
+    try:
+        while True:
+            await asyncio.sleep(next(tries))
+    except StopIteration as done:
+        return done.value
+
+
+def _tries(predicate, timeout, interval, message):
+    """The waits' common part: yields how long to sleep before the next try; returns the truthy result."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -49,7 +94,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: floa
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        time.sleep(min(interval, remaining))
+        yield min(interval, remaining)
     result = predicate()
     if result:
         return result
@@ -215,6 +260,7 @@ class BrokerProcess:
         if found:
             found = [f"{self.base_dir.name} run {self.starts}: " + "; ".join(found)]
             self.leaks.extend(found)
+            _unclaimed.extend(found)
         return found
 
     def kill(self) -> int | None:
@@ -340,5 +386,5 @@ class BrokerFactory:
         return [leak for b in self.brokers for leak in b.leaks]
 
 
-__all__ = ["BrokerProcess", "BrokerFactory", "BrokerStartError", "LISTENING_RE", "default_command",
-           "wait_until"]
+__all__ = ["BrokerProcess", "BrokerFactory", "BrokerStartError", "LISTENING_RE", "async_wait_until",
+           "claim_leaks", "default_command", "wait_until"]

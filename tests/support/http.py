@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.broker import BrokerProcess, wait_until
+from tests.support.broker import BrokerProcess, claim_leaks, wait_until
 
 HTTP_LISTENING_RE = re.compile(r"HTTP listening on (\S+) port (\d+)")
 
@@ -40,7 +40,7 @@ def http_broker(base_dir, args=()):
         yield broker
     finally:
         broker.stop()
-    assert not broker.leaks, broker.leaks
+    assert not claim_leaks(broker.leaks), broker.leaks
 
 
 def module_http_broker(name: str, args=()):

@@ -9,6 +9,7 @@ from cypid.client import (
     BlockingConnection, ConnectionClosed, DeliveryFailed, LinkDetached, Message, connect, encode_message,
     run,
 )
+from tests.support.broker import async_wait_until
 
 
 def test_send_receive_message_fields(broker):
@@ -232,7 +233,7 @@ def test_broker_going_away_fails_waiters(broker):
         conn = await connect(broker.url)
         rcv = await conn.receiver("q10", node="queue", create=True)
         waiter = asyncio.ensure_future(rcv.get())
-        await asyncio.sleep(0)
+        await async_wait_until(lambda: rcv._get_waiters, message="the get() to be waiting")
         broker.kill()
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(waiter, 10)
