@@ -23,9 +23,10 @@ cdef class Journal(JournalRecovery):
     cdef object fail_error              # that JournalError
     cdef list stale                     # (index, offset, length) written but never synced, to clear
     cdef list stale_files               # indexes entered after the durable point, to reset
-    cdef object lock                    # threading.Lock: one sync at a time
+    cdef readonly object lock           # threading.Lock: held by a sync (the writer's batch)
     cdef readonly object writer         # JournalWriter or None
     cdef dict paths                     # file index -> its path, encoded
+    cdef bint removing                  # remove() moved the directory away under a batch
     cdef uint64_t n_compactions, n_moved, n_moved_bytes, n_syncs, n_grown, n_shrunk, n_failures, n_stalls
 
     cpdef uint64_t append_enqueue(self, uint64_t rid, data, xid=*, int flags=*) except? 0

@@ -629,6 +629,8 @@ cdef class Journal(JournalRecovery):
             rc = batch.run()
         # -- result (GIL held) --
         self._took_fds(batch, rc)
+        if rc and self.removing:        # its directory went away under the batch: nobody waits
+            return self.synced_upto, None
         if rc:
             return self.synced_upto, self._fail(batch, lend)
         self.n_syncs += 1
@@ -871,20 +873,50 @@ cdef class Journal(JournalRecovery):
             self.buf.reset(self.buf.end)
 
     def remove(self):
-        """Close without syncing and delete the journal's files (the queue is being deleted)."""
-        self.close(sync=False)
-        for i, path in existing_files(self.directory).items():
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        """Close without syncing and delete the journal's files (the queue is being deleted). When
+        the writer is in a batch of this journal (it holds the lock, and may be making files), the
+        directory is first renamed to ``<dir>.removed``, so that it is gone at once and the batch
+        cannot make files in it (a create the batch had not done yet fails, and is not reported);
+        the files are deleted when the batch ends. A crash before then leaves ``<dir>.removed``,
+        which the store sets aside at its next start like any directory no queue owns."""
+        if self.closed or self.lock.acquire(blocking=False):
+            if not self.closed:
+                try:
+                    self._close_fds()
+                finally:
+                    self.lock.release()
+            _delete_files(self.directory)
+            return
+        self.removing = True
+        self.closed = True                      # the writer closes the files after its batch
+        gone = self.directory + ".removed"
         try:
-            os.rmdir(self.directory)
+            os.rename(self.directory, gone)
         except OSError:
-            pass
+            gone = self.directory
+        threading.Thread(target=self._remove_later, args=(gone,), daemon=True).start()
+
+    def _remove_later(self, gone):
+        with self.lock:
+            self._close_fds()
+        _delete_files(gone)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _delete_files(directory):
+    """Delete a removed journal's files, then its directory (which stays if it holds anything else:
+    nothing the journal does not know is deleted)."""
+    for i, path in existing_files(directory).items():
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass

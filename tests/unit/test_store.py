@@ -193,6 +193,52 @@ def test_deleted_queue_answers_waiting_producers(h):
     assert "gone" not in nodes.queues
 
 
+def test_queue_deleted_while_the_writer_makes_its_files(h, monkeypatch):
+    """The writer thread makes a journal's files in a batch holding the journal's lock; a queue
+    deleted meanwhile must not leave its directory behind (once it did: the listing of its files
+    was taken, the batch made one more, and the directory could not be removed)."""
+    import os
+    import threading
+    from cypid.pyx import journal as journal_module
+    nodes = h.nodes
+    q, _ = nodes.declare_queue("gone", {"durable": True})
+    journal = nodes.store.journals[q].journal
+    jdir = journal.directory
+    assert journal.writer.drain(10)
+    listed = journal_module.existing_files
+
+    def listing_then_the_batch_makes_a_file(directory):
+        found = listed(directory)
+        try:                                # what the writer's batch does next, by path
+            open(os.path.join(jdir, "journal-0063.cjf"), "xb").close()
+        except FileNotFoundError:           # the directory is gone: the batch's create fails
+            pass
+        return found
+
+    monkeypatch.setattr(journal_module, "existing_files", listing_then_the_batch_makes_a_file)
+    in_batch, batch_may_end = threading.Event(), threading.Event()
+
+    def batch():                            # the writer in a batch of this journal
+        with journal.lock:
+            in_batch.set()
+            batch_may_end.wait(10)
+
+    writer = threading.Thread(target=batch)
+    writer.start()
+    assert in_batch.wait(10)
+    try:
+        nodes.delete_queue(q)
+        assert not os.path.exists(jdir)
+    finally:
+        batch_may_end.set()
+        writer.join()
+    parent = os.path.dirname(jdir)
+    h.run_until(lambda: not [n for n in os.listdir(parent) if n.startswith(os.path.basename(jdir))])
+    nodes = h.reopen()
+    assert "gone" not in nodes.queues
+    assert not os.path.exists(nodes.store.lost_dir)
+
+
 def test_released_delivery_count_is_kept(h):
     nodes = h.nodes
     q, _ = nodes.declare_queue("dc", {"durable": True})
