@@ -6,6 +6,7 @@ what the socket reads, writes what it produced once per loop turn, runs its time
 calls: SASL through broker/sasl.py, opens through the broker's limits and ACL, attaches through
 nodes (broker/links.py), messages routed, outcomes applied to queues.
 """
+import asyncio
 import logging
 import os
 
@@ -28,8 +29,8 @@ LINK_DETACH_SENT = 3        # engine_core L_DETACH_SENT: the engine detached the
 SESSION_END_SENT = 3        # engine_core S_END_SENT
 
 
-class Connection(BrokerHandler):
-    """asyncio Protocol for one client connection (duck-typed; uvloop and asyncio both accept it) and
+class Connection(BrokerHandler, asyncio.BufferedProtocol):
+    """asyncio BufferedProtocol for one client connection (uvloop and asyncio both take it) and
     the handler of its engine (messages and outcomes go to the links in C: BrokerHandler)."""
 
     def __init__(self, broker):
@@ -107,14 +108,28 @@ class Connection(BrokerHandler):
                 self.close_transport()
         return False
 
+    # Input is read straight into the engine's frame reader (asyncio's BufferedProtocol: no bytes
+    # object per read, no copy into the reader); data_received stays for transports that call it.
+    def get_buffer(self, sizehint):
+        return self.engine.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes):
+        if not self.closing:
+            self._input(None, nbytes)
+
     def data_received(self, data):
-        if self.closing:
-            return
+        if not self.closing:
+            self._input(data, len(data))
+
+    def _input(self, data, nbytes):
         engine = self.engine
-        self.stats_bytes_in += len(data)
+        self.stats_bytes_in += nbytes
         self._feeding = True
         try:
-            engine.feed(data, self.loop.time())
+            if data is None:
+                engine.buffer_updated(nbytes, self.loop.time())
+            else:
+                engine.feed(data, self.loop.time())
         except AmqpError as e:     # the handler found the peer at fault (a malformed terminus...)
             self._feeding = False
             self.fail(e.condition, e.description)

@@ -64,10 +64,16 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=200000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--neutral", default="build/neutral-client")
+    parser.add_argument("--kinds", default="transient,durable",
+                        help="which runs, comma-separated: transient, durable (default both)")
     parser.add_argument("--qpid-config", default=os.path.join(os.path.dirname(sys.executable), "qpid-config"))
     args = parser.parse_args(argv)
     brokers = [(name, shlex.split(cmd)) for name, cmd in (b.split("=", 1) for b in args.brokers)]
-    for durable in (False, True):
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in ("transient", "durable"):
+            parser.error("unknown kind %r (transient, durable)" % kind)
+    for durable in [kind == "durable" for kind in kinds]:
         for _ in range(args.rounds):
             for name, command in brokers:
                 rate, cpu = measure(command, args, durable)

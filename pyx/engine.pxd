@@ -62,6 +62,7 @@ cdef class Engine(ConnectionCore):
     cdef int _on_close(self, list fields) except -1
     cdef int _on_begin(self, int channel, list fields) except -1
     cdef int _on_transfer(self, int channel, const char* body, Py_ssize_t blen) except -1
+    cdef int _process(self, double now) except -1
     cdef int _end_of_burst(self) except -1
     cdef int _terminate(self, object error) except -1
     cdef int _fail(self, str condition, str description) except -1

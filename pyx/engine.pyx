@@ -265,13 +265,32 @@ cdef class Engine(ConnectionCore):
         """Process a read burst: every complete frame in it is dispatched before this returns.  A
         protocol violation closes the connection (``finished`` then says so); an exception from the
         handler propagates (the shell decides: the broker closes with amqp:internal-error)."""
+        if self.finished:
+            return
+        self._reader.feed(data)
+        self._process(now)
+
+    def get_buffer(self, Py_ssize_t sizehint=-1):
+        """Where the shell's next socket read goes (asyncio's BufferedProtocol.get_buffer): a
+        writable memoryview of the frame reader's free space; ``buffer_updated(n, now)`` follows."""
+        if self.finished:
+            self._reader.clear()        # input after the end is dropped
+        self._reader.reserve_read()
+        return memoryview(self._reader)
+
+    def buffer_updated(self, Py_ssize_t nbytes, double now=0.0):
+        """``nbytes`` were read into the last get_buffer(): processed as feed() would."""
+        if self.finished:
+            self._reader.clear()
+            return
+        self._reader.advance(nbytes)
+        self._process(now)
+
+    cdef int _process(self, double now) except -1:
         cdef FrameReader reader = self._reader
         cdef FrameView fv
         cdef int got
-        if self.finished:
-            return
         self.last_read = now
-        reader.feed(data)
         self._in_feed = True
         try:
             while not self.finished:
@@ -308,6 +327,7 @@ cdef class Engine(ConnectionCore):
             self._fail(e.condition, e.description)
         finally:
             self._in_feed = False
+        return 0
 
     cdef int _end_of_burst(self) except -1:
         cdef Link link
@@ -464,6 +484,8 @@ cdef class Engine(ConnectionCore):
         closes with amqp:resource-limit-exceeded after twice ours without input.  Returns the seconds
         until the next call, 0 when no timer is needed."""
         cdef double interval = 0.0
+        if now - self.last_write >= 1.0:
+            self._out._spare = None     # an output storage kept for reuse goes once the connection is quiet
         if self.finished or not self.open_rcvd:
             return self.idle_timeout / 2 if self.idle_timeout and not self.finished else 0.0
         if self.idle_timeout:

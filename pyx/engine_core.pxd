@@ -70,6 +70,9 @@ cdef class OutputBuffer(WriteBuffer):
     """The engine's output: a WriteBuffer whose storage is a bytes object, handed over whole (cut to
     length) by take() instead of copied."""
     cdef object _obj                          # the bytes object buf points into
+    cdef bytes _spare                         # the last output handed over, reused once it is free
+    cdef Py_ssize_t _spare_cap                # its allocated length
+    cdef Py_ssize_t _next_cap                 # storage to make for the next output without a spare
     cdef int _new(self, Py_ssize_t capacity) except -1
     cdef bytes take(self)
 

@@ -160,19 +160,38 @@ cdef class Handler:
 # The output buffer
 # =================================================================================================
 
+cdef extern from "Python.h":
+    ctypedef struct PyBytesObject:
+        Py_hash_t ob_shash
+    Py_ssize_t Py_REFCNT(object o)
+    void Py_SET_SIZE(object o, Py_ssize_t size)
+
+
+cdef inline void _set_bytes_size(bytes b, Py_ssize_t n) noexcept:
+    """Change the length a bytes object of ours says it has (n at most its allocated length): its
+    terminating NUL moves, its cached hash is forgotten."""
+    Py_SET_SIZE(b, n)
+    PyBytes_AS_STRING(b)[n] = 0
+    (<PyBytesObject*>b).ob_shash = -1
+
+
 cdef enum:
     OUT_INITIAL = 1024          # an idle connection's output storage
     OUT_HANDOVER = 16384        # outputs at least this long are handed over, not copied
     OUT_KEEP = 256 * 1024       # the most storage a short output leaves in place
+    OUT_SPARE_MAX = 4 << 20      # the largest storage kept for reuse after a handover
     OUT_NEXT_MAX = 8 << 20      # the most storage made at once for the next output after a handover
 
 
 @cython.final
 cdef class OutputBuffer(WriteBuffer):
-    # _obj is the bytes object buf points into; after a handover (buf NULL, nothing written since)
-    # it is the capacity to make at the next write: the last output's size and a quarter, so that a
-    # steady stream of outputs is written without growing (copying) the storage, and an idle
-    # connection holds none.
+    # _obj is the bytes object buf points into (None after a handover, until the next write). A long
+    # output is handed over as that object itself, cut to length in its header: its storage stays
+    # allocated, and when the shell's transport has written it and let it go (only the _spare
+    # reference left) the next output is written into it again -- a steady stream of outputs makes
+    # no allocation and touches no fresh page. A spare still held by the transport is dropped and a
+    # new storage made (the last output's size and a quarter); one over OUT_KEEP is not kept, so an
+    # idle connection holds at most that much.
     def __cinit__(self):
         PyMem_Free(self.buf)      # WriteBuffer's own storage: ours is a bytes object
         self.buf = NULL
@@ -193,8 +212,16 @@ cdef class OutputBuffer(WriteBuffer):
         cdef Py_ssize_t need = self.len + extra
         cdef Py_ssize_t new_size
         if self.buf == NULL:            # the first write since a handover
-            new_size = <Py_ssize_t>self._obj
-            return self._new(need if need > new_size else new_size)
+            spare = self._spare
+            self._spare = None
+            if spare is not None and Py_REFCNT(spare) == 1 and self._spare_cap >= need:
+                _set_bytes_size(spare, self._spare_cap)     # only we hold it: its whole storage again
+                self._obj = spare
+                self.buf = PyBytes_AS_STRING(spare)
+                self.size = self._spare_cap
+                self.len = 0
+                return 0
+            return self._new(need if need > self._next_cap else self._next_cap)
         new_size = self.size * 2
         if new_size < need:
             new_size = need
@@ -208,7 +235,7 @@ cdef class OutputBuffer(WriteBuffer):
     cdef bytes take(self):
         """What was written, as bytes; the buffer starts afresh. A long output is the storage itself
         (cut to length: no copy), a short one a copy (the storage is kept)."""
-        cdef Py_ssize_t n = self.len, nxt
+        cdef Py_ssize_t n = self.len, nxt, cap = self.size
         cdef PyObject* raw
         cdef bytes data
         if n == 0:
@@ -219,13 +246,22 @@ cdef class OutputBuffer(WriteBuffer):
             if self.size > OUT_KEEP:
                 self._new(OUT_INITIAL)      # give back what a burst needed once
             return data
-        raw = <PyObject*>self._obj
-        Py_INCREF(<object>raw)
         nxt = n + n // 4
-        self._obj = nxt if nxt < OUT_NEXT_MAX else OUT_NEXT_MAX   # raw holds the only reference
+        self._next_cap = nxt if nxt < OUT_NEXT_MAX else OUT_NEXT_MAX
+        data = <bytes>self._obj
+        self._obj = None
         self.buf = NULL
         self.size = 0
         self.len = 0
+        if cap <= OUT_SPARE_MAX:
+            _set_bytes_size(data, n)        # cut in its header only: the storage is reused (_grow)
+            self._spare = data
+            self._spare_cap = cap
+            return data
+        self._spare = None
+        raw = <PyObject*>data
+        Py_INCREF(data)                     # raw's reference
+        data = None                         # raw holds the only one
         _PyBytes_Resize(&raw, n)            # in place, or a moved copy (on failure raw is gone: raises)
         data = <bytes>raw
         Py_DECREF(data)                     # raw's reference, now data's

@@ -13,6 +13,8 @@ cdef enum:
     FRAME_HEADER_SIZE = 8
     FRAME_AMQP = 0
     FRAME_SASL = 1
+    READ_MIN = 16384                  # FrameReader.read_size: the free space offered to a read
+    READ_MAX = 256 * 1024
 
 
 # A complete frame still inside a FrameReader's buffer (valid until the next feed()).
@@ -45,6 +47,11 @@ cdef class FrameReader:
     cdef Py_ssize_t _start
     cdef Py_ssize_t _end
     cdef public uint32_t max_frame_size
+    cdef Py_ssize_t _exports          # buffer views lent out (a read in progress): no realloc
+    cdef readonly Py_ssize_t read_size
+    cdef int reserve_read(self) except -1
+    cdef int advance(self, Py_ssize_t n) except -1
+    cdef int clear(self) except -1
     cdef int feed_c(self, const char* data, Py_ssize_t n) except -1
     cpdef feed(self, data)
     cpdef object read_protocol_header(self)

@@ -7,7 +7,7 @@ its performative decoded with cypid.pyx.values (encoded with cypid.pyx.encoder).
 performative of every message, has fixed-layout encoders of its own.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
-from cpython.buffer cimport PyBuffer_Release
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBuffer_Release
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, UINT32_MAX
 from libc.string cimport memcpy, memmove
@@ -99,6 +99,7 @@ cdef class FrameReader:
         self._start = 0
         self._end = 0
         self.max_frame_size = max_frame_size
+        self.read_size = READ_MIN
 
     def __dealloc__(self):
         PyMem_Free(self._buf)
@@ -115,6 +116,8 @@ cdef class FrameReader:
         cdef char* nb
         if n <= 0:
             return 0
+        if self._exports:
+            raise BufferError("FrameReader.feed while its read buffer is lent out")
         if have == 0:
             self._start = self._end = 0
             if self._cap > (1 << 20) and n < 16384:
@@ -195,6 +198,8 @@ cdef class FrameReader:
     cdef int _grow_for(self, Py_ssize_t size) except -1:
         cdef Py_ssize_t have = self._end - self._start
         cdef char* nb
+        if self._exports:
+            return 0        # lent out for a read: grown by the next reserve_read
         if self._start > 0:
             memmove(self._buf, self._buf + self._start, <size_t>have)
             self._start = 0
@@ -204,6 +209,80 @@ cdef class FrameReader:
             raise MemoryError()
         self._buf = nb
         self._cap = size
+        return 0
+
+    # -- reading in place (asyncio's BufferedProtocol): the socket is read straight into the buffer --
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        """The free space after the unread bytes, writable: a read goes there, then advance(n)."""
+        view.buf = self._buf + self._end
+        view.obj = self
+        view.len = self._cap - self._end
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = NULL
+        if flags & PyBUF_ND:
+            view.shape = &view.len
+        view.strides = NULL
+        if (flags & PyBUF_STRIDES) == PyBUF_STRIDES:
+            view.strides = &view.itemsize
+        view.suboffsets = NULL
+        view.internal = NULL
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer* view):
+        self._exports -= 1
+
+    cdef int reserve_read(self) except -1:
+        """Free space for the next read: at least read_size bytes after the unread ones (moved to
+        the front, or the buffer grown); a buffer a burst grew is given back once it is empty."""
+        cdef Py_ssize_t have = self._end - self._start
+        cdef Py_ssize_t want = self.read_size
+        cdef char* nb
+        if self._exports:
+            raise BufferError("FrameReader read buffer lent out twice")
+        if have == 0:
+            self._start = self._end = 0
+            if want == READ_MIN and self._cap > 4 * READ_MIN:
+                # Reads have been short for a while: give back what a burst needed.
+                nb = <char*>PyMem_Realloc(self._buf, want)
+                if nb != NULL:
+                    self._buf = nb
+                    self._cap = want
+        if self._cap - self._end >= want:
+            return 0
+        if self._start > 0:
+            memmove(self._buf, self._buf + self._start, <size_t>have)
+            self._start = 0
+            self._end = have
+        if self._cap - self._end < want // 2:    # (half will do: no realloc per read for a few bytes)
+            nb = <char*>PyMem_Realloc(self._buf, have + want)
+            if nb == NULL:
+                raise MemoryError()
+            self._buf = nb
+            self._cap = have + want
+        return 0
+
+    cdef int advance(self, Py_ssize_t n) except -1:
+        """n bytes were read into the free space: they are input now. A read that filled what was
+        offered doubles the next one (up to READ_MAX); short reads halve it back (to READ_MIN)."""
+        cdef Py_ssize_t offered = self._cap - self._end
+        if n < 0 or n > offered:
+            raise ValueError("read of %d bytes into %d free" % (n, offered))
+        self._end += n
+        if n == offered:
+            if self.read_size < READ_MAX:
+                self.read_size *= 2
+        elif n < self.read_size // 8 and self.read_size > READ_MIN:
+            self.read_size //= 2
+        return 0
+
+    cdef int clear(self) except -1:
+        """Drop everything buffered (input after the connection ended)."""
+        self._start = self._end = 0
         return 0
 
     cpdef object next_frame(self):
