@@ -149,13 +149,13 @@ class Backup:
             return
         self.conn = conn
         info = self.ha.info()
-        name = STREAM_PREFIX + info["system-id"]
+        name = self.stream_name(info)
         window = self.options.ha_flow_messages or 100000
         receiver = await conn.receiver(
             name, node="queue", create=True, credit=window, auto_accept=False, ack_batch=1,
             properties={"auto-delete": True, "exclusive": True, "qpid.replicate": "none",
                         "qpid.max_size": 0, "qpid.max_count": 0,
-                        INFO_ARG: dict(info, **{"ship-journals": self.ship_journals})})
+                        INFO_ARG: self.stream_info(info)})
         self.connected_to = (address.host, address.port)
         self.log.log(25, "HA: connected to primary %s", address.hostport)
         try:
@@ -176,6 +176,14 @@ class Backup:
         finally:
             self._drop_receiving()
             self.log.log(25, "HA: link to primary %s lost", address.hostport)
+
+    def stream_name(self, info):
+        """This backup's stream queue on the primary."""
+        return STREAM_PREFIX + info["system-id"]
+
+    def stream_info(self, info):
+        """What the stream queue's qpid.ha-info tells the primary."""
+        return dict(info, **{"ship-journals": self.ship_journals})
 
     def _drop_receiving(self):
         receiving, self.receiving = self.receiving, {}

@@ -59,6 +59,7 @@ class HaBroker:
         self.role = None              # Backup or Primary
         self.uuids = {}               # ("queue"|"exchange", name) -> identity (qpid.ha-uuid)
         self._recovering_timer = None
+        self.replicators = {}           # queue name -> QueueReplicator (qpid-ha replicate)
         if self.cluster and broker.management is None:
             raise ValueError("HA: --ha-cluster yes needs management (--mgmt-enable yes)")
         if self.cluster and not self.brokers_url:
@@ -89,6 +90,9 @@ class HaBroker:
             from .backup import Backup
             self.role = Backup(self)
             self.role.start()
+        elif self.options.ha_queue_replication:
+            from .primary import Primary            # a source of single-queue replicas
+            self.role = Primary(self)
 
     async def stop(self):
         if self._recovering_timer is not None:
@@ -97,6 +101,9 @@ class HaBroker:
         role, self.role = self.role, None
         if role is not None:
             await role.stop()
+        replicators, self.replicators = self.replicators, {}
+        for r in replicators.values():
+            await r.stop()
 
     # -- status -----------------------------------------------------------------------------------
     def set_status(self, status):
@@ -289,7 +296,30 @@ class HaBroker:
         return {}
 
     def qmf_replicate(self, args):
-        raise HaError("replicate: single-queue replication is not supported by cypid yet")
+        """Pull ``queue`` from the broker at ``broker`` and keep it replicated here (ha/replicate.py)."""
+        from .replicate import QueueReplicator
+        broker, queue = _text(args.get("broker")), _text(args.get("queue"))
+        if not self.options.ha_queue_replication:
+            raise HaError("Queue replication is not enabled on this broker (ha-queue-replication is no)")
+        if not queue or self.broker.nodes.queues.get(queue) is None:
+            raise HaError("Cannot replicate non-existent queue %s" % queue)
+        try:
+            replicator = QueueReplicator(self, broker, queue)
+        except UrlError as e:
+            raise HaError(str(e)) from None
+        old = self.replicators.pop(queue, None)
+        self.replicators[queue] = replicator
+        replicator.start()
+        self.log.log(NOTICE, "HA: replicating queue %r from %s", queue, broker)
+        if old is not None:
+            return asyncio.ensure_future(self._qmf(old.stop()))
+        return {}
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
 
 
 def _url_arg(args):

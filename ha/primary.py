@@ -20,6 +20,8 @@ from .ship import Shipper, ship_job
 from .stream import encode_op
 
 INFO_ARG = "qpid.ha-info"
+#: in the stream's qpid.ha-info: the one queue a replica asks for (ha/replicate.py)
+QUEUE_INFO = "queue"
 #: a snapshot's messages go to a backup this many (or this many bytes) to a stream message
 SNAPSHOT_BATCH_COUNT = 1000
 SNAPSHOT_BATCH_BYTES = 256 * 1024
@@ -66,6 +68,8 @@ class RemoteBackup:
         info = queue.settings.other.get(INFO_ARG) or {}
         self.info = {str(k): v for k, v in info.items()} if isinstance(info, dict) else {}
         self.system_id = str(self.info.get("system-id", queue.name[len(STREAM_PREFIX):]))
+        only = self.info.get(QUEUE_INFO)
+        self.only = None if only is None else str(only)     # a replica of this one queue (replicate.py)
         self.status = CATCHUP
         self.snapshot = set()       # stream messages of the snapshot not yet acknowledged
         self.snapshot_sent = False
@@ -176,12 +180,13 @@ class RemoteBackup:
 class ReplicatedQueue:
     """The primary's ids for an ``all`` queue's messages."""
 
-    __slots__ = ("primary", "queue", "ids", "next_id", "previous_hook", "guards")
+    __slots__ = ("primary", "queue", "ids", "next_id", "previous_hook", "guards", "on_demand")
 
     def __init__(self, primary, queue):
         self.primary = primary
         self.queue = queue
         self.guards = {}            # id -> [Guard] of ready backups that do not have it yet
+        self.on_demand = False      # replicated only for a replica of this queue (replicate.py)
         self.ids = {}
         self.next_id = 1
         for msg in queue.all_messages():
@@ -262,16 +267,21 @@ class Primary:
 
     # -- membership ---------------------------------------------------------------------------------
     def backup_infos(self):
-        return [dict(rb.info, status=rb.status) for rb in self.backups.values()]
+        return [dict(rb.info, status=rb.status) for rb in self.backups.values() if rb.only is None]
 
     def is_ready(self, system_id):
         return any(rb.ready and rb.system_id == str(system_id) for rb in self.backups.values())
 
     def publish_members(self, members):
         for rb in self.backups.values():
-            rb.send("members", members=members)
+            if rb.only is None:
+                rb.send("members", members=members)
 
     def backup_ready(self, rb):
+        if rb.only is not None:
+            self.log.log(25, "HA: replica of queue %r on %s:%s is ready", rb.only, rb.info.get("host-name"),
+                         rb.info.get("port"))
+            return
         self.log.log(25, "HA: backup %s:%s is ready", rb.info.get("host-name"), rb.info.get("port"))
         self.ha.members_changed()
         self.ha.backup_ready(rb.system_id)
@@ -375,7 +385,7 @@ class Primary:
         name = rq.queue.name
         routed = self.routed
         for rb in self.backups.values():
-            if not rb.snapshot_sent:
+            if not rb.snapshot_sent or (rb.only is not None and rb.only != name):
                 continue
             if data is None:
                 data = self._wire(rq, msg)
@@ -421,14 +431,15 @@ class Primary:
                 rb.flush()
         deqs, self._deqs = self._deqs, {}
         for rq, ids in deqs.items():
+            name = rq.queue.name
             for rb in self.backups.values():
-                if rb.snapshot_sent:
-                    rb.send("deq", q=rq.queue.name, ids=ids)
+                if rb.snapshot_sent and (rb.only is None or rb.only == name):
+                    rb.send("deq", q=name, ids=ids)
 
     def _broadcast(self, op, **fields):
         self.flush()
         for rb in self.backups.values():
-            if rb.snapshot_sent:
+            if rb.snapshot_sent and rb.only is None:
                 rb.send(op, **fields)
 
     # -- configuration (the broker-observer interface) -------------------------------------------
@@ -473,7 +484,7 @@ class Primary:
             rq.unhook()
             for rb in self.backups.values():
                 rb.flow.forget(rq)
-        if rq is not None or self.ha.queue_level(queue) != "none":
+        if (rq is not None and not rq.on_demand) or self.ha.queue_level(queue) != "none":
             self._broadcast("qdel", name=queue.name)
             self.ha.uuids.pop(("queue", queue.name), None)
 
@@ -503,6 +514,9 @@ class Primary:
         self.flush()
         rb = RemoteBackup(self, stream)
         self.backups[stream] = rb
+        if rb.only is not None:
+            self._replica_connected(rb)
+            return
         ha = self.ha
         queues = [q for q in self.nodes.queues.values() if ha.queue_level(q) != "none" and not q.deleted]
         exchanges = [ex for ex in self.nodes.exchanges if ha.exchange_level(ex) != "none"]
@@ -541,6 +555,26 @@ class Primary:
                      ", %d queue(s) by journal" % len(jobs) if jobs else "")
         ha.members_changed()
 
+    def _replica_connected(self, rb):
+        """A broker replicating one queue (qpid-ha replicate): that queue's messages, then its live
+        enqueues and dequeues (ha/replicate.py)."""
+        queue = self.nodes.queues.get(rb.only)
+        if queue is None or queue.deleted:
+            self.log.warning("HA: %s:%s asked to replicate queue %r: no such queue", rb.info.get("host-name"),
+                             rb.info.get("port"), rb.only)
+            rb.abandon()
+            return
+        rq = self.queues.get(queue)
+        if rq is None:
+            rq = self.queues[queue] = ReplicatedQueue(self, queue)
+            rq.on_demand = True
+        rb.snap("qsnap", q=queue.name)
+        count = self.snapshot_messages(rb, rq)
+        rb.snapshot_sent = True
+        rb.snapshot_done()
+        self.log.log(25, "HA: %s:%s replicates queue %r: %d message(s) to copy", rb.info.get("host-name"),
+                     rb.info.get("port"), queue.name, count)
+
     def snapshot_messages(self, rb, rq, last_id=None):
         """A queue's messages for a new backup, many to a stream message (``enqs``); with
         ``last_id``, only those with an id up to it (the ship point's, after a failed shipment)."""
@@ -564,4 +598,4 @@ class Primary:
         return count
 
 
-__all__ = ["Primary", "RemoteBackup", "INFO_ARG"]
+__all__ = ["Primary", "RemoteBackup", "INFO_ARG", "QUEUE_INFO"]

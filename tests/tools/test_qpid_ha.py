@@ -220,8 +220,6 @@ def test_config_file_gives_port_and_timeout(cluster, tmp_path):
 # -- replicate: one queue from another broker, outside a cluster ----------------------------------------
 
 def test_replicate_pulls_a_queue_from_another_broker(cluster):
-    if cluster.kind == "cypid":
-        pytest.skip("cypid has no --ha-queue-replication")
     source = cluster.standalone("--ha-queue-replication", "yes")
     replica = cluster.standalone("--ha-queue-replication", "yes")
     for b in (source, replica):
