@@ -562,14 +562,14 @@ class ManagementAgent:
         if what != "OBJECT":
             return self._exception(request, 1, "Query for _what => '%s' not supported" % what)
         snap = Snapshot(self)
-        results = []
+        maps = ()
         oid = body.get("_object_id")
         if isinstance(oid, dict) and oid.get("_object_name") is not None:
             cls_name, key = schema.split_object_name(_text(oid["_object_name"]))
             if cls_name in schema.CLASSES:
                 entry = snap.find(cls_name, key)
                 if entry is not None:
-                    results.append(self.object_map(cls_name, entry))
+                    maps = (self.object_map(cls_name, entry),)
         else:
             sid = body.get("_schema_id")
             sid = sid if isinstance(sid, dict) else {}
@@ -577,11 +577,15 @@ class ManagementAgent:
             package = sid.get("_package_name")
             if cls_name in schema.CLASSES and (
                     not package or _text(package) == schema.CLASSES[cls_name].package):
-                results = [self.object_map(cls_name, e) for e in snap.entries(cls_name)]
-        while len(results) >= CHUNK:
-            chunk, results = results[:CHUNK], results[CHUNK:]
-            self._reply(request, "_query_response", chunk, content="_data", partial=True)
-        self._reply(request, "_query_response", results, content="_data")
+                maps = (self.object_map(cls_name, e) for e in snap.entries(cls_name))
+        # Each chunk goes as it is full: a query of every queue holds 100 maps at a time, not all.
+        chunk = []
+        for m in maps:
+            chunk.append(m)
+            if len(chunk) == CHUNK:
+                self._reply(request, "_query_response", chunk, content="_data", partial=True)
+                chunk = []
+        self._reply(request, "_query_response", chunk, content="_data")
 
     def _method(self, request, body):
         oid = body.get("_object_id")

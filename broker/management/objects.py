@@ -272,7 +272,8 @@ class Snapshot:
         return Entry(q.name, values, self.created(q), self.now, q)
 
     def cls_queue(self):
-        return [self.queue_entry(q) for q in list(self.nodes.queues.values())]
+        """Every queue's entry, made as it is read (a console's query sends them 100 at a time)."""
+        return (self.queue_entry(q) for q in list(self.nodes.queues.values()))
 
     def find_queue(self, key):
         q = self.nodes.queues.get(key)

@@ -185,3 +185,23 @@ def test_producer_count_follows_producers(broker):
     assert producers("amq.topic") == 3 and producers("amq.direct") == 1 and producers("amq.fanout") == 0
     nodes.producer_detached(ex, links[0])
     assert producers("amq.topic") == 2
+
+
+def test_a_query_of_every_queue_sends_each_chunk_as_it_is_made(broker, monkeypatch):
+    """A console's query of 250 queues: three replies of 100, 100 and 50 objects (the last not
+    partial), each sent once its objects are made, so the agent holds at most 100 maps at a time."""
+    for i in range(250):
+        broker.nodes.declare_queue("q%03d" % i)
+    agent = broker.management
+    made, replies = [0], []
+    object_map = agent.object_map
+
+    def counting_map(cls_name, entry):
+        made[0] += 1
+        return object_map(cls_name, entry)
+
+    monkeypatch.setattr(agent, "object_map", counting_map)
+    monkeypatch.setattr(agent, "_reply", lambda request, opcode, body, content=None, partial=False:
+                        replies.append((made[0], len(body), partial)))
+    agent._query(None, {"_what": "OBJECT", "_schema_id": {"_class_name": "queue"}})
+    assert replies == [(100, 100, True), (200, 100, True), (250, 50, False)]
