@@ -6,7 +6,10 @@ encodes the map on the broker's loop, as for ``qpid-tool show <id>`` or a consol
   with the queues or bindings (before, each query walked every binding of every exchange);
 * one exchange (amq.direct): bindingCount and producerCount are kept as bindings and producers come
   and go (before, each query walked every link of every connection);
-* every queue (a query by class, ``qpid-stat -q``): the time per queue stays flat, O(queues).
+* every queue (a query by class, ``qpid-stat -q``): O(queues), sent 100 objects at a time. The time
+  per queue grows somewhat with the heap (Python's cyclic collector walks it; caches): CPU time per
+  queue measured with time.process_time on a loaded machine, 100 vs 10,000 queues, was 74 vs 115 us
+  (69 vs 88 us with gc.disable()); never the queues x bindings of before.
 
     .venv/bin/python -m pytest -q -s --benchmark-enable tests/bench/test_qmf_queue_bench.py
 
@@ -14,6 +17,7 @@ Under ``make test`` (benchmarks disabled) each case runs once (1,000 queues for 
 smoke test that also checks the figures. Times are printed; nothing fails on a time.
 """
 import pytest
+from cypid.broker.management.agent import _Request
 from cypid.broker.management.objects import Snapshot
 
 from tests.support.inprocess import bench_broker
@@ -51,14 +55,22 @@ def test_query_one_object(benchmark, broker, cls_name, key, bindings):
     _report(benchmark, "one %s's query" % cls_name, count)
 
 
-def test_query_every_queue(benchmark, broker):
+def test_query_every_queue(benchmark, broker, monkeypatch):
+    """The agent's whole answer to a console's query of every queue: values, maps and the encoded
+    reply messages, 100 objects each (their delivery left out)."""
     broker, count = broker
     agent = broker.management
+    sent = []
+    monkeypatch.setattr(agent, "_deliver", lambda queues, msg: sent.append(msg.size))
+    request = _Request()
+    request.cid, request.user, request.rhost, request.agent_name = "1", "", "", agent.name
+    request.target = (broker.nodes.queues["bench.queue.00000"], None)
 
     def query():
-        return [agent.object_map("queue", e) for e in Snapshot(agent).entries("queue")]
+        sent.clear()
+        agent._query(request, {"_what": "OBJECT", "_schema_id": {"_class_name": "queue"}})
 
-    maps = query()
-    assert len(maps) == count and {m["_values"]["bindingCount"] for m in maps} == {3}
+    query()
+    assert len(sent) == count // 100 + 1 and min(sent) > 0
     benchmark.pedantic(query, rounds=5 if count > 100 else 50, iterations=1)
     _report(benchmark, "a query of every queue", count, per=count)
