@@ -64,6 +64,15 @@ def test_qpid_bow(any_broker):
     dump = qb(any_broker, "route", "dump")
     assert name in dump
     qb(any_broker, "session", "outgoing")
+    # connection kill, without --commit: lists the connections whose address ends as asked (every
+    # address ends in a digit), reading their names as qpidd sends them (binary)
+    conn = BlockingConnection(any_broker.url, timeout=60)
+    try:
+        out = qb(any_broker, "connection", "kill", *"0123456789").splitlines()
+    finally:
+        conn.close()
+    assert out[0] == "Would kill connections:" and len(out) >= 2, out
+    assert all(":connection:" in line for line in out[1:]), out
     qb(any_broker, "queue", "delete", name)
     assert stats(any_broker, name) is None
 
