@@ -107,7 +107,9 @@ class Backup:
     def _connect_options(self, url):
         opts = self.options
         info = self.ha.info()
-        options = {"properties": {BACKUP_PROPERTY: info},
+        # 1 MiB frames: a shipped journal's chunks go in one frame each (a joining broker's promote
+        # that hung with them was the cancel lost in Backup.stop, fixed since: 1f34825)
+        options = {"properties": {BACKUP_PROPERTY: info}, "max_frame_size": 1 << 20,
                    "container_id": "qpid.ha-backup-%s" % info["system-id"]}
         if opts.link_heartbeat_interval:
             options["idle_timeout"] = 2 * opts.link_heartbeat_interval
