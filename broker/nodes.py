@@ -323,18 +323,26 @@ class Nodes(Router):
                     self._queue_unused(queue)
 
     # -- routing (route(node, msg): cypid.pyx.broker_core.Router) ---------------------------------
-    def _route_exchange(self, ex, msg):
-        if ex.sequence or ex.ive:
+    def exchange_queues(self, ex, msg, routing=True):
+        """The queues ``ex`` (or its alternate) gives ``msg``; ``routing`` False: only asked (a
+        transaction checks its queues' room before its commit applies anything), so the exchanges'
+        counters and pre-route stamps are left alone."""
+        key = msg.subject or ""
+        if routing and (ex.sequence or ex.ive):
             self._pre_route(ex, msg)
-        queues = ex.route(msg.subject or "", msg, msg.size)
+        queues = ex.route(key, msg, msg.size) if routing else ex.match(key, msg)
         if not queues and ex.alternate:
             alt = self.exchanges.get(ex.alternate)
             if alt is not None:
-                if alt.sequence or alt.ive:
+                if routing and (alt.sequence or alt.ive):
                     self._pre_route(alt, msg)
-                queues = alt.route(msg.subject or "", msg, msg.size)
+                queues = alt.route(key, msg, msg.size) if routing else alt.match(key, msg)
         if queues and self.filtered:
             queues = filters.selected(queues, msg, self.broker.publisher)
+        return queues
+
+    def _route_exchange(self, ex, msg):
+        queues = self.exchange_queues(ex, msg)
         if not queues:
             self.discards_no_route += 1
             return None

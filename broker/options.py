@@ -230,6 +230,11 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
                "Bytes of encoded messages the broker keeps waiting for one connection's socket; past "
                "this it encodes no more for that connection until the socket drains (cypid option; "
                "not in qpidd)", metavar="BYTES", minimum=65536, cypid_only=True),
+    OptionSpec("tx-timeout", "duration", 0.0,
+               "Seconds an AMQP 1.0 local transaction may stay open: then its work is rolled back (the "
+               "messages it acquired go back to their queues) and its commit answers "
+               "amqp:transaction:rollback; 0: no limit, as in qpidd (cypid option; qpidd times out only "
+               "DTX, --dtx-default-timeout)", metavar="SECONDS", cypid_only=True),
     OptionSpec("session-max-unacked", "int", 5000,
                "Maximum number of unacknowledged deliveries the broker sends on a session", metavar="N",
                minimum=1),
@@ -431,6 +436,7 @@ class Options:
     max_links_per_connection: int = 4096
     max_message_size: int = 104857600
     max_connection_output: int = 4194304
+    tx_timeout: float = 0.0
     session_max_unacked: int = 5000
     mgmt_enable: bool = True
     mgmt_publish: bool = True

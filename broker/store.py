@@ -280,6 +280,14 @@ class FaultyJournal:
         self._check()
         return self._journal.append_update(rid, count)
 
+    def append_commit(self, xid):
+        """A transaction's commit record appended while the disk is broken is lost with the sync
+        that fails: not written at all (recovery finds the transaction open, and aborts it)."""
+        self._check()
+        if os.path.exists(self._flag):
+            return self._journal.next_seq - 1
+        return self._journal.append_commit(xid)
+
     def flush_async(self, callback):
         lost, self._since = self._since, []
         if not os.path.exists(self._flag):

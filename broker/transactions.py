@@ -9,9 +9,13 @@ with ``amqp:transaction:unknown-id`` or ``amqp:transaction:rollback``). Then:
   message parses, the ACL lets the user publish) and kept with its transaction; the broker answers
   it with ``transactional-state(txn-id, accepted)``. Nothing is routed until the commit, where the
   messages are routed in the order they came, as a plain transfer would be. At rollback they go.
+  The commit is all or nothing: first every queue the messages would go to is checked for room for
+  all of them (``_refusal``); if one would refuse one (its limit), nothing is applied and the
+  discharge is answered ``amqp:transaction:rollback`` naming it.
 - Transactional retirement: a consumer's disposition ``transactional-state(txn-id, outcome)`` leaves
-  the message acquired by the transaction; the outcome (accepted: the dequeue) is applied at the
-  commit, and at rollback the message goes back to its queue, available again.
+  the message acquired by the transaction; the outcome (accepted: the dequeue) is applied once the
+  commit is decided (durable), and at rollback, or when a journal fails before the decision, the
+  message goes back to its queue, available again.
 - Transactional acquisition (a flow naming a txn-id) is not offered: such flows are plain flows.
 
 Durability (docs/JOURNAL-FORMAT.md, "Transactions"): at the commit every journal record the work
@@ -31,7 +35,8 @@ Bounds (one client cannot hurt the others): ``MAX_PER_SESSION`` open transaction
 (declare is rejected with ``amqp:resource-limit-exceeded`` beyond it), ``MAX_WORK`` messages posted or
 retired and ``MAX_BYTES`` bytes posted per transaction (the transfer beyond it is rejected with
 ``amqp:resource-limit-exceeded`` and the transaction can then only roll back: its commit answers
-``amqp:transaction:rollback``). Open transactions end (roll back) with their coordinator link.
+``amqp:transaction:rollback``), and with ``--tx-timeout`` a time a transaction may stay open. Open
+transactions end (roll back) with their coordinator link.
 """
 import itertools
 import os
@@ -41,8 +46,9 @@ from cypid.pyx import amqp
 from cypid.pyx.codec import Array, DecodeError, Described, decode, decode_at, symbol, ulong
 from cypid.pyx.journal import Journal, JournalError
 from cypid.pyx.message import Message
+from cypid.pyx.queue import Queue
 
-from . import errors
+from . import errors, filters
 from .errors import AmqpError
 from .links import CREDIT_WINDOW, IncomingLink
 from .store import Pending, Store
@@ -83,10 +89,41 @@ def _code(value, code, name):
     return d == code or d == name
 
 
+def _refuses(queue, count, size, msg_size):
+    """Why ``queue`` would refuse a message of ``msg_size`` bytes once ``count`` more messages of
+    ``size`` bytes are on it, or None: the queue's policy (pyx/queue.pyx, "Limits")."""
+    if queue.deleted:
+        return "Queue %s has been deleted" % queue.name
+    settings = queue.settings
+    max_count = getattr(settings, "max_count", 0) or 0
+    max_size = getattr(settings, "max_size", 0) or 0
+    policy = getattr(settings, "policy_type", "reject") or "reject"
+    over = (max_count and queue.msgDepth + count + 1 > max_count) or \
+        (max_size and queue.byteDepth + size + msg_size > max_size)
+    if not over or policy == "self-destruct" or (policy == "flow_to_disk" and queue.ftd_hook is not None):
+        return None
+    if policy in ("ring", "ring_strict"):
+        if max_size and msg_size > max_size:
+            return "Message larger than configured maximum depth on %s: size=%d, max-size=%d" % (
+                queue.name, msg_size, max_size)
+        if policy == "ring" or queue.msgDepth == queue.depth + queue.held:
+            return None         # ring drops the oldest; ring_strict too when none is acquired
+    return "Maximum depth exceeded on %s: current=[count: %d, size: %d], max=[count: %d, size: %d]" % (
+        queue.name, queue.msgDepth + count, queue.byteDepth + size, max_count, max_size)
+
+
+def _apply(retires):
+    """The retired messages' outcomes, applied (the commit is decided)."""
+    for link, msg, code, state in retires:
+        queue = link.queue
+        if queue is not None and not queue.deleted:
+            link.on_outcome(msg, code, state)
+
+
 class Transaction:
     """One declared transaction: the work kept until its discharge."""
 
-    __slots__ = ("id", "coordinator", "session", "posts", "retires", "bytes", "failed", "ended")
+    __slots__ = ("id", "coordinator", "session", "posts", "retires", "bytes", "failed", "ended", "timer")
 
     def __init__(self, txn_id, coordinator):
         self.id = txn_id
@@ -97,6 +134,7 @@ class Transaction:
         self.bytes = 0
         self.failed = None         # why the transaction can only roll back
         self.ended = False
+        self.timer = None          # --tx-timeout
 
     @property
     def work(self):
@@ -149,7 +187,22 @@ class Transactions:
         coordinator.txns[txn_id] = txn
         st.starts += 1
         st.open += 1
+        timeout = self.broker.options.tx_timeout
+        if timeout:
+            txn.timer = self.broker.loop.call_later(timeout, self._expired, txn, timeout)
         return txn
+
+    def _expired(self, txn, timeout):
+        """--tx-timeout: the transaction was open too long. Its work is dropped (the messages it
+        acquired go back to their queues) and it can only roll back; it stays known, so that its
+        client's next transfer or discharge gets amqp:transaction:rollback, not unknown-id."""
+        txn.timer = None
+        if txn.ended:
+            return
+        if not txn.failed:
+            txn.failed = "open longer than --tx-timeout %g seconds" % timeout
+            self.log.warning("Transaction on %s rolled back: %s", txn.session.connection.address, txn.failed)
+        self._drop_work(txn)
 
     def find(self, link, txn_id):
         """The open transaction ``txn_id`` of ``link``'s connection, or TransactionUnknownId."""
@@ -160,6 +213,9 @@ class Transactions:
 
     def _end(self, txn, committed):
         txn.ended = True
+        if txn.timer is not None:
+            txn.timer.cancel()
+            txn.timer = None
         self.by_id.pop(txn.id, None)
         txn.coordinator.txns.pop(txn.id, None)
         st = self.stats.get(txn.session)
@@ -173,40 +229,109 @@ class Transactions:
     def rollback(self, txn):
         """Drop the posted messages; give the retired ones back to their queues."""
         self._end(txn, False)
+        self._drop_work(txn)
+
+    @staticmethod
+    def _drop_work(txn):
         for link, msg, _code, _state in txn.retires:
             queue = link.queue
             if queue is not None and not queue.deleted:
                 queue.release(msg)
         txn.posts = txn.retires = []
+        txn.bytes = 0
 
     def commit(self, txn):
-        """Apply the work; returns None (done) or a Pending the discharge is answered by."""
+        """Apply the work; returns None (done) or a Pending the discharge is answered by. All or
+        nothing: when a queue would refuse one of the posted messages (its limit), nothing is
+        applied and the commit answers ``amqp:transaction:rollback`` naming it."""
+        if not txn.failed:
+            txn.failed = self._refusal(txn)
         if txn.failed:
             why = txn.failed
             self.rollback(txn)
             raise errors.TransactionRollback("transaction rolled back: %s" % why)
-        self._end(txn, True)
         store = self.broker.nodes.store
-        work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id)) if store is not None else None
-        if work is not None:
-            store.txn = work
-        try:
-            for link, msg in txn.posts:
-                outcome = self._route(link, msg)
-                if outcome is not None and outcome.__class__ is Pending:
-                    if work is not None:
-                        work.pendings.append(outcome)
-                elif outcome is not None:
-                    self._refused_at_commit(link, outcome, txn)
-            for link, msg, code, state in txn.retires:
-                link.on_outcome(msg, code, state)
-        finally:
-            if work is not None:
-                store.txn = None
-        txn.posts = txn.retires = []
-        if work is None or not work.journals:
+        retires = txn.retires
+        if store is None:
+            self._end(txn, True)
+            self._route_posts(txn, None)
+            _apply(retires)
             return None
-        return work.finish(store, self)
+        work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id), retires)
+        try:
+            work.write_retires(store)
+        except JournalError as e:
+            work.abort_journals()
+            work.undo_retires()         # the retired messages go back to their queues
+            txn.retires = []
+            self.rollback(txn)
+            raise errors.TransactionRollback("transaction rolled back: journal failed: %s" % e)
+        self._end(txn, True)
+        txn.retires = []
+        store.txn = work
+        try:
+            self._route_posts(txn, work)
+        finally:
+            store.txn = None
+        if not work.journals:
+            _apply(retires)
+            return None
+        return work.finish(store)
+
+    def _route_posts(self, txn, work):
+        for link, msg in txn.posts:
+            outcome = self._route(link, msg)
+            if outcome is not None and outcome.__class__ is Pending:
+                if work is not None:
+                    work.pendings.append(outcome)
+            elif outcome is not None:
+                # the queues had room (checked): a journal failing now, or routing failing anew
+                if work is not None and work.refused is None:
+                    work.refused = outcome
+                self._refused_at_commit(link, outcome, txn)
+        txn.posts = []
+
+    def _targets(self, link, msg):
+        """The queues ``msg`` posted on ``link`` would go to if routed now (nothing changes)."""
+        nodes = self.broker.nodes
+        node = link.node
+        if link.anonymous:
+            dest = msg.to
+            node = nodes.queues.get(dest) if dest is not None else None
+            if node is None and dest is not None:
+                node = nodes.exchanges.get(dest)
+        if node is None:
+            return ()
+        if type(node) is Queue:
+            if nodes.filtered and not filters.admits(node, msg, link.connection):
+                return ()
+            return (node,)
+        broker = self.broker
+        broker.publisher = link.connection
+        try:
+            return nodes.exchange_queues(node, msg, routing=False)
+        finally:
+            broker.publisher = None
+
+    def _refusal(self, txn):
+        """Why a queue would refuse one of the transaction's messages at its commit, or None.
+        Counted as the commit enqueues them, each queue's depth growing with the transaction's
+        messages before; a LVQ replacement counts as one more message (so this may refuse what
+        would have fitted, never the other way round)."""
+        added = {}
+        for link, msg in txn.posts:
+            try:
+                queues = self._targets(link, msg)
+            except AmqpError as e:
+                return "a message cannot be routed: %s" % e.description
+            size = msg.size
+            for queue in queues:
+                count, total = added.get(queue, (0, 0))
+                why = _refuses(queue, count, total, size)
+                if why is not None:
+                    return why
+                added[queue] = (count + 1, total + size)
+        return None
 
     def _route(self, link, msg):
         """Route a posted message as IncomingLink.deliver does (its ACL check was made at the transfer)."""
@@ -226,9 +351,9 @@ class Transactions:
             broker.publisher = None
 
     def _refused_at_commit(self, link, outcome, txn):
-        """A message a queue refused at the commit (its limit was reached since the transfer):
-        one line per transaction."""
-        if txn.failed is None:
+        """A message refused at the commit although its queues had room (a journal failing now):
+        one line per transaction. With durable work the transaction then rolls back (_Work)."""
+        if not txn.failed:
             txn.failed = "refused at commit"
             self.log.warning("Transaction on %s: a message was refused at its commit: %s",
                              link.connection.address, outcome)
@@ -316,14 +441,20 @@ class Transactions:
 
 class _Work:
     """The journal side of one commit (``store.txn`` while its work is applied): the journals its
-    records went to, and the Pendings of its durable messages."""
+    records went to, the Pendings of its durable messages, and the retired messages, whose
+    outcomes are applied in memory only once the decision is durable (at a failure they go back
+    to their queues, as the journals then say)."""
 
-    __slots__ = ("xid", "journals", "pendings", "discharge", "phase", "waiting", "tpl_rid", "failed")
+    __slots__ = ("xid", "journals", "pendings", "retires", "taken", "refused", "discharge", "phase",
+                 "waiting", "tpl_rid", "failed")
 
-    def __init__(self, xid):
+    def __init__(self, xid, retires):
         self.xid = xid
         self.journals = {}          # QueueJournal -> None, in first-use order
         self.pendings = []
+        self.retires = retires      # (OutgoingLink, Message, outcome code, outcome value)
+        self.taken = []             # (QueueJournal, Message, rid): dequeue records written
+        self.refused = None         # the outcome of a posted message its journal refused
         self.discharge = None
         self.phase = 0
         self.waiting = 0
@@ -335,13 +466,57 @@ class _Work:
         self.journals[qj] = None
         return self.xid
 
-    def finish(self, store, transactions):
+    def write_retires(self, store):
+        """The dequeue records (with the xid) of the retired durable messages whose outcome removes
+        them (accepted, rejected). The messages stay acquired until the decision; their queues'
+        dequeue hooks then find no record left to write. Raises JournalError."""
+        for link, msg, code, _state in self.retires:
+            if code != amqp.ACCEPTED and code != amqp.REJECTED:
+                continue
+            qj = store.journals.get(link.queue)
+            rid = None if qj is None or qj.removed else qj.rids.get(msg)
+            if rid is None:
+                continue
+            if msg.body is None:        # its bytes are on disk only (a rejected one may go on)
+                store.read_back(qj, msg, rid)
+            try:
+                qj.journal.append_dequeue(rid, self.joined(qj))
+            except KeyError:
+                continue
+            del qj.rids[msg]
+            self.taken.append((qj, msg, rid))
+
+    def undo_retires(self):
+        """Rolled back: the retired messages' records are theirs again, and the messages go back
+        to their queues."""
+        for qj, msg, rid in self.taken:
+            if not qj.removed:
+                qj.rids[msg] = rid
+        self.taken = []
+        retires = self.retires
+        self.retires = []
+        for link, msg, _code, _state in retires:
+            queue = link.queue
+            if queue is not None and not queue.deleted:
+                queue.release(msg)
+
+    def abort_journals(self):
+        for qj in self.journals:
+            try:
+                qj.journal.append_abort(self.xid)
+            except (JournalError, ValueError):
+                pass
+
+    def finish(self, store):
         """The records are appended: make the commit durable, then answer the discharge."""
         self.discharge = Pending()
         self.discharge.count = 1
         for p in self.pendings:     # every durable message of the transaction waits for the decision
             p.count += 1
             p.syncs += 1
+        if self.refused is not None:
+            self._fail(store, self.refused)
+            return self.discharge
         if len(self.journals) == 1:
             qj = next(iter(self.journals))
             try:
@@ -405,8 +580,12 @@ class _Work:
         self._committed()
 
     def _committed(self):
-        """The decision is durable: the messages are shown, the discharge answered accepted."""
+        """The decision is durable: the retired messages' outcomes are applied, the posted ones
+        shown, the discharge answered accepted."""
         self.phase = 2
+        retires = self.retires
+        self.retires = self.taken = []
+        _apply(retires)
         self._show()
         release = self.discharge
         self.discharge = None
@@ -422,16 +601,15 @@ class _Work:
 
     def _fail(self, store, error):
         """A journal failed before the decision: the transaction is rolled back. Its durable
-        messages go, unseen; every journal gets an abort (recovery would abort them anyway)."""
+        messages go, unseen; its retired messages go back to their queues; every journal gets an
+        abort (recovery would abort them anyway)."""
         if self.failed is not None or self.phase == 2:
             return
         self.failed = error
-        for qj in self.journals:
-            try:
-                qj.journal.append_abort(self.xid)
-            except (JournalError, ValueError):
-                pass
-        outcome = amqp.rejected(errors.TRANSACTION_ROLLBACK, "transaction rolled back: journal failed: %s" % error)
+        self.abort_journals()
+        self.undo_retires()
+        outcome = amqp.rejected(errors.TRANSACTION_ROLLBACK, "transaction rolled back: journal failed: %s" % (
+            error if isinstance(error, JournalError) else "a message was refused: %s" % (error,)))
         for p in self.pendings:
             copies = p.copies
             p.copies = None
@@ -449,15 +627,14 @@ class _Step:
     """A wait in a journal's sync queue (duck-typed as a Pending: the store calls ``release`` once
     the journal is synced past it, or sets ``outcome`` and calls it when the sync failed)."""
 
-    __slots__ = ("work", "store", "then", "syncs", "copies", "outcome")
+    copies = None
+    outcome = None
 
     def __init__(self, work, store, then):
         self.work = work
         self.store = store
         self.then = then
         self.syncs = 1
-        self.copies = None
-        self.outcome = None
 
     def release(self, outcome=None):
         self.then(self.store, outcome)

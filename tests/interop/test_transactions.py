@@ -4,9 +4,12 @@ import threading
 import time
 
 from proton import Message
+from proton.handlers import MessagingHandler, TransactionHandler
+from proton.reactor import Container
 from proton.utils import BlockingConnection
 
 from tests.support.amqp import CreateQueue
+from tests.support.broker import wait_until
 from tests.support.txclient import ACCEPTED, DECLARED, REJECTED, TRANSACTIONAL_STATE, TxClient, descriptor
 
 
@@ -258,3 +261,117 @@ def test_declared_is_answered_on_the_declare(broker):
         did = c.declare(wait=False)
         state = c.wait_outcome(did)
         assert descriptor(state) == DECLARED and isinstance(state.value[0], bytes)
+
+
+class _CommitOverLimit(MessagingHandler, TransactionHandler):
+    """python-qpid-proton's own transactions: takes one message from ``src`` and posts three to
+    ``lim`` and one to ``free``, all in one transaction, then commits; records what the commit got."""
+
+    def __init__(self, url):
+        super().__init__(auto_accept=False, prefetch=0)
+        self.url = url
+        self.txn = self.delivery = None
+        self.done = False
+        self.result = None          # "committed", or the condition of the failed commit
+
+    def on_start(self, event):
+        conn = event.container.connect(self.url, reconnect=False)
+        self.lim = event.container.create_sender(conn, "lim")
+        self.free = event.container.create_sender(conn, "free")
+        event.container.create_receiver(conn, "src").flow(1)
+        event.container.declare_transaction(conn, handler=self)
+
+    def on_transaction_declared(self, event):
+        self.txn = event.transaction
+        self._go()
+
+    def on_message(self, event):
+        self.delivery = event.delivery
+        self._go()
+
+    def on_sendable(self, event):
+        self._go()
+
+    def _go(self):
+        if self.done or self.txn is None or self.delivery is None or not (self.lim.credit and self.free.credit):
+            return
+        self.done = True
+        self.txn.accept(self.delivery)
+        for i in range(3):
+            self.txn.send(self.lim, Message(body="t%d" % i))
+        self.txn.send(self.free, Message(body="f"))
+        self.txn.commit()
+
+    def on_transaction_committed(self, event):
+        self.result = "committed"
+        event.connection.close()
+
+    def on_transaction_commit_failed(self, event):
+        cond = event.delivery.remote.condition
+        self.result = (cond.name, cond.description) if cond is not None else "failed"
+        event.connection.close()
+
+
+def _commit_over_limit(broker, max_count):
+    """Queues lim (a limit of ``max_count`` messages, one there), free and src (one message), and
+    _CommitOverLimit's transaction run against them."""
+    conn = BlockingConnection(broker.url, timeout=20)
+    try:
+        conn.create_sender("lim", options=CreateQueue({"qpid.max_count": max_count, "qpid.policy_type": "reject"})) \
+            .send(Message(body="seed"))
+        conn.create_sender("free", options=CreateQueue()).close()
+        conn.create_sender("src", options=CreateQueue()).send(Message(body="ack-me"))
+    finally:
+        conn.close()
+    handler = _CommitOverLimit(broker.url)
+    Container(handler).run()
+    return handler
+
+
+def test_commit_is_all_or_nothing_when_a_queue_would_refuse(broker):
+    """A queue whose limit a transaction's messages would pass at the commit (it filled since the
+    transfers were taken): nothing of the transaction is applied, and the commit is answered
+    amqp:transaction:rollback naming the queue. The transfers themselves were taken (the queue had
+    room then); the sender learns it from the discharge, as proton's TransactionHandler reports."""
+    handler = _commit_over_limit(broker, 3)
+    assert handler.done
+    assert handler.result[0] == "amqp:transaction:rollback", handler.result
+    assert "lim" in handler.result[1] and "Maximum depth exceeded" in handler.result[1], handler.result
+    with TxClient(broker, coordinator=False) as c:
+        assert bodies(c, "lim") == ["seed"]                 # none of the three
+        assert bodies(c, "free") == []                      # nor the one that fitted elsewhere
+        assert bodies(c, "src") == ["ack-me"]               # and the acknowledgement was undone
+
+
+def test_commit_within_the_limit_applies_everything(broker):
+    """The same transaction with room on every queue commits whole (the check counts the
+    transaction's own messages, not more)."""
+    handler = _commit_over_limit(broker, 4)
+    assert handler.result == "committed"
+    with TxClient(broker, coordinator=False) as c:
+        assert bodies(c, "lim") == ["seed", "t0", "t1", "t2"]
+        assert bodies(c, "free") == ["f"]
+        assert bodies(c, "src") == []
+
+
+def test_tx_timeout_rolls_back_a_transaction_left_open(broker_factory):
+    """--tx-timeout: a transaction open longer is rolled back by the broker: the message it
+    acquired is available again to others, what it posted is gone, and its client's next
+    transactional transfer and its commit get amqp:transaction:rollback (not unknown-id)."""
+    broker = broker_factory("--tx-timeout", "0.5")
+    make_queue(broker, "q")
+    with TxClient(broker) as c, TxClient(broker, coordinator=False) as other:
+        s = c.sender("q")
+        c.send(s, "held")
+        [(did, _)] = c.fetch(c.receiver("q"), 1)
+        txn = c.declare()
+        c.accept(did, txn=txn)
+        c.send(s, "posted", txn=txn)
+        r = other.receiver("q")
+        got = wait_until(lambda: other.fetch(r, 1, timeout=0.2), timeout=10,
+                         message="the acquired message never came back")
+        assert [b for _, b in got] == ["held"]
+        assert error_of(c.send(s, "late", txn=txn))[0] == "amqp:transaction:rollback"
+        assert error_of(c.discharge(txn))[0] == "amqp:transaction:rollback"
+        assert other.fetch(r, 1, timeout=0.5) == []          # "posted" was never queued
+    assert len(broker.log_lines(r"rolled back: open longer than --tx-timeout")) == 1
