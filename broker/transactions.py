@@ -40,6 +40,7 @@ transactions end (roll back) with their coordinator link.
 """
 import itertools
 import os
+import signal
 import weakref
 
 from cypid.pyx import amqp
@@ -59,6 +60,10 @@ MAX_WORK = 10000
 MAX_BYTES = 64 << 20
 AMQP_VALUE = 0x77
 TPL_DIRNAME = "tpl"
+# A failpoint for tests (tests/faults/tx_kill_rounds.py; never set in production): "PHASE:N" makes the
+# broker SIGKILL itself when the Nth commit with journal work reaches PHASE, one of KILL_PHASES.
+KILL_ENV = "CYPID_TX_KILL_AT"
+KILL_PHASES = ("appended", "records-synced", "decided", "committing", "committed")
 
 
 def declared(txn_id):
@@ -110,6 +115,16 @@ def _refuses(queue, count, size, msg_size):
             return None         # ring drops the oldest; ring_strict too when none is acquired
     return "Maximum depth exceeded on %s: current=[count: %d, size: %d], max=[count: %d, size: %d]" % (
         queue.name, queue.msgDepth + count, queue.byteDepth + size, max_count, max_size)
+
+
+def _kill_at(text):
+    """KILL_ENV's value: (phase, commit number), or None."""
+    if not text:
+        return None
+    phase, _, n = text.partition(":")
+    if phase not in KILL_PHASES or not n.isdigit():
+        raise ValueError("%s=%r: PHASE:N, PHASE one of %s" % (KILL_ENV, text, ", ".join(KILL_PHASES)))
+    return phase, int(n)
 
 
 def _apply(retires):
@@ -164,6 +179,8 @@ class Transactions:
         self._ids = itertools.count(1)
         self._nonce = os.urandom(6).hex().encode()   # xids stay unique across restarts
         self.stats = weakref.WeakKeyDictionary()   # broker Session -> SessionTxnStats (management reads them)
+        self.kill_at = _kill_at(os.environ.get(KILL_ENV))
+        self.works = 0              # commits with journal work (counted for the failpoint only)
 
     def session_stats(self, session, create=False):
         """The session's counters (zeroes for a session that never declared one)."""
@@ -258,6 +275,9 @@ class Transactions:
             _apply(retires)
             return None
         work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id), retires)
+        if self.kill_at is not None:
+            self.works += 1
+            work.kill_at = self.kill_at[0] if self.works == self.kill_at[1] else None
         try:
             work.write_retires(store)
         except JournalError as e:
@@ -446,7 +466,7 @@ class _Work:
     to their queues, as the journals then say)."""
 
     __slots__ = ("xid", "journals", "pendings", "retires", "taken", "refused", "discharge", "phase",
-                 "waiting", "tpl_rid", "failed")
+                 "waiting", "tpl_rid", "failed", "kill_at")
 
     def __init__(self, xid, retires):
         self.xid = xid
@@ -460,6 +480,11 @@ class _Work:
         self.waiting = 0
         self.tpl_rid = 0
         self.failed = None
+        self.kill_at = None         # the failpoint's phase for this commit (KILL_ENV)
+
+    def _reached(self, phase):
+        if phase == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def joined(self, qj):
         """The xid for a record of journal ``qj`` (the store's hook)."""
@@ -517,6 +542,7 @@ class _Work:
         if self.refused is not None:
             self._fail(store, self.refused)
             return self.discharge
+        self._reached("appended")
         if len(self.journals) == 1:
             qj = next(iter(self.journals))
             try:
@@ -541,6 +567,7 @@ class _Work:
         self.waiting -= 1
         if self.waiting:
             return
+        self._reached("records-synced")
         tpl = store.decisions
         try:
             self.tpl_rid = tpl.write(self.xid, lambda err: self._decided(store, err))
@@ -550,6 +577,7 @@ class _Work:
     def _decided(self, store, error):
         if error is not None:
             return self._fail(store, error)
+        self._reached("decided")
         self._committed()           # recovery commits it whatever happens from here on
         self.waiting = len(self.journals)
         for qj in self.journals:
@@ -560,6 +588,7 @@ class _Work:
                 continue
             qj.wait(seq, _Step(self, store, self._commits_synced))
             store.want_sync(qj)
+        self._reached("committing")
         if not self.waiting:
             self._commits_synced(store, None, final=True)
 
@@ -571,6 +600,7 @@ class _Work:
         if not final:
             self.waiting -= 1
         if not self.waiting and self.failed is None:
+            self._reached("committed")
             store.decisions.remove(self.tpl_rid)
 
     def _done(self, store, error):

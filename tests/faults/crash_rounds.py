@@ -19,18 +19,17 @@ the consumer lags) is counted: that message was never accepted.
 
 tests/faults/test_durable_crash.py runs a few rounds in the suite; CYPID_CRASH_SEED reproduces one.
 """
-import argparse
 import os
 import random
 import select
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from proton.utils import BlockingConnection
 
+from tests.faults.rounds import main as rounds_main
 from tests.support.amqp import CreateQueue
 from tests.support.blocking import drain
 from tests.support.broker import BrokerProcess, wait_until
@@ -211,19 +210,8 @@ def run(rounds, seed, workdir, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.faults.crash_rounds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("CYPID_CRASH_SEED", "0")))
-    parser.add_argument("--workdir", help="where the broker's data dir and the clients' files go "
-                        "(default: a new temporary directory, removed after a success)")
-    args = parser.parse_args(argv)
-    seed = args.seed or random.randrange(1 << 32)
-    if args.workdir:
-        run(args.rounds, seed, args.workdir)
-        return 0
-    with tempfile.TemporaryDirectory(prefix="cypid-crash-") as workdir:
-        run(args.rounds, seed, workdir)
-    return 0
+    return rounds_main(run, argv, "python -m tests.faults.crash_rounds", __doc__,
+                       100, "CYPID_CRASH_SEED", "cypid-crash-")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ Three durable queues: ``seeds`` holds messages the transactions consume, ``out1`
 what they send. Each transaction (tests/support/txclient.py) takes three seeds and accepts them in
 the transaction, sends three durable messages to ``out1`` and three to ``out2`` in it, then commits:
 its work spans three journals, so the commit goes through the transaction log (broker/transactions.py).
-The client runs until the broker is SIGKILLed at a random moment: in odd rounds after a random
-number of commits (possibly none) and up to twenty milliseconds more, often while a transaction is
-open; in even rounds 0-4 ms after a discharge is sent, while that commit's records, its decision in
-the transaction log or its commit records are being written and synced. The broker is restarted on the same
-data dir and the queues are read:
+The client runs until the broker is SIGKILLed on a condition: in odd rounds once a random number
+of commits (possibly none) is answered and the next transaction has reached a random step (declared,
+its seeds fetched, accepted, its messages sent), so that transaction is open; in even rounds by the
+broker itself inside a commit (its failpoint, CYPID_TX_KILL_AT in broker/transactions.py): the
+rounds go through the phases in turn, its xid records appended, synced, its decision synced in the
+transaction log, its commit records appended, synced. The broker is restarted on the same data dir
+and the queues are read:
 
 - a transaction's six messages are all in out1/out2, or none is (never some);
 - its three seeds are gone from ``seeds`` exactly when its messages are there;
@@ -20,22 +22,24 @@ data dir and the queues are read:
 
 tests/faults/test_tx_kill.py runs a few rounds in the suite; CYPID_TX_KILL_SEED reproduces one.
 """
-import argparse
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 
 from proton.utils import BlockingConnection
 
+from cypid.broker.transactions import KILL_ENV, KILL_PHASES
+
+from tests.faults.rounds import main as rounds_main
 from tests.support.amqp import CreateQueue
-from tests.support.broker import BrokerProcess
+from tests.support.broker import BrokerProcess, wait_until
 from tests.support.rawclient import ProtocolError
 from tests.support.txclient import ACCEPTED, TxClient, descriptor
 
 QUEUES = ("seeds", "out1", "out2")
+STEPS = ("declared", "fetched", "accepted", "sent")
 PER_QUEUE = 3
 SEEDS = 60
 
@@ -51,8 +55,12 @@ class Workload(threading.Thread):
         self.committed = set()      # txn numbers whose commit was answered accepted
         self.commits = 0
         self.error = None
-        self.discharge_of = 0       # txn number whose discharge is to be signalled (0: none)
-        self.discharging = threading.Event()
+        self.kill_point = None      # (txn number, step): where to signal ``reached``
+        self.reached = threading.Event()
+
+    def _at(self, n, step):
+        if (n, step) == self.kill_point:
+            self.reached.set()      # the round kills the broker now; this client carries on until then
 
     def run(self):
         try:
@@ -63,19 +71,18 @@ class Workload(threading.Thread):
                 while True:
                     n += 1
                     txn = c.declare()
+                    self._at(n, "declared")
                     got = c.fetch(seeds, PER_QUEUE)
                     self.started[n] = [b for _, b in got]
+                    self._at(n, "fetched")
                     for did, _ in got:
                         c.accept(did, txn=txn)
+                    self._at(n, "accepted")
                     for s in outs:
                         for i in range(PER_QUEUE):
                             c.send(s, "r%d-t%d-%d" % (self.round_no, n, i), txn=txn, durable=True, wait=False)
-                    if n == self.discharge_of:
-                        did = c.discharge(txn, wait=False)
-                        self.discharging.set()      # the kill comes while this commit is under way
-                        state = c.wait_outcome(did)
-                    else:
-                        state = c.discharge(txn)
+                    self._at(n, "sent")
+                    state = c.discharge(txn)
                     if descriptor(state) == ACCEPTED:
                         self.committed.add(n)
                         self.commits += 1
@@ -120,23 +127,28 @@ def run(rounds, seed, workdir, out=sys.stdout):
             conn.create_sender(q, options=CreateQueue({"durable": True})).close()
         conn.close()
         for round_no in range(1, rounds + 1):
+            target = rnd.randrange(0, 12)
+            inside = round_no % 2 == 0
+            if inside:
+                # the broker kills itself inside the commit of transaction target + 1 (counted
+                # from this start: the restart below keeps the reads' commits out of the count)
+                broker.stop()
+                phase = KILL_PHASES[(round_no // 2 - 1) % len(KILL_PHASES)]
+                broker.env = dict(os.environ, **{KILL_ENV: "%s:%d" % (phase, target + 1)})
+                broker.start()
             seeds = set(_seed(broker, round_no, SEEDS))
             work = Workload(broker, round_no)
-            target = rnd.randrange(0, 12)
-            if round_no % 2 == 0:
-                # every other round: the kill lands 0-4 ms after a commit is sent, while its records,
-                # its decision or its commit records are being written and synced
-                work.discharge_of = target + 1
+            if inside:
                 work.start()
-                work.discharging.wait(30)
-                time.sleep(rnd.random() * 0.004)
+                wait_until(lambda: broker.proc.poll() is not None, timeout=60,
+                           message="seed %d round %d: the broker did not kill itself" % (seed, round_no))
             else:
+                work.kill_point = (target + 1, rnd.choice(STEPS))
                 work.start()
-                deadline = time.monotonic() + 30
-                while work.commits < target and work.is_alive() and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                time.sleep(rnd.random() * 0.02)
+                assert work.reached.wait(60), "seed %d round %d: the client never reached %s" % (
+                    seed, round_no, work.kill_point)
             broker.kill()
+            broker.env = None
             work.join(30)
             assert work.error is None, "seed %d round %d: the client failed: %r" % (seed, round_no, work.error)
             broker.start()
@@ -187,20 +199,8 @@ def run(rounds, seed, workdir, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.faults.tx_kill_rounds",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("CYPID_TX_KILL_SEED", "0")))
-    parser.add_argument("--workdir", help="where the broker's data dir goes (default: a new temporary "
-                        "directory, removed after a success)")
-    args = parser.parse_args(argv)
-    seed = args.seed or random.randrange(1 << 32)
-    if args.workdir:
-        run(args.rounds, seed, args.workdir)
-        return 0
-    with tempfile.TemporaryDirectory(prefix="cypid-tx-kill-") as workdir:
-        run(args.rounds, seed, workdir)
-    return 0
+    return rounds_main(run, argv, "python -m tests.faults.tx_kill_rounds", __doc__,
+                       50, "CYPID_TX_KILL_SEED", "cypid-tx-kill-")
 
 
 if __name__ == "__main__":
