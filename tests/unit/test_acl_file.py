@@ -147,7 +147,8 @@ def test_quota_limits_follow_qpidd(tmp_path):
     auth.queues.created(SimpleNamespace(name="q1"))
     auth.check("eve@QPID", "create", "queue", "q2")
     auth.queues.created(SimpleNamespace(name="q2"))
-    with pytest.raises(aclmod.errors.UnauthorizedAccess, match="queue create request for q3 from eve@QPID"):
+    with pytest.raises(aclmod.errors.ResourceLimitExceeded,
+                       match="queue create request for q3 from eve@QPID: queue quota 2 reached"):
         auth.check("eve@QPID", "create", "queue", "q3")
     auth.queues.deleted(SimpleNamespace(name="q1"))
     auth.check("eve@QPID", "create", "queue", "q3")
