@@ -25,11 +25,22 @@ the broker's own loop:
   taken it (durable: its journal records synced); a pushed one leaves our queue only once the remote
   broker accepted it, and is released back to the queue if the link drops first. Duplicates are
   possible after a failure, losses are not.
-- **Loops**: every message a bridge brings in carries the tags of the brokers it passed through in
-  its ``x-qpid.trace`` message annotation (comma separated, as qpidd's). A bridge drops a message
-  whose trace holds this broker's tag or one of the route's excludes, then adds the remote broker's
-  tag (its container-id) and the route's tag (default: ours). So dynamic routes both ways deliver a
-  message once to each broker.
+- **Loops** (messages): every message a bridge brings in carries, in its ``x-qpid.trace`` message
+  annotation (comma separated, as qpidd's), the tags of the routes it came over. As qpidd's bridge
+  queue (``qpid.trace.id`` / ``qpid.trace.exclude``): a bridge drops a message whose trace holds one of
+  the route's excludes (default: this broker's tag), then adds the route's tag (default: the remote
+  broker's tag). So dynamic routes both ways never send a message back where it came from, and in a
+  mesh or ring the routes' tags and exclude lists keep a message to one path.
+- **Dynamic bindings across hops** (qpidd's ``qpid.fed.origin`` / ``qpid.fed.tags``): a dynamic bridge
+  subscribes on the remote exchange one key (a headers binding's match map; fanout: one) for each
+  binding of our exchange, telling the remote, in its subscription's source properties
+  (``qpid.fed.origins``: {origin broker's tag: tags of the brokers the binding passed}), which bindings
+  it stands for: our own (origin and tags: our tag), and those other brokers' bridges made here (their
+  origins, their tags plus ours) unless the remote broker is already among their tags. The remote's
+  own dynamic bridges do the same with it, so a binding travels every hop of a tree of routes and
+  never comes back to a broker it passed (no binding storm in a ring); when it goes (unbind, a queue
+  deleted, a link down) each hop drops the subscriptions it no longer stands for. It is state, not
+  operations: a link that comes back up subscribes what its exchange has then (qpidd's reorigin).
 - Durable links and bridges are rows in the config store and come back at start-up.
 
 Nothing here runs on the broker's own message path: a bridge is one more client or consumer.
@@ -39,15 +50,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from cypid.pyx.codec import symbol
+from cypid.pyx.codec import Described, symbol, ulong
 from cypid.pyx.message import Message
 from cypid.pyx.sections import scan_message
 
 from . import errors
+from .exchanges import _compile_headers, topic_match
 from .store import Pending
 
 TRACE = symbol("x-qpid.trace")
 _TRACE_BYTES = b"x-qpid.trace"
+#: A dynamic bridge's subscription says in its source's properties which bindings it stands for:
+#: {origin tag: comma separated tags of the brokers the binding passed, origin first}.
+FED_ORIGINS = "qpid.fed.origins"
+HEADERS_BINDING = 0x0000468C00000002    # apache.org:legacy-amqp-headers-binding:map
 
 WAITING, CONNECTING, OPERATIONAL, CLOSED = "Waiting", "Connecting", "Operational", "Closed"
 #: Deliveries a bridge keeps in flight when its route gives no credit limit.
@@ -465,15 +481,17 @@ class PullWorker:
         self.broker = bridge.broker
         self.conn = conn
         self.session = None
-        self.receivers = {}        # subscription key -> Receiver
+        self.receivers = {}        # dynamic: binding identity -> (Receiver, origins it stands for, matcher)
+        self._overlaps = None      # dynamic: {Receiver: matchers of the subscriptions before it}
         self.closed = False
         self._error_logged = None
         self._changed = asyncio.Event()      # a binding that may matter came or went (dynamic)
-        # The trace tags, worked out once per link-up (not per message): a message whose trace holds one
-        # of ``refused`` (ours, the route's excludes) is dropped; ``added`` go into the trace of the rest.
+        # The trace, worked out once per link-up (not per message), as qpidd's bridge queue: a message
+        # whose trace holds one of ``refused`` (the route's excludes, default our tag) is dropped; the
+        # route's tag (default the remote broker's) goes into the trace of the rest.
         fed = bridge.link.federation
-        self.refused = tuple([fed.tag] + [t for t in bridge.excludes.split(",") if t])
-        self.added = tuple(t for t in dict.fromkeys((bridge.link.remote_tag, bridge.tag or fed.tag)) if t)
+        self.refused = tuple(t for t in bridge.excludes.split(",") if t) or (fed.tag,)
+        self.added = tuple(t for t in (bridge.tag or bridge.link.remote_tag,) if t)
 
     def changed(self):
         self._changed.set()
@@ -499,7 +517,6 @@ class PullWorker:
                 else:
                     rcv = await self.session.receiver(bridge.src, credit=bridge.window, auto_accept=False,
                                                       subject=bridge.key or None, node="topic")
-                self.receivers[bridge.key] = rcv
                 await self._pump(rcv)
         except asyncio.CancelledError:
             pass
@@ -513,27 +530,44 @@ class PullWorker:
             self.broker.log.warning("Federation bridge %r: %s", self.bridge.name, text)
 
     async def _follow_bindings(self):
-        """One subscription on the remote exchange per key bound to our exchange of the same name
-        (bindings of other brokers' subscriptions left out: they follow their own routes)."""
+        """One subscription on the remote exchange per binding of ours it should know of (see
+        ``wanted_bindings``), each saying which origins it stands for; a subscription whose origins
+        changed is replaced, the new one made before the old one goes (a message may come twice
+        meanwhile, none is missed)."""
         ex = self.broker.nodes.exchanges.get(self.bridge.dest)
-        wanted = set()
-        if ex is not None:
-            for queue, key, _args in ex.bindings:
-                if not _federation_queue(queue):
-                    wanted.add(key)
-        for key in list(self.receivers):
-            if key not in wanted:
-                rcv = self.receivers.pop(key)
-                try:
-                    await rcv.close()
-                except Exception:
-                    pass
-        for key in wanted:
-            if key not in self.receivers:
-                rcv = await self.session.receiver(self.bridge.src, credit=self.bridge.window, auto_accept=False,
-                                                  subject=key, node="topic")
-                self.receivers[key] = rcv
-                self.broker.loop.create_task(self._pump(rcv))
+        fed = self.bridge.link.federation
+        wanted = wanted_bindings(ex, fed.tag, self.bridge.link.remote_tag) if ex is not None else {}
+        for ident in [i for i in self.receivers if i not in wanted]:
+            self._overlaps = None
+            await self._unsubscribe(self.receivers.pop(ident)[0])
+        for ident, (key, headers, origins) in wanted.items():
+            old = self.receivers.get(ident)
+            if old is not None and old[1] == origins:
+                continue
+            if self.closed:
+                return
+            rcv = await self._subscribe(ex.type, key, headers, origins)
+            self.receivers[ident] = (rcv, origins, _matcher(ex.type, key, headers))
+            self._overlaps = None
+            self.broker.loop.create_task(self._pump(rcv))
+            if old is not None:
+                await self._unsubscribe(old[0])
+
+    def _subscribe(self, kind, key, headers, origins):
+        source = {"credit": self.bridge.window, "auto_accept": False, "node": "topic",
+                  "properties": {FED_ORIGINS: {symbol(o): t for o, t in origins}}}
+        if kind == "headers":
+            source["filter"] = {symbol("headers"): Described(ulong(HEADERS_BINDING), headers)}
+        elif kind != "fanout":
+            source["subject"] = key
+        return self.session.receiver(self.bridge.src, **source)
+
+    @staticmethod
+    async def _unsubscribe(rcv):
+        try:
+            await rcv.close()
+        except Exception:
+            pass
 
     async def _pump(self, rcv):
         imp = self._import
@@ -547,8 +581,25 @@ class PullWorker:
         except asyncio.CancelledError:
             pass
         except Exception as e:
-            if not self.closed:
-                self._failed(e)
+            if not self.closed and (not self.bridge.dynamic or self._current(rcv)):
+                self._failed(e)         # (a replaced dynamic subscription ends quietly)
+
+    def _current(self, rcv):
+        return any(r[0] is rcv for r in self.receivers.values())
+
+    def _copy(self, rcv, msg):
+        """Whether ``msg`` came on ``rcv`` as well as on an earlier subscription of this bridge: the
+        remote exchange put a copy in each subscription whose key (or match map) it matches, and only
+        the first one's copy is ours to route."""
+        overlaps = self._overlaps
+        if overlaps is None:
+            overlaps, before = {}, []
+            for ident in sorted(self.receivers, key=repr):
+                rcv_, _, matcher = self.receivers[ident]
+                overlaps[rcv_] = tuple(before)
+                before.append(matcher)
+            self._overlaps = overlaps
+        return any(m(msg) for m in overlaps.get(rcv, ()) if m is not None)
 
     def _import(self, rcv, data, did):
         bridge = self.bridge
@@ -561,6 +612,9 @@ class PullWorker:
             if t not in trace:
                 trace.append(t)
         msg = Message(data)
+        if len(self.receivers) > 1 and self._copy(rcv, msg):
+            rcv.accept(did)
+            return
         msg.annotate({TRACE: ",".join(trace)})
         nodes = self.broker.nodes
         ex = nodes.exchanges.get(bridge.dest)
@@ -684,6 +738,70 @@ def _federation_session(session):
         return any(_text(k) == "qpid.federation_tag" for k in props)
     except TypeError:
         return False
+
+
+def wanted_bindings(ex, own, peer):
+    """What a dynamic bridge of ours to the broker tagged ``peer`` subscribes on the remote exchange of
+    ``ex``'s name, as qpidd propagates bindings: {identity: (key, headers map or None, origins)} with
+    ``origins`` a sorted tuple of (origin tag, tags). Each binding of ``ex`` counts: one of ours has
+    origin and tags ``own``; one a federation subscription made (another broker's bridge) counts for
+    each origin it stands for whose tags do not hold ``peer``, with ``own`` added to them (a binding
+    never goes back to a broker it passed). Fanout: one subscription for all; headers: one per match
+    map; direct and topic: one per key. A federation subscription that says nothing of its origins (a
+    static route's) counts for none."""
+    kind = ex.type
+    found = {}
+    for queue, key, args in ex.bindings:
+        if _federation_queue(queue):
+            entries = [(o, t + "," + own) for o, t in _fed_origins(queue).items()
+                       if not peer or peer not in t.split(",")]
+            if not entries:
+                continue
+        else:
+            entries = [(own, own)]
+        if kind == "fanout":
+            key, headers = "", None
+        elif kind == "headers":
+            key, headers = "", {_text(k): v for k, v in (args or {}).items()}
+        else:
+            headers = None
+        ident = (key, _identity(headers))
+        slot = found.setdefault(ident, (key, headers, {}))[2]
+        for origin, tags in entries:            # the shortest path an origin came by
+            old = slot.get(origin)
+            if old is None or (tags.count(","), tags) < (old.count(","), old):
+                slot[origin] = tags
+    return {i: (k, h, tuple(sorted(o.items()))) for i, (k, h, o) in found.items()}
+
+
+def _matcher(kind, key, headers):
+    """Whether a message matches a subscription's key (or match map) as the remote exchange matches it;
+    None for fanout (one subscription)."""
+    if kind == "headers":
+        binding = _compile_headers(None, headers or {})
+        return lambda msg: binding.matches(msg.application_properties() or {})
+    if kind == "topic":
+        return lambda msg: topic_match(key, msg.subject or "")
+    if kind == "direct":
+        return lambda msg: (msg.subject or "") == key
+    return None
+
+
+def _identity(headers):
+    if headers is None:
+        return None
+    return tuple(sorted((k, repr(v)) for k, v in headers.items()))
+
+
+def _fed_origins(queue):
+    """{origin: tags} a federation subscription stands for (its link's source properties); {} if it
+    says nothing (a static route's, or its consumer not attached yet)."""
+    for link in getattr(queue, "consumers", ()):
+        source = getattr(link, "source", None)
+        value = (getattr(source, "properties", None) or {}).get(FED_ORIGINS)
+        if isinstance(value, dict):
+            return {_text(k): _text(v) for k, v in value.items()}
+    return {}
 
 
 # -- push: we are the source ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from proton import Message
 from proton.utils import BlockingConnection
 
+from cypid.tools import qmf
 from tests.integration.test_tools import ok, run
 from tests.support.broker import wait_until
 
@@ -313,3 +314,43 @@ def test_a_durable_push_routes_queue_survives_the_source_killed(two):
     a.start()
     with clients(a) as (ca,):
         assert_all_arrive(ca, "inbox", ["p%d" % i for i in range(600)])
+
+
+def queue_stats(broker):
+    """{queue name: (msgDepth, msgTotalEnqueues)} of ``broker`` (QMF)."""
+    with qmf.connect(broker.url, timeout=10) as agent:
+        return {q.name: (q.msgDepth, q.msgTotalEnqueues) for q in agent.get_objects("queue")}
+
+
+def keys_bound(broker, exchange):
+    """The binding keys on ``broker``'s ``exchange`` (QMF), sorted, one per binding."""
+    with qmf.connect(broker.url, timeout=10) as agent:
+        return sorted(b.bindingKey for b in agent.get_objects("binding")
+                      if str(b.exchangeRef).split(":")[-1] == exchange)
+
+
+def delivered_once(brokers, inboxes, count):
+    """Wait until every queue on ``brokers`` but the ``inboxes`` ({broker: queue}) is empty (nothing left
+    on a route's subscription nor in flight: a bridge settles a message on its source only once its own
+    exchange took it), each inbox holds ``count``, and nothing moved between two passes over all the
+    brokers (no queue's enqueue count changed); then {broker: (depth, enqueues)} of each inbox.
+    ``count``: one for all inboxes, or {broker: count}."""
+    counts = count if isinstance(count, dict) else {b: count for b in inboxes}
+    last = [None]
+
+    def quiet():
+        snapshot = {(b.url, name): stats for b in brokers for name, stats in queue_stats(b).items()}
+        previous, last[0] = last[0], snapshot
+        for (url, name), (depth, _) in snapshot.items():
+            mine = [q for b, q in inboxes.items() if b.url == url]
+            if depth and name not in mine:
+                return False
+        if any(snapshot[(b.url, q)][0] < counts[b] for b, q in inboxes.items()):
+            return False
+        if previous is None:
+            return False
+        both = snapshot.keys() & previous.keys()    # (each pass's QMF reply queues are new ones)
+        return all(snapshot[k] == previous[k] for k in both)
+    wait_until(quiet, timeout=30, message=lambda: "every route quiet and every inbox holding %d: %s" % (
+        count, {k: v for k, v in (last[0] or {}).items() if v[0] or k[1] in inboxes.values()}))
+    return {b: last[0][(b.url, q)] for b, q in inboxes.items()}

@@ -14,7 +14,7 @@ import pytest
 
 from cypid.tools import config as qpid_config
 from cypid.tools import route as qpid_route
-from tests.integration.test_federation import started
+from tests.integration.test_federation import Client, delivered_once, keys_bound, started
 from tests.conftest import fail_on_leaks
 from tests.support.broker import BrokerFactory, wait_until
 
@@ -135,3 +135,54 @@ def test_link_list_and_route_list_over_the_seeds_network(seed_network):
         routes = ["%s %s %s %s" % (brokers[n].url, brokers[src].url, exchange, key[0] if key else "<dynamic>")
                   for _kind, dest, src, exchange, *key in ROUTES if dest == n]
         assert tool("route", "list", brokers[n].url).splitlines() == routes
+
+
+def _inbox(broker, exchange, queue, key):
+    tool("-b", broker.url, "add", "queue", queue, main=qpid_config.main)
+    tool("-b", broker.url, "bind", exchange, queue, key, main=qpid_config.main)
+
+
+def _carry(brokers, exchange, consumers, subject, publishers, count=10):
+    """A queue on each of the ``consumers`` ({broker number: binding key}); ``count`` messages with
+    ``subject`` published on each of the ``publishers`` once every key reached it; each consumer gets each
+    message exactly once. The queues are deleted after, and their bindings then leave every broker."""
+    queue = "hops-%s" % exchange
+    for n, key in consumers.items():
+        _inbox(brokers[n], exchange, queue, key)
+    for n in publishers:
+        for c, key in consumers.items():
+            wait_until(lambda: key in keys_bound(brokers[n], exchange), timeout=30,
+                       message="%s (bound on broker %d) bound on broker %d" % (key, c, n))
+    sent = []
+    for n in publishers:
+        client = Client(brokers[n])
+        bodies = ["%s-from-%d-%d" % (exchange, n, i) for i in range(count)]
+        client.send(exchange, bodies, subject=subject)
+        client.close()
+        sent += bodies
+    inboxes = {brokers[n]: queue for n in consumers}
+    assert delivered_once(brokers[1:], inboxes, len(sent)) == {b: (len(sent), len(sent)) for b in inboxes}
+    for n in consumers:
+        client = Client(brokers[n])
+        assert sorted(client.receive(queue, len(sent))) == sorted(sent)
+        client.close()
+        tool("-b", brokers[n].url, "del", "queue", queue, main=qpid_config.main)
+    wait_until(lambda: not any(set(consumers.values()) & set(keys_bound(b, exchange)) for b in brokers[1:]),
+               timeout=30, message="every binding gone from every broker")
+
+
+def test_a_binding_on_broker_1_reaches_broker_8_across_the_seeds_topic_tree(seed_network):
+    """fed.topic's routes are a tree both ways (1-2, 2-3, 2-4, 2-5, 5-6, 6-7, 6-8): a binding made on
+    broker 1 travels 2, 5 and 6 to 8, so what 8 publishes reaches 1, once; and the reverse."""
+    _carry(seed_network, "fed.topic", {1: "hop.#"}, "hop.x", publishers=[8])
+    _carry(seed_network, "fed.topic", {8: "back.#"}, "back.x", publishers=[1])
+
+
+def test_several_consumers_each_get_each_message_once_over_the_seeds_tree(seed_network):
+    _carry(seed_network, "fed.topic", {1: "multi.*", 3: "*.x", 7: "#"}, "multi.x", publishers=[8, 4, 2])
+
+
+def test_a_binding_follows_the_seeds_one_way_direct_routes_three_hops(seed_network):
+    """fed.direct's routes go one way round 1..4 (1 pulls from 2, 2 from 3, 3 from 4, 4 from 1): a binding
+    on 1 goes to 2, 3 and 4 and stops there (it passed 1), so what 4 publishes reaches 1 once."""
+    _carry(seed_network, "fed.direct", {1: "d1"}, "d1", publishers=[4, 3])
