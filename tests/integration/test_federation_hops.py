@@ -8,7 +8,7 @@ exactly once is read from the brokers' queue statistics once every route is quie
 """
 from __future__ import annotations
 
-from proton import symbol
+from proton import Message, symbol
 
 from cypid.tools import qmf
 from tests.integration.test_federation import (clients, config, delivered_once, keys_bound,
@@ -150,3 +150,27 @@ def _binders(broker, key):
     with qmf.connect(broker.url, timeout=10) as agent:
         return {str(x.queueRef) for x in agent.get_objects("binding")
                 if str(x.exchangeRef).split(":")[-1] == "fed.topic" and x.bindingKey == key}
+
+
+@pytest.mark.parametrize("kind", ["headers", "fanout"])
+def test_headers_and_fanout_bindings_travel_two_hops(three, kind):
+    """A chain A - B - C with dynamic routes both ways on a headers (or fanout) exchange: A's binding reaches
+    C through B with its match map (fanout: as one subscription), so C's messages that match reach A once,
+    and the others stay at C."""
+    a, b, c = three
+    for x in three:
+        config(x, "add", "exchange", kind, "fed.x")
+    for x, y in ((a, b), (b, a), (b, c), (c, b)):
+        route("dynamic", "add", x.url, y.url, "fed.x")
+    config(a, "add", "queue", "inbox")
+    config(a, "bind", "fed.x", "inbox", *(["key", "all", "colour=red"] if kind == "headers" else []))
+    wait_until(lambda: keys_bound(c, "fed.x"), timeout=30, message="A's binding on C")
+    with clients(c) as (cc,):
+        sender = cc.conn.create_sender("fed.x")
+        for i in range(10):
+            sender.send(Message(body="red-%d" % i, properties={"colour": "red"}))
+            sender.send(Message(body="blue-%d" % i, properties={"colour": "blue"}))
+        sender.close()
+    expected = ["red-%d" % i for i in range(10)] + ([] if kind == "headers" else ["blue-%d" % i for i in range(10)])
+    assert delivered_once(three, {a: "inbox"}, len(expected)) == {a: (len(expected), len(expected))}
+    _assert_received([a], "inbox", expected)
