@@ -10,11 +10,9 @@ import functools
 import os
 
 from cypid.client import ClientError, connect
-from cypid.pyx.message import Message
-from cypid.pyx.queue import QueueLimitExceeded
+from cypid.pyx.ha_stream import AllOf, apply_records
 
 from cypid.broker import errors
-from cypid.broker.store import Pending
 
 from .habroker import (
     BACKUP_PROPERTY, BUILTIN_EXCHANGES, CATCHUP, JOINING, REDIRECT, STATUS_INFO, STREAM_PREFIX,
@@ -23,34 +21,6 @@ from .primary import INFO_ARG
 from .ship import JournalReceiver
 from .stream import decode_op
 from .url import UrlError, parse_url
-
-
-class _AllOf:
-    """Holds on a stream message's acceptance: each Pending (a journal sync on this backup) holds it
-    as it would a producer's delivery (``attach``: ``hold()``, then ``release()``); when the last is
-    released, or none held it, ``done()`` runs."""
-
-    __slots__ = ("left", "done")
-
-    def __init__(self, pendings, done):
-        self.left = 0
-        self.done = None
-        for pending in pendings:
-            pending.attach(self)
-        if self.left == 0:
-            done()
-        else:
-            self.done = done
-
-    def hold(self):
-        self.left += 1
-        return self
-
-    def release(self, outcome=None):
-        self.left -= 1
-        if self.left == 0 and self.done is not None:
-            done, self.done = self.done, None
-            done()
 
 
 class Backup:
@@ -168,13 +138,13 @@ class Backup:
                     continue
                 data, did = item
                 waits = self._apply(data)
-                if asyncio.iscoroutine(waits):      # applied in steps (a shipped journal)
+                if waits is None:
+                    receiver.accept(did)
+                elif waits.__class__ is AllOf:      # journal syncs (a live or snapshot enqb)
+                    waits.start(functools.partial(self._synced, conn, receiver, did))
+                else:                               # applied in steps (a shipped journal)
                     await waits
                     receiver.accept(did)
-                elif not waits:
-                    receiver.accept(did)
-                else:
-                    _AllOf(waits, functools.partial(receiver.accept, did))
         finally:
             self._drop_receiving()
             self.log.log(25, "HA: link to primary %s lost", address.hostport)
@@ -186,6 +156,17 @@ class Backup:
     def stream_info(self, info):
         """What the stream queue's qpid.ha-info tells the primary."""
         return dict(info, **{"ship-journals": self.ship_journals})
+
+    def _synced(self, conn, receiver, did, failed):
+        """A stream message's journal records are synced (accept it), or one failed: this backup
+        must not say it has them, so the link drops (the primary releases what it held for this
+        backup; on reconnecting the backup copies everything again)."""
+        if failed is None:
+            receiver.accept(did)
+        elif not conn.closed.done():
+            self.log.error("HA: a replicated message's journal record failed (%s): link to the primary dropped",
+                           getattr(failed, "description", failed))
+            conn.abort()
 
     def _drop_receiving(self):
         receiving, self.receiving = self.receiving, {}
@@ -323,36 +304,19 @@ class Backup:
         if ex is not None and queue is not None:
             self.nodes.unbind(ex, queue, str(f.get("key") or ""))
 
-    def _enqueue(self, queue, ids, i, data):
-        """One replicated message into ``queue``: a Pending while its journal record syncs, or None."""
-        msg = Message(data)
-        store = self.nodes.store
-        try:
-            if msg.durable and store is not None:
-                outcome = store.enqueue(queue, msg)
-            else:
-                queue.enqueue(msg)
-                outcome = None
-        except QueueLimitExceeded as e:
-            self.log.warning("HA: queue %r refused a replicated message: %s", queue.name, e)
-            return None
-        ids[int(i)] = msg
-        return outcome if outcome is not None and outcome.__class__ is Pending else None
+    def _refused(self, queue, e):
+        self.log.warning("HA: queue %r refused a replicated message: %s", queue.name, e)
 
-    def _op_enqs(self, f):
-        """Messages queued on the primary (a snapshot's, or a loop turn's): accepted once every one
-        is applied (durable ones: synced)."""
-        waits = []
-        queues = self.nodes.queues
-        for q, i, data in zip(f["qs"], f["ids"], f["data"]):
+    def _op_enqb(self, f):
+        """One loop turn's messages queued on the primary (ha_stream's record blob): accepted once
+        every one is applied (durable ones: synced). Returns an AllOf to start, or None."""
+        queues, ids = self.nodes.queues, self.ids
+        targets = []
+        for q in f["qs"]:
             name = str(q)
-            ids = self.ids.get(name)
-            queue = queues.get(name)
-            if ids is not None and queue is not None:
-                wait = self._enqueue(queue, ids, i, data)
-                if wait is not None:
-                    waits.append(wait)
-        return waits
+            queue, got = queues.get(name), ids.get(name)
+            targets.append((queue, got) if queue is not None and got is not None else None)
+        return apply_records(targets, bytes(f["recs"]), self.nodes.store, self._refused)
 
     def _op_deq(self, f):
         name = str(f["q"])

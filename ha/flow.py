@@ -6,7 +6,10 @@ window of ``--ha-flow-messages`` messages and ``--ha-flow-bytes`` bytes (0: no b
 on the primary's queue, whose own limits then hold its producers. cypid's stream to a backup carries
 copies of the live enqueues (on the backup's stream queue, or, while journals are shipped, in
 ``RemoteBackup.deferred``), so the same bound is kept here: ``StreamFlow`` counts, per replicated
-queue, the live enqueues put on one backup's stream and not yet acknowledged by it. When a queue goes
+queue, the live enqueues put on one backup's stream and not yet acknowledged by it. The loop turn's
+enqueues not yet sent are counted per queue in C (cypid.pyx.ha_stream: ``open_count``/``open_bytes``
+against ``room_count``/``room_bytes``, the least room any backup has left): the message that takes a
+queue over a bound for a backup is the first one held, as if each were counted as it is queued. When a queue goes
 over either bound for any backup, the queue is **flow-stopped** for replication: each producer's
 message routed to it gets one more hold on its settlement (``Primary.hold``), released when every
 backup is back under the resume mark (70 % of the bounds, qpidd's default flow resume threshold).
@@ -17,6 +20,8 @@ The snapshot's messages are not counted: they are copies of the queue's contents
 queue's own limits, and counting them would hold every producer while a backup catches up.
 """
 
+from cypid.pyx.ha_stream import UNBOUNDED
+
 #: a flow-stopped queue resumes when every backup is at or under this share of the bounds
 RESUME = 0.7
 
@@ -25,7 +30,7 @@ class StreamFlow:
     """One backup's in-flight live enqueues, per replicated queue (``ReplicatedQueue``)."""
 
     __slots__ = ("primary", "rb", "max_count", "max_bytes", "resume_count", "resume_bytes",
-                 "inflight", "open", "by_msg", "stopped")
+                 "inflight", "by_msg", "stopped")
 
     def __init__(self, primary, rb, max_count, max_bytes):
         self.primary, self.rb = primary, rb
@@ -34,7 +39,6 @@ class StreamFlow:
         self.resume_count = int(self.max_count * RESUME)
         self.resume_bytes = int(self.max_bytes * RESUME)
         self.inflight = {}      # rq -> [count, bytes] on the stream (or deferred), not acknowledged
-        self.open = {}          # rq -> [count, bytes] of the batch being filled in this loop turn
         self.by_msg = {}        # stream message -> its {rq: [count, bytes]}
         self.stopped = set()    # the queues over a bound for this backup
 
@@ -42,29 +46,36 @@ class StreamFlow:
     def bounded(self):
         return bool(self.max_count or self.max_bytes)
 
-    def add(self, rq, size):
-        """One live enqueue of ``size`` bytes for ``rq`` joins the batch being filled."""
+    def room(self, rq):
+        """(messages, bytes) ``rq`` may still put on this backup's stream before going over."""
         c = self.inflight.get(rq)
-        if c is None:
-            c = self.inflight[rq] = [0, 0]
-        c[0] += 1
-        c[1] += size
-        o = self.open.get(rq)
-        if o is None:
-            self.open[rq] = [1, size]
-        else:
-            o[0] += 1
-            o[1] += size
-        if rq not in self.stopped and ((self.max_count and c[0] > self.max_count) or
-                                       (self.max_bytes and c[1] > self.max_bytes)):
-            self.stopped.add(rq)
-            self.primary.flow_stop(rq, self.rb, c[0], c[1])
+        count, size = (c[0], c[1]) if c is not None else (0, 0)
+        return (self.max_count - count if self.max_count else UNBOUNDED,
+                self.max_bytes - size if self.max_bytes else UNBOUNDED)
 
-    def sent(self, msg):
-        """The batch went out (or was deferred) as stream message ``msg``."""
-        if self.open:
-            self.by_msg[msg] = self.open
-            self.open = {}
+    def crossed(self, rq, count, size):
+        """``count`` messages, ``size`` bytes of ``rq`` are about to join the stream: over a bound?"""
+        c = self.inflight.get(rq)
+        count += c[0] if c is not None else 0
+        size += c[1] if c is not None else 0
+        if rq not in self.stopped and ((self.max_count and count > self.max_count) or
+                                       (self.max_bytes and size > self.max_bytes)):
+            self.stopped.add(rq)
+            self.primary.flow_stop(rq, self.rb, count, size)
+
+    def sent(self, msg, counts):
+        """A turn's live enqueues ({rq: (count, bytes)}) went out (or were deferred) as stream
+        message ``msg``."""
+        inflight = self.inflight
+        for rq, (n, size) in counts.items():
+            self.crossed(rq, n, size)
+            c = inflight.get(rq)
+            if c is None:
+                inflight[rq] = [n, size]
+            else:
+                c[0] += n
+                c[1] += size
+        self.by_msg[msg] = counts
 
     def acked(self, msg):
         """The backup acknowledged stream message ``msg``."""
@@ -83,11 +94,11 @@ class StreamFlow:
             if rq in stopped and c[0] <= self.resume_count and c[1] <= self.resume_bytes:
                 stopped.discard(rq)
                 self.primary.flow_resume(rq, self.rb)
+        self.primary.flow_room(counts)
 
     def forget(self, rq):
         """``rq`` is no longer replicated (deleted): nothing of it holds producers any more."""
         self.inflight.pop(rq, None)
-        self.open.pop(rq, None)
         if rq in self.stopped:
             self.stopped.discard(rq)
             self.primary.flow_resume(rq, self.rb)
@@ -95,7 +106,7 @@ class StreamFlow:
     def clear(self):
         """The backup went: it holds nothing."""
         stopped, self.stopped = self.stopped, set()
-        self.inflight, self.open, self.by_msg = {}, {}, {}
+        self.inflight, self.by_msg = {}, {}
         for rq in stopped:
             self.primary.flow_resume(rq, self.rb)
 

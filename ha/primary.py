@@ -10,9 +10,8 @@ which it consumes. Every operation is one message queued there; the backup's acc
 dequeues it here, and that dequeue (the stream queue's ``dequeue_hook``) is the backup's
 acknowledgement.
 """
+from cypid.pyx.ha_stream import UNBOUNDED, PrimaryCore, ReplicatedQueue, pack_records
 from cypid.pyx.message import Message
-
-from cypid.broker.store import Pending
 
 from .flow import StreamFlow
 from .habroker import CATCHUP, READY, RECOVERING, STREAM_PREFIX
@@ -25,37 +24,6 @@ QUEUE_INFO = "queue"
 #: a snapshot's messages go to a backup this many (or this many bytes) to a stream message
 SNAPSHOT_BATCH_COUNT = 1000
 SNAPSHOT_BATCH_BYTES = 256 * 1024
-#: live enqueues of one loop turn share a stream message up to this many bytes
-LIVE_BATCH_BYTES = 256 * 1024
-#: in Primary.routed: the message went to a queue flow-stopped for replication (ha/flow.py)
-FLOW = "flow"
-
-
-class Guard:
-    """One ready backup's hold on one routed message copy: released when the backup acknowledges
-    the stream message carrying it, or when the copy leaves the primary's queue first (consumed,
-    expired, purged: it need not be on the backup then, as in qpidd)."""
-
-    __slots__ = ("pending", "rq", "i", "done")
-
-    def __init__(self, pending, rq, i):
-        self.pending, self.rq, self.i, self.done = pending, rq, i, False
-
-
-class Batch:
-    """Enqueues of one loop turn for one backup (one ``enqs`` stream message), and the producers'
-    settlements waiting for the backup to acknowledge it."""
-
-    __slots__ = ("qs", "ids", "data", "size", "pendings")
-
-    def __init__(self):
-        self.qs, self.ids, self.data, self.size, self.pendings = [], [], [], 0, []
-
-    def add(self, q, i, data):
-        self.qs.append(q)
-        self.ids.append(i)
-        self.data.append(data)
-        self.size += len(data)
 
 
 class RemoteBackup:
@@ -73,8 +41,7 @@ class RemoteBackup:
         self.status = CATCHUP
         self.snapshot = set()       # stream messages of the snapshot not yet acknowledged
         self.snapshot_sent = False
-        self.holds = {}             # stream message -> [Pending] (producers' settlements)
-        self.batch = None           # this loop turn's enqueues, not yet sent
+        self.holds = {}             # stream message -> [Hold] (producers' settlements waiting for it)
         self.deferred = None        # while journals are shipped: the live events, in order
         self.shipper = None
         self._acked = None          # asyncio.Event while the shipper waits for acknowledgements
@@ -93,11 +60,16 @@ class RemoteBackup:
         return msg
 
     def send(self, op, **fields):
-        """A live event: on the stream now, or after the journals being shipped."""
+        return self.send_encoded(encode_op(op, **fields))
+
+    def send_encoded(self, data):
+        """A live event (an encoded stream message, shared by the backups): on the stream now, or
+        after the journals being shipped."""
+        msg = Message(data)
         if self.deferred is None:
-            return self.put(op, **fields)
-        msg = Message(encode_op(op, **fields))
-        self.deferred.append(msg)
+            self.queue.enqueue(msg)
+        else:
+            self.deferred.append(msg)
         return msg
 
     def snap(self, op, **fields):
@@ -131,9 +103,9 @@ class RemoteBackup:
         """The stream queue's dequeue_hook: the backup accepted ``msg`` (applied it)."""
         if self.queue.deleted:      # drained because the backup went: not acknowledged
             return
-        guards = self.holds.pop(msg, None)
-        if guards:
-            self.primary.release_guards(guards)
+        holds = self.holds.pop(msg, None)
+        if holds:
+            self.primary.acknowledged(holds)
         if self.flow.by_msg:
             self.flow.acked(msg)
         snapshot = self.snapshot
@@ -149,80 +121,29 @@ class RemoteBackup:
     def _check_ready(self):
         if not self.snapshot and self.deferred is None and self.snapshot_sent and self.status == CATCHUP:
             self.status = READY
+            self.primary.recount()
             self.primary.backup_ready(self)
 
-    def flush(self):
-        """Send this turn's enqueues (one stream message); its holds wait for the acknowledgement."""
-        batch, self.batch = self.batch, None
-        if batch is not None:
-            msg = self.send("enqs", qs=batch.qs, ids=batch.ids, data=batch.data)
-            self.holds[msg] = batch.pendings    # hold() may still add to it in this turn
-            self.flow.sent(msg)
-
     def gone(self):
+        """The backup went: what it held is released (as if acknowledged)."""
         shipper, self.shipper = self.shipper, None
         if shipper is not None:
             shipper.cancel()
         self.deferred = None
         self.flow.clear()
         holds, self.holds = self.holds, {}
-        if self.batch is not None:
-            holds[None] = self.batch.pendings
-            self.batch = None
-        for guards in holds.values():
-            self.primary.release_guards(guards)
+        for held in holds.values():
+            self.primary.acknowledged(held)
         self.snapshot.clear()
 
     def __repr__(self):
         return "<RemoteBackup %s %s>" % (self.system_id, self.status)
 
 
-class ReplicatedQueue:
-    """The primary's ids for an ``all`` queue's messages."""
+class Primary(PrimaryCore):
+    """The primary's role: PrimaryCore (cypid.pyx.ha_stream) batches each loop turn's enqueues and
+    holds producers' settlements; this sends them and follows the backups and the configuration."""
 
-    __slots__ = ("primary", "queue", "ids", "next_id", "previous_hook", "guards", "on_demand")
-
-    def __init__(self, primary, queue):
-        self.primary = primary
-        self.queue = queue
-        self.guards = {}            # id -> [Guard] of ready backups that do not have it yet
-        self.on_demand = False      # replicated only for a replica of this queue (replicate.py)
-        self.ids = {}
-        self.next_id = 1
-        for msg in queue.all_messages():
-            self.ids[msg] = self.next_id
-            self.next_id += 1
-        self.previous_hook = queue.dequeue_hook      # the store's, for a durable queue
-        queue.enqueue_hook = self.enqueued
-        queue.observe_dequeues = True
-        queue.dequeue_hook = self.dequeued
-
-    def unhook(self):
-        queue = self.queue
-        queue.enqueue_hook = None
-        queue.observe_dequeues = False
-        if queue.dequeue_hook == self.dequeued:
-            queue.dequeue_hook = self.previous_hook
-
-    def enqueued(self, msg):
-        i = self.next_id
-        self.next_id = i + 1
-        self.ids[msg] = i
-        self.primary.enqueued(self, msg, i)
-
-    def dequeued(self, msg):
-        hook = self.previous_hook
-        if hook is not None:
-            hook(msg)
-        i = self.ids.pop(msg, None)
-        if i is not None:
-            guards = self.guards.pop(i, None)
-            if guards is not None:
-                self.primary.release_guards(guards)
-            self.primary.dequeued(self, i)
-
-
-class Primary:
     def __init__(self, ha):
         self.ha = ha
         self.broker = ha.broker
@@ -231,14 +152,10 @@ class Primary:
         self.loop = ha.loop
         self.backups = {}           # stream queue -> RemoteBackup
         self.queues = {}            # queue -> ReplicatedQueue
-        self.routed = []            # (RemoteBackup or None, Batch, ReplicatedQueue, id) since the last hold()
-        self.recovering_holds = []  # settlements held until the status is active
         self.flow_stops = {}        # ReplicatedQueue -> {RemoteBackup} over its flow bound (ha/flow.py)
-        self.flow_holds = {}        # ReplicatedQueue -> [Pending] held until no backup is over
-        self._deqs = {}             # ReplicatedQueue -> [ids] not yet sent
-        self._flush_scheduled = False
-        self._touched = set()       # connections with settlements to write
-        self._clear_scheduled = False
+        opts = ha.options
+        self.flow_bounded = bool(opts.ha_flow_messages or opts.ha_flow_bytes)
+        self.recount()
         for queue in list(self.nodes.queues.values()):
             if self.ha.queue_level(queue) != "none":
                 self.ha.identity("queue", queue.name)
@@ -263,6 +180,7 @@ class Primary:
         for rq in list(self.flow_holds):
             self._flow_release(rq)
         self.flow_stops.clear()
+        self.recount()
         self.activated()
 
     # -- membership ---------------------------------------------------------------------------------
@@ -286,65 +204,74 @@ class Primary:
         self.ha.members_changed()
         self.ha.backup_ready(rb.system_id)
 
+    def recount(self):
+        """The counts PrimaryCore's per-message path reads: backups the live stream goes to, ready
+        ones, and whether this primary is recovering."""
+        backups = [rb for rb in self.backups.values() if rb.snapshot_sent]
+        self.senders = len(backups)
+        self.ready = sum(1 for rb in backups if rb.ready)
+        self.recovering = self.ha.status == RECOVERING
+
     def activated(self):
+        self.recount()
         holds, self.recovering_holds = self.recovering_holds, []
         for pending in holds:
-            self.release(pending)
+            pending.release()
 
-    # -- holds on producers' settlements ----------------------------------------------------------
-    def hold(self, outcome):
-        """After routing a producer's message: one hold per ready backup sent a copy (and one while
-        recovering). Returns the outcome to settle with (a Pending when anything holds it)."""
-        routed, self.routed = self.routed, []
-        if outcome is not None and outcome.__class__ is not Pending:
-            return outcome          # refused: nothing to wait for
-        for rb, batch, rq, i in routed:
-            if outcome is None:
-                outcome = Pending()
-            outcome.count += 1
-            if rb is None:
-                self.recovering_holds.append(outcome)
-            elif rb is FLOW:
-                held = self.flow_holds.get(rq)
-                if held is None:
-                    self.flow_holds[rq] = [outcome]
-                else:
-                    held.append(outcome)
-            else:
-                guard = Guard(outcome, rq, i)
-                batch.pendings.append(guard)
-                guards = rq.guards.get(i)
-                if guards is None:
-                    rq.guards[i] = [guard]
-                else:
-                    guards.append(guard)
-        return outcome
+    # -- messages (PrimaryCore's per-message path calls these) ------------------------------------
+    def wire(self, rq, msg):
+        if msg.body is None and self.nodes.store is not None:       # flowed to disk
+            return self.nodes.store.encoded(rq.queue, msg, keep=False)
+        return msg.encoded()
 
-    def release_guards(self, guards):
-        """Release each hold not released yet (a backup acknowledged, a copy left the queue)."""
-        release = self.release
-        for guard in guards:
-            if not guard.done:
-                guard.done = True
-                release(guard.pending)
-                rq = guard.rq
-                others = rq.guards.get(guard.i)
-                if others is not None and all(g.done for g in others):
-                    del rq.guards[guard.i]
-
-    def release(self, pending):
-        conn = pending.release()        # the connection whose settlements to write, if any
-        if conn is not None:
-            if not self._touched:
-                self.loop.call_soon(self._flush_settlements)
-            self._touched.add(conn)
-
-    def _flush_settlements(self):
-        touched, self._touched = self._touched, set()
-        for conn in touched:
-            conn.flush_dirty()
+    def flush(self):
+        """Send what was batched: the enqueues (one ``enqb`` stream message, encoded once for every
+        backup; its holds wait for each ready backup's acknowledgement), then the dequeues (a
+        dequeue never goes before the enqueue of the same message)."""
+        backups = [rb for rb in self.backups.values() if rb.snapshot_sent]
+        batch = self.take_enqueues()
+        if batch is not None:
+            qs, recs, holds = batch
+            counts = self.take_flowed() if self.flow_bounded else None
+            data = encode_op("enqb", qs=qs, recs=recs)
+            ready = 0
+            for rb in backups:
+                if rb.only is not None and rb.only not in qs:
+                    continue        # a replica of another queue (it skips the others' records)
+                msg = rb.send_encoded(data)
+                if counts:
+                    rb.flow.sent(msg, counts if rb.only is None else
+                                 {rq: c for rq, c in counts.items() if rq.queue.name == rb.only})
+                if rb.ready and holds:
+                    rb.holds[msg] = holds
+                    ready += 1
+            self.arm(holds, ready)
+            if counts:
+                self.flow_room(counts)
+        for rq, ids in self.take_dequeues().items():
+            name = rq.queue.name
+            to = [rb for rb in backups if rb.only is None or rb.only == name]
+            if to:
+                data = encode_op("deq", q=name, ids=ids)
+                for rb in to:
+                    rb.send_encoded(data)
 
     # -- flow control on the stream (ha/flow.py) -------------------------------------------------
+    def flow_crossed(self, rq):
+        for rb in self.backups.values():
+            if rb.snapshot_sent and (rb.only is None or rb.only == rq.queue.name):
+                rb.flow.crossed(rq, rq.open_count, rq.open_bytes)
+        self.flow_room((rq,))
+
+    def flow_room(self, rqs):
+        """The least room each of ``rqs`` has left on any backup's stream (PrimaryCore checks its
+        turn's enqueues against it)."""
+        backups = [rb for rb in self.backups.values() if rb.snapshot_sent]
+        for rq in rqs:
+            rooms = [rb.flow.room(rq) for rb in backups if rb.only is None or rb.only == rq.queue.name]
+            rq.room_count = min([r[0] for r in rooms], default=UNBOUNDED)
+            rq.room_bytes = min([r[1] for r in rooms], default=UNBOUNDED)
+
     def flow_stop(self, rq, rb, count, size):
         stops = self.flow_stops.get(rq)
         if stops is None:
@@ -353,6 +280,7 @@ class Primary:
                           "wait (--ha-flow-messages %d, --ha-flow-bytes %d)", rq.queue.name, count, size,
                           rb.info.get("host-name"), rb.info.get("port"), rb.flow.max_count, rb.flow.max_bytes)
         stops.add(rb)
+        rq.flow_stopped = True
 
     def flow_resume(self, rq, rb):
         stops = self.flow_stops.get(rq)
@@ -361,80 +289,12 @@ class Primary:
         stops.discard(rb)
         if not stops:
             del self.flow_stops[rq]
+            rq.flow_stopped = False
             self._flow_release(rq)
 
     def _flow_release(self, rq):
         for pending in self.flow_holds.pop(rq, ()):
-            self.release(pending)
-
-    def _clear_routed(self):
-        """Messages the broker queued itself (no producer asked hold()) hold nothing."""
-        self._clear_scheduled = False
-        self.routed = []
-
-    # -- messages -----------------------------------------------------------------------------------
-    def _wire(self, rq, msg):
-        if msg.body is None and self.nodes.store is not None:       # flowed to disk
-            return self.nodes.store.encoded(rq.queue, msg, keep=False)
-        return msg.encoded()
-
-    def enqueued(self, rq, msg, i):
-        if not self.backups and self.ha.status != RECOVERING:
-            return
-        data = None
-        name = rq.queue.name
-        routed = self.routed
-        for rb in self.backups.values():
-            if not rb.snapshot_sent or (rb.only is not None and rb.only != name):
-                continue
-            if data is None:
-                data = self._wire(rq, msg)
-            batch = rb.batch
-            if batch is None:
-                batch = rb.batch = Batch()
-                self._schedule_flush()
-            batch.add(name, i, data)
-            if rb.flow.bounded:
-                rb.flow.add(rq, len(data))
-            if rb.ready:
-                routed.append((rb, batch, rq, i))
-            if batch.size >= LIVE_BATCH_BYTES:
-                rb.flush()
-        if self.ha.status == RECOVERING:
-            routed.append((None, None, None, None))
-        if self.flow_stops and rq in self.flow_stops:
-            routed.append((FLOW, None, rq, None))
-        if routed and not self._clear_scheduled:
-            self._clear_scheduled = True
-            self.loop.call_soon(self._clear_routed)
-
-    def dequeued(self, rq, i):
-        if not self.backups:
-            return
-        ids = self._deqs.get(rq)
-        if ids is None:
-            ids = self._deqs[rq] = []
-            self._schedule_flush()
-        ids.append(i)
-
-    def _schedule_flush(self):
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self):
-        """Send what this turn batched: every backup's enqueues, then the dequeues (a dequeue never
-        goes before the enqueue of the same message)."""
-        self._flush_scheduled = False
-        for rb in self.backups.values():
-            if rb.batch is not None:
-                rb.flush()
-        deqs, self._deqs = self._deqs, {}
-        for rq, ids in deqs.items():
-            name = rq.queue.name
-            for rb in self.backups.values():
-                if rb.snapshot_sent and (rb.only is None or rb.only == name):
-                    rb.send("deq", q=name, ids=ids)
+            pending.release()
 
     def _broadcast(self, op, **fields):
         self.flush()
@@ -475,7 +335,9 @@ class Primary:
     def queue_deleted(self, queue, context=None):
         rb = self.backups.pop(queue, None)
         if rb is not None:
+            self.recount()
             rb.gone()
+            self.flow_room(list(self.queues.values()))
             self.log.log(25, "HA: backup %s:%s disconnected", rb.info.get("host-name"), rb.info.get("port"))
             self.ha.members_changed()
             return
@@ -545,6 +407,7 @@ class Primary:
             else:
                 count += self.snapshot_messages(rb, rq)
         rb.snapshot_sent = True         # live events flow from here on
+        self.recount()
         if jobs:
             rb.defer()
             rb.shipper = Shipper(self, rb, jobs)
@@ -576,7 +439,7 @@ class Primary:
                      rb.info.get("port"), queue.name, count)
 
     def snapshot_messages(self, rb, rq, last_id=None):
-        """A queue's messages for a new backup, many to a stream message (``enqs``); with
+        """A queue's messages for a new backup, many to a stream message (``enqb``); with
         ``last_id``, only those with an id up to it (the ship point's, after a failed shipment)."""
         ids, name = rq.ids, rq.queue.name
         batch_ids, batch_data, size, count = [], [], 0, 0
@@ -584,16 +447,16 @@ class Primary:
             i = ids.get(msg)
             if i is None or (last_id is not None and i > last_id):
                 continue
-            data = self._wire(rq, msg)
+            data = self.wire(rq, msg)
             batch_ids.append(i)
             batch_data.append(data)
             size += len(data)
             if size >= SNAPSHOT_BATCH_BYTES or len(batch_ids) >= SNAPSHOT_BATCH_COUNT:
-                rb.snap("enqs", qs=[name] * len(batch_ids), ids=batch_ids, data=batch_data)
+                rb.snap("enqb", qs=[name], recs=pack_records(batch_ids, batch_data))
                 count += len(batch_ids)
                 batch_ids, batch_data, size = [], [], 0
         if batch_ids:
-            rb.snap("enqs", qs=[name] * len(batch_ids), ids=batch_ids, data=batch_data)
+            rb.snap("enqb", qs=[name], recs=pack_records(batch_ids, batch_data))
             count += len(batch_ids)
         return count
 

@@ -11,7 +11,7 @@ the fields of each operation:
 | queue | name, uuid, props, level | a queue exists |
 | qdel | name | it was deleted |
 | bind / unbind | exchange, queue, key (, args) | a binding |
-| enqs | qs, ids, data (lists) | messages queued on `all` queues (a snapshot's, or one loop turn's): each one's queue, replication id and bytes |
+| enqb | qs (list), recs (binary) | messages queued on `all` queues (a snapshot's, or one loop turn's): the names of the queues, and one blob of records `u32 index into qs, u64 replication id, u32 length, the message's bytes`, little-endian (cypid.pyx.ha_stream packs and applies it) |
 | deq | q, ids | messages left the queue |
 | end | - | the snapshot is complete |
 | members | members | the primary's membership (each backup learns its own status from it) |

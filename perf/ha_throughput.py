@@ -3,7 +3,11 @@ by an HA primary with 1 and 2 ready backups, in the same run (brokers are real p
 
     python perf/ha_throughput.py --count 50000 --size 1024 [--transient]
 
-Prints one line per setup and the ratios to standalone. The client is cypid.client (window 1000)."""
+Prints one line per setup and the ratios to standalone, and the CPU each process spent per message
+(utime+stime, microseconds: the primary, each backup, the client), the figure to compare on a busy
+machine. The client is cypid.client (window 1000). ``--only 1`` runs one setup (standalone is 0),
+``--hold S`` keeps sending for profiling (``perf record -p PID``: the pids are printed first)."""
+import os
 import argparse
 import asyncio
 import sys
@@ -11,6 +15,13 @@ import tempfile
 import time
 
 sys.path.insert(0, ".")
+
+
+def _cpu(pid):
+    """utime+stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _send(url, count, size, durable):
@@ -21,12 +32,12 @@ def _send(url, count, size, durable):
         snd = await conn.sender("tput", node="queue", create=True, window=1000,
                                 properties={"durable": durable, "qpid.max_size": 0, "qpid.max_count": 0})
         data = encode_message(b"x" * size, durable=durable)
-        t = time.monotonic()
+        t, c = time.monotonic(), time.process_time()
         await snd.send(data, count=count)
         await snd.wait_settled(timeout=600)
-        took = time.monotonic() - t
+        took, cpu = time.monotonic() - t, time.process_time() - c
         await conn.close()
-        return took
+        return took, cpu
     return asyncio.run(run())
 
 
@@ -38,25 +49,39 @@ def main(argv=None):
     p.add_argument("--count", type=int, default=50000)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--transient", action="store_true")
+    p.add_argument("--only", type=int, choices=(0, 1, 2), help="one setup: 0 standalone, 1 or 2 backups")
+    p.add_argument("--hold", type=float, default=0, help="wait this long before sending (to attach a profiler)")
     args = p.parse_args(argv)
     durable = not args.transient
     rates = {}
-    for backups in (None, 1, 2):
+    setups = (0, 1, 2) if args.only is None else (args.only,)
+    for backups in setups:
         factory = BrokerFactory(tempfile.mkdtemp(prefix="ha-tput-"))
         try:
-            if backups is None:
-                url = factory().url
+            if backups == 0:
+                procs = [factory()]
             else:
-                url = HaCluster(factory, backups + 1)[0].url
-            took = _send(url, args.count, args.size, durable)
+                procs = HaCluster(factory, backups + 1).brokers
+            url = procs[0].url
+            pids = [b.pid for b in procs]
+            if args.hold:
+                print("pids (primary first): %s" % " ".join(map(str, pids)), flush=True)
+                time.sleep(args.hold)
+            before = [_cpu(pid) for pid in pids]
+            took, client_cpu = _send(url, args.count, args.size, durable)
+            used = [_cpu(pid) - b for pid, b in zip(pids, before)]
         finally:
             factory.close()
-        name = "standalone" if backups is None else "%d backup%s" % (backups, "s" if backups > 1 else "")
+        name = "standalone" if backups == 0 else "%d backup%s" % (backups, "s" if backups > 1 else "")
         rates[name] = args.count / took
-        print("%-12s %s %d x %d B: %.0f msg/s" % (name, "durable" if durable else "transient", args.count,
-                                                  args.size, rates[name]))
-    base = rates["standalone"]
-    print("ratios: 1 backup %.2f, 2 backups %.2f" % (rates["1 backup"] / base, rates["2 backups"] / base))
+        per = lambda s: 1e6 * s / args.count       # noqa: E731
+        print("%-12s %s %d x %d B: %.0f msg/s; CPU us/msg: %s, client %.1f, load %.1f" % (
+            name, "durable" if durable else "transient", args.count, args.size, rates[name],
+            ", ".join(("primary %.1f" if i == 0 and backups else "broker %.1f" if i == 0 else "backup %.1f")
+                      % per(u) for i, u in enumerate(used)), per(client_cpu), os.getloadavg()[0]), flush=True)
+    if len(rates) == 3:
+        base = rates["standalone"]
+        print("ratios: 1 backup %.2f, 2 backups %.2f" % (rates["1 backup"] / base, rates["2 backups"] / base))
 
 
 if __name__ == "__main__":
