@@ -35,7 +35,7 @@ async def settled_until_stalled(snd, total, deadline=60.0, quiet=1.0):
             last, since = settled, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return settled
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)     # poll: the deadline is the loop's condition
     raise AssertionError("the producer neither finished nor stalled")
 
 
