@@ -34,7 +34,7 @@ async def until(predicate, timeout=10.0, what="the condition"):
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
-        await asyncio.sleep(0.01)       # the brokers run in this loop: let them work, then look again
+        await asyncio.sleep(0.01)       # poll: the brokers run in this loop: let them work, then look again
 
 
 def subscribed_keys(broker):

@@ -96,10 +96,16 @@ def test_kill_primary_under_load_loses_no_accepted_message(brokers, durable):
     wait_status(cluster[2], "ready")
 
 
-def test_a_stalled_ready_backup_holds_the_producer(brokers):
+def ready_pair_with_queue(brokers):
+    """A primary and a ready backup sharing the non-durable queue ``q``."""
     cluster = HaCluster(brokers, 2)
     create_queue(cluster[0], "q", False)
     wait_until(lambda: "q" in queue_depths(cluster[1]), 60, interval=0.05)
+    return cluster
+
+
+def test_a_stalled_ready_backup_holds_the_producer(brokers):
+    cluster = ready_pair_with_queue(brokers)
 
     async def run():
         conn = await connect(cluster[0].url, timeout=30)
@@ -121,9 +127,7 @@ def test_a_stalled_ready_backup_holds_the_producer(brokers):
 def test_a_message_consumed_before_the_backup_has_it_is_settled(brokers):
     """qpidd's QueueGuard: a copy that leaves the primary's queue (consumed) before a ready backup
     acknowledged it no longer waits for that backup; the producer is settled at once."""
-    cluster = HaCluster(brokers, 2)
-    create_queue(cluster[0], "q", False)
-    wait_until(lambda: "q" in queue_depths(cluster[1]), 60, interval=0.05)
+    cluster = ready_pair_with_queue(brokers)
 
     async def run():
         conn = await connect(cluster[0].url, timeout=30)
