@@ -433,7 +433,8 @@ class Primary(PrimaryCore):
             rq.on_demand = True
         rb.snap("qsnap", q=queue.name)
         count = self.snapshot_messages(rb, rq)
-        rb.snapshot_sent = True
+        rb.snapshot_sent = True         # live events flow from here on: counted, or none is batched
+        self.recount()
         rb.snapshot_done()
         self.log.log(25, "HA: %s:%s replicates queue %r: %d message(s) to copy", rb.info.get("host-name"),
                      rb.info.get("port"), queue.name, count)

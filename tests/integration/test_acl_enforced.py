@@ -68,7 +68,7 @@ def broker(tmp_path_factory):
     b = BrokerProcess(base, args + ["--acl-file", str(base / "policy.acl")])
     b.start()
     admin = BlockingConnection(b.url, timeout=TIMEOUT, user="admin", password="pw-admin")
-    for q in ("secret.q", "private.q", "work.q", "bob.q", "shared.q"):
+    for q in ("secret.q", "private.q", "work.q", "bob.q", "shared.q", "alice.made"):  # each test runs alone
         admin.create_sender(q, options=CreateQueue()).close()
     b.admin = admin
     yield b
@@ -171,7 +171,7 @@ PUBLISH = [
     ("publish exchange, key in topic pattern", "alice", "amq.topic", "news.today", None),
     ("publish exchange, key outside pattern", "alice", "amq.topic", "news.a.b",
      "amqp:unauthorized-access ACL denied exchange publish request for amq.topic from alice@QPID with routing key news.a.b"),
-    ("publish to a queue: default exchange, key = queue", "alice", "alice.q1", None, None),
+    ("publish to a queue: default exchange, key = queue", "alice", "alice.made", None, None),
     ("publish to a queue not allowed", "alice", "bob.q", None,
      "amqp:unauthorized-access ACL denied exchange publish request for  from alice@QPID with routing key bob.q"),
     ("publish, no publish rule for the user", "carol", "amq.topic", "news.today",
@@ -229,14 +229,14 @@ QMF = [
     ("delete exchange denied", "alice", BROKER_ID, "delete", {"type": "exchange", "name": "amq.match", "options": {}},
      "ACL denied exchange delete request for amq.match from alice@QPID"),
     ("bind, queuename property", "alice", BROKER_ID, "create",
-     {"type": "binding", "name": "amq.direct/alice.q1/k1", "properties": {}, "strict": True}, None),
+     {"type": "binding", "name": "amq.direct/alice.made/k1", "properties": {}, "strict": True}, None),
     ("bind, another queue", "alice", BROKER_ID, "create",
      {"type": "binding", "name": "amq.direct/shared.q/k1", "properties": {}, "strict": True},
      "ACL denied exchange bind request for amq.direct from alice@QPID"),
     ("unbind, queuename wildcard and routingkey", "alice", BROKER_ID, "delete",
-     {"type": "binding", "name": "amq.direct/alice.q1/k1", "options": {}}, None),
+     {"type": "binding", "name": "amq.direct/alice.made/k1", "options": {}}, None),
     ("unbind, key outside the wildcard", "alice", BROKER_ID, "delete",
-     {"type": "binding", "name": "amq.direct/alice.q1/x1", "options": {}},
+     {"type": "binding", "name": "amq.direct/alice.made/x1", "options": {}},
      "ACL denied exchange unbind request for amq.direct from alice@QPID"),
     ("purge allowed with allow-log", "carol", "org.apache.qpid.broker:queue:work.q", "purge", {"request": 0}, None),
     ("purge denied for other queue", "carol", "org.apache.qpid.broker:queue:shared.q", "purge", {"request": 0},

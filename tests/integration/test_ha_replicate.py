@@ -1,6 +1,7 @@
 """Replication of one queue to another broker outside a cluster (--ha-queue-replication, qpid-ha
 replicate; ha/replicate.py; ../shared/reference/ha.md section 8, ReplicationTests 6)."""
 import io
+import signal
 
 import pytest
 from cypid.tools import qpid_ha
@@ -39,6 +40,38 @@ def test_replica_follows_the_source_queue(broker_factory):
     replica.stop()
     replica.start()
     assert browse(replica, "q") == want
+
+
+def test_enqueues_while_the_replica_takes_its_copy_are_replicated(broker_factory):
+    """Messages queued on the source after it sent its copy but before the replica acknowledged it
+    go on the stream too. The replica is stopped (SIGSTOP) in that window: the copy is 16 durable
+    MiB, which the replica syncs before it acknowledges; an attempt that missed the window (the
+    source already logged the replica ready) is made again on a new queue."""
+    source = broker_factory(*REPLICATION)
+    replica = broker_factory(*REPLICATION)
+    big = "x" * (1 << 20)
+    for attempt in range(5):
+        q = "q%d" % attempt
+        create(source, "queue", q, durable=True)
+        create(replica, "queue", q, durable=True)
+        send(source, q, [big] * 16, durable=True)
+        offset = source.log_size()
+        assert replicate(replica, source, q) == (0, "")
+        source.wait_for_log(r"replicates queue '%s': 16 message" % q, timeout=30)
+        replica.signal(signal.SIGSTOP)
+        try:
+            in_window = "replica of queue '%s' is ready" % q not in source.log_text_from(offset)
+            if in_window:
+                send(source, q, ["b0", "b1"])
+        finally:
+            replica.signal(signal.SIGCONT)
+        if in_window:
+            break
+    else:
+        pytest.skip("the replica acknowledged its copy before it could be stopped, 5 times")
+    wait_until(lambda: queue_depths(replica).get(q) == 18, 30, interval=0.05,
+               message=lambda: "18 messages on the replica's %s, has %r" % (q, queue_depths(replica).get(q)))
+    assert browse(replica, q)[-2:] == ["b0", "b1"]
 
 
 def test_replicate_errors(broker_factory):
