@@ -31,6 +31,7 @@ __all__ = [
     "EXCHANGE_TYPES",
     "BUILTIN_EXCHANGES",
     "topic_match",
+    "compile_headers",
     "normalize_topic",
 ]
 
@@ -545,7 +546,9 @@ class _HeadersBinding:
         return True
 
 
-def _compile_headers(queue, arguments):
+def compile_headers(queue, arguments):
+    """A headers binding's matcher for ``arguments`` (x-match and the pairs); federation matches a
+    remote headers exchange's subscriptions with it too."""
     mode = arguments.get("x-match", "all")
     if isinstance(mode, (bytes, bytearray)):
         mode = bytes(mode).decode("utf-8", "replace")
@@ -581,7 +584,7 @@ class HeadersExchange(Exchange):
         self._list = _EMPTY
 
     def _prepare(self, queue, key, arguments):
-        return _compile_headers(queue, arguments)
+        return compile_headers(queue, arguments)
 
     def _added(self, queue, key, arguments, prepared):
         self._matchers[(queue, key)] = prepared

@@ -55,7 +55,7 @@ from cypid.pyx.message import Message
 from cypid.pyx.sections import scan_message
 
 from . import errors
-from .exchanges import _compile_headers, topic_match
+from .exchanges import compile_headers, topic_match
 from .store import Pending
 
 TRACE = symbol("x-qpid.trace")
@@ -778,7 +778,7 @@ def _matcher(kind, key, headers):
     """Whether a message matches a subscription's key (or match map) as the remote exchange matches it;
     None for fanout (one subscription)."""
     if kind == "headers":
-        binding = _compile_headers(None, headers or {})
+        binding = compile_headers(None, headers or {})
         return lambda msg: binding.matches(msg.application_properties() or {})
     if kind == "topic":
         return lambda msg: topic_match(key, msg.subject or "")
