@@ -38,6 +38,7 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
         self.broker = broker
         self.log = broker.log
         self.loop = broker.loop
+        self.loop_time = broker.loop.time
         self.transport = None
         self.engine = None          # made in connection_made: the mechanisms offered depend on the transport
         self.user = "anonymous"
@@ -50,14 +51,8 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
         self.link_limit_logged = False
         self.address = "?"
         self.refused = None         # (condition, text) when the connection must be refused after open
-        self.paused = False         # the transport's buffer is full, or the connection is closing
-        self.closing = False        # our last frame is written: input is dropped
-        self.flush_scheduled = False
         self._timer = None
         self._failing = False
-        self.stats_bytes_in = 0     # bytes read and written (/metrics), counted per read and per flush
-        self.stats_bytes_out = 0
-        self._feeding = False       # inside engine.feed(): a close is written when it returns
 
     @property
     def stats_frames_in(self):
@@ -108,58 +103,9 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
                 self.close_transport()
         return False
 
-    # Input is read straight into the engine's frame reader (asyncio's BufferedProtocol: no bytes
-    # object per read, no copy into the reader); data_received stays for transports that call it.
-    def get_buffer(self, sizehint):
-        return self.engine.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes):
-        if not self.closing:
-            self._input(None, nbytes)
-
-    def data_received(self, data):
-        if not self.closing:
-            self._input(data, len(data))
-
-    def _input(self, data, nbytes):
-        engine = self.engine
-        self.stats_bytes_in += nbytes
-        self._feeding = True
-        try:
-            if data is None:
-                engine.buffer_updated(nbytes, self.loop.time())
-            else:
-                engine.feed(data, self.loop.time())
-        except AmqpError as e:     # the handler found the peer at fault (a malformed terminus...)
-            self._feeding = False
-            self.fail(e.condition, e.description)
-            return
-        except Exception as e:     # a broker bug in a handler call: this connection goes, the broker carries on
-            self._feeding = False
-            self.internal_error(e)
-            return
-        finally:
-            self._feeding = False
-        if engine.close_sent or engine.finished:
-            self.close_transport()
-        else:
-            self.want_flush()
-
-    # -- output: once per loop turn -------------------------------------------------------------
-    def want_flush(self):
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self):
-        self.flush_scheduled = False
-        if self.closing:
-            return
-        data = self.engine.take_output(self.loop.time())
-        transport = self.transport
-        if data and transport is not None and not transport.is_closing():
-            transport.write(data)
-            self.stats_bytes_out += len(data)
+    # Input (get_buffer, buffer_updated, data_received) and the output once per loop turn (want_flush,
+    # _flush) are BrokerHandler's, in C: a read is decoded, dispatched and its output queued without
+    # a Python frame.
 
     def _pump_all(self):
         for session in list(self.local_sessions.values()):
@@ -310,9 +256,6 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
         if not self.paused:
             self._pump_all()
 
-    def on_wake(self):
-        self.want_flush()
-
     # -- ending ------------------------------------------------------------------------------------
     def fail(self, condition, description, level=logging.WARNING, info=None):
         """Close this connection with an error (``info``: the error's info map, e.g. a redirect's
@@ -365,7 +308,7 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
             return
         self.paused = True
         transport = self.transport
-        data = self.engine.take_output(self.loop.time())
+        data = self.engine.take_output(self.loop_time())
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
         self._abandon()

@@ -9,14 +9,26 @@ not per message (attach, refuse, detach, management); the fields below are their
 from libc.stdint cimport int64_t
 
 from cypid.pyx.endpoints cimport Delivery, Link
+from cypid.pyx.engine cimport Engine
 from cypid.pyx.engine_core cimport Handler
 from cypid.pyx.queue cimport Consumer, Queue
 
 
 cdef class BrokerHandler(Handler):
+    # The shell's per-read and per-turn work (asyncio's BufferedProtocol calls) is this class's, in C;
+    # broker/connection.py's Connection sets these fields and keeps the rest of the shell.
+    cdef public Engine engine               # made in connection_made
+    cdef public object transport
+    cdef public object loop
+    cdef public object loop_time            # loop.time, bound once
     cdef public bint paused                 # the transport's buffer is full, or the connection is closing
+    cdef public bint closing                # our last frame is written: input is dropped
     cdef public bint flush_scheduled        # the shell's _flush runs this loop turn
-    cdef int request_flush(self) except -1  # want_flush() unless it is scheduled already
+    cdef public bint _feeding               # inside the engine's input: a close is written when it returns
+    cdef public int64_t stats_bytes_in      # bytes read and written (/metrics, management)
+    cdef public int64_t stats_bytes_out
+    cdef int request_flush(self) except -1  # _flush at the end of this loop turn, unless it is scheduled already
+    cdef int _input(self, object data, Py_ssize_t nbytes) except -1
 
 
 cdef class Router:

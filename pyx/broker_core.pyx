@@ -19,6 +19,7 @@ from libc.stdint cimport int64_t, uint64_t
 
 from cypid.pyx.amqp cimport ACCEPTED, REJECTED, RELEASED, TRANSACTIONAL_STATE
 from cypid.pyx.endpoints cimport Delivery, Link
+from cypid.pyx.engine cimport Engine
 from cypid.pyx.engine_core cimport Handler
 from cypid.pyx.message cimport Message, encoded_header, message_from
 from cypid.pyx.queue cimport Consumer, Queue
@@ -49,12 +50,76 @@ def limit_outcome(e):
 
 cdef class BrokerHandler(Handler):
     """Base of broker.connection.Connection. The engine's per-delivery calls reach the broker's link
-    objects (``link.context``) as C calls; links of other kinds fall back to on_message/on_outcome."""
+    objects (``link.context``) as C calls; links of other kinds fall back to on_message/on_outcome.
+
+    The shell's per-read work is here too: asyncio's BufferedProtocol calls (get_buffer,
+    buffer_updated) and the once-per-turn output (_flush) run the engine's C entry points without a
+    Python frame. A read goes straight into the engine's frame reader (the buffer handed out stays
+    valid until buffer_updated: the reader does not move it while it is lent out), is decoded and
+    dispatched; what the engine wrote is taken and written once at the end of the loop turn. The
+    rest (connection_made, pause/resume, eof, timers, failing and closing) is Connection's."""
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self.engine.get_buffer_c()     # (the hint, -1 on asyncio's loop, is the reader's to ignore)
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        if not self.closing:
+            self._input(None, nbytes)
+
+    def data_received(self, data):
+        """(Transports that do not read into get_buffer's buffer.)"""
+        if not self.closing:
+            self._input(data, len(data))
+
+    cdef int _input(self, object data, Py_ssize_t nbytes) except -1:
+        cdef Engine engine = self.engine
+        cdef double now = self.loop_time()
+        self.stats_bytes_in += nbytes
+        self._feeding = True
+        try:
+            if data is None:
+                engine.buffer_updated_c(nbytes, now)
+            else:
+                engine.feed(data, now)
+        except AmqpError as e:      # the handler found the peer at fault (a malformed terminus...)
+            self._feeding = False
+            self.fail(e.condition, e.description)
+            return 0
+        except Exception as e:      # a broker bug in a handler call: this connection goes, the broker carries on
+            self._feeding = False
+            self.internal_error(e)
+            return 0
+        finally:
+            self._feeding = False
+        if engine.close_sent or engine.finished:
+            self.close_transport()
+        else:
+            self.request_flush()
+        return 0
+
+    def want_flush(self):
+        """Write what the engine has at the end of this loop turn."""
+        self.request_flush()
 
     cdef int request_flush(self) except -1:
         if not self.flush_scheduled:
-            self.want_flush()
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
         return 0
+
+    def _flush(self):
+        cdef bytes data
+        self.flush_scheduled = False
+        if self.closing:
+            return
+        data = self.engine.take_output_c(self.loop_time())
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+            self.stats_bytes_out += len(data)
+
+    cpdef object on_wake(self):
+        self.request_flush()
 
     cdef int deliver_message(self, object link, object delivery, const char* data, Py_ssize_t n) except -1:
         ctx = (<Link>link).context
@@ -161,6 +226,9 @@ cdef class ProducerCore:
 
     cdef object route(self, const char* data, Py_ssize_t n):
         broker = self.broker
+        # Whom the QMF agent answers for and whom no-local compares: read by exchanges and filtered
+        # queues only, so a message straight into a plain queue does not set it.
+        cdef bint publishing = self.anonymous or type(self.node) is not Queue or self.nodes.filtered != 0
         try:
             msg = message_from(data, n)
             if self.check_user_id and (<Message>msg).user_id is not None:
@@ -169,7 +237,8 @@ cdef class ProducerCore:
                 refused = self.acl.publish_refused(self, msg)
                 if refused is not None:
                     return amqp.rejected(UNAUTHORIZED_ACCESS, refused)
-            broker.publisher = self.connection   # whom the QMF agent answers for
+            if publishing:
+                broker.publisher = self.connection
             if self.anonymous:
                 return self.nodes.route_anonymous(msg)
             # A headers exchange decodes the application-properties only now (before enqueueing).
@@ -185,7 +254,8 @@ cdef class ProducerCore:
                 broker.loop.call_soon(self.detach, e.condition, e.description)
             return amqp.rejected(e.condition, str(e))
         finally:
-            broker.publisher = None
+            if publishing:
+                broker.publisher = None
 
 
 # =================================================================================================

@@ -55,6 +55,10 @@ cdef class Engine(ConnectionCore):
     cdef readonly double last_write
     cdef readonly uint64_t frames_in
 
+    # The shell's per-read and per-turn calls (get_buffer, buffer_updated, take_output) as C calls.
+    cdef object get_buffer_c(self)
+    cdef int buffer_updated_c(self, Py_ssize_t nbytes, double now) except -1
+    cdef bytes take_output_c(self, double now)
     cdef int _on_header(self, bytes header) except -1
     cdef int _on_sasl(self, int code, list fields) except -1
     cdef int _dispatch(self, int channel, const char* body, Py_ssize_t blen) except -1

@@ -10,6 +10,7 @@ engine_core (handler, field and transfer readers), endpoints (sessions, links, d
 """
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.memoryview cimport PyMemoryView_FromObject
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from cypid.pyx.amqp cimport (BEGIN, CLOSE, FRAME_AMQP, FRAME_SASL, OPEN, SASL_CHALLENGE, SASL_INIT,
@@ -125,6 +126,9 @@ cdef class Engine(ConnectionCore):
     def take_output(self, double now=0.0):
         """Everything to write (bytes, maybe empty), after the dispositions and window flows still
         owed; the buffer starts afresh.  Calls on_writable() if the output bound had been reached."""
+        return self.take_output_c(now)
+
+    cdef bytes take_output_c(self, double now):
         self._woken = False
         if self._dirty:
             self._flush_sessions()
@@ -273,18 +277,24 @@ cdef class Engine(ConnectionCore):
     def get_buffer(self, Py_ssize_t sizehint=-1):
         """Where the shell's next socket read goes (asyncio's BufferedProtocol.get_buffer): a
         writable memoryview of the frame reader's free space; ``buffer_updated(n, now)`` follows."""
+        return self.get_buffer_c()
+
+    cdef object get_buffer_c(self):
         if self.finished:
             self._reader.clear()        # input after the end is dropped
         self._reader.reserve_read()
-        return memoryview(self._reader)
+        return PyMemoryView_FromObject(self._reader)
 
     def buffer_updated(self, Py_ssize_t nbytes, double now=0.0):
         """``nbytes`` were read into the last get_buffer(): processed as feed() would."""
+        self.buffer_updated_c(nbytes, now)
+
+    cdef int buffer_updated_c(self, Py_ssize_t nbytes, double now) except -1:
         if self.finished:
             self._reader.clear()
-            return
+            return 0
         self._reader.advance(nbytes)
-        self._process(now)
+        return self._process(now)
 
     cdef int _process(self, double now) except -1:
         cdef FrameReader reader = self._reader
