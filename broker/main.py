@@ -7,6 +7,7 @@ Two environment variables of cypid's own (qpidd has neither):
 * ``CYPID_AUDIT=1``: write a leak audit line at start-up and at a clean shutdown (broker/audit.py).
 """
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ LOOP_ENV = "CYPID_LOOP"
 LOOPS = ("uvloop", "asyncio")
 #: how long a clean shutdown waits for closed connections to be gone before the audit
 AUDIT_SETTLE_SECONDS = 5.0
+#: the cyclic GC's first threshold once the broker serves (CPython's default is 700): see settle_gc
+GC_YOUNG_THRESHOLD = 50000
 
 
 def _loop(name=None):
@@ -34,6 +37,19 @@ def _loop(name=None):
         except ImportError:   # pragma: no cover - uvloop is a dependency, asyncio is the fallback
             pass
     return asyncio.new_event_loop()
+
+
+def settle_gc():
+    """Once the broker serves: what start-up made (modules, options, the recovered messages) is
+    frozen out of the cyclic GC's generations, and a young collection waits for 50,000 new objects
+    instead of 700. Each message in flight holds a few GC-tracked objects (the message, its delivery,
+    the hold on its settlement) until its journal sync comes back, a few hundred messages at a
+    time: at 700 every young collection traversed only live objects and promoted them, to be
+    traversed again by the older generations (about a tenth of the broker's CPU per durable message).
+    Garbage cycles are still collected, just less often. The daemon's process only (not a Broker
+    made in a test process)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _audit(broker, when):
@@ -125,6 +141,7 @@ def _run(options, log, detached):
             if e.filename is None:
                 return fail("Cannot listen on port %s: %s" % (options.port, e))
             return fail("Start-up failed: %s" % _startup_error(e))
+        settle_gc()
         if auditing:    # the baseline: the store open, listening (the loop has its own descriptors)
             await audit.prime_loop(loop)
             _audit(broker, "start")
