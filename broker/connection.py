@@ -237,11 +237,6 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
             del session.local_handles[link.handle]
         broker_link.abandon()
 
-    def on_flow(self, link):
-        broker_link = link.context
-        if broker_link is not None and broker_link.is_sender:
-            broker_link.pump()
-
     def on_message(self, link, delivery, data):
         link.context.on_message(delivery, data)
 

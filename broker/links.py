@@ -131,19 +131,6 @@ class OutgoingLink(Link, ConsumerCore):
         self.broker.events.subscribed(self)
         return True
 
-    def pump(self):
-        """Take what the queue has for this link while it can; a drain whose credit the queue cannot
-        use up ends here (also when it resumes after the output or the window was full)."""
-        queue = self.queue
-        if queue is None or self.detached:
-            return
-        if self.can_take():
-            queue.dispatch()
-        core = self.core
-        if core.drain and core.credit > 0 and not self.detached and not queue.has_message_for(self):
-            core.drained()
-            self.connection.want_flush()
-
     def abandon(self):
         if self.detached:
             return

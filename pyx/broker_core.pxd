@@ -66,5 +66,6 @@ cdef class ConsumerCore(Consumer):
     cdef public bint presettled
     cdef public bint detached
     cdef public bint delete_on_detach       # a private subscription queue goes with its link
+    cpdef pump(self)                        # take from the queue while the link can (credit, window, output)
     cdef int outcome_c(self, object msg, int outcome, object state) except -1
     cdef int _too_large(self, object msg, Queue queue, Py_ssize_t size) except -1

@@ -121,6 +121,12 @@ cdef class BrokerHandler(Handler):
     cpdef object on_wake(self):
         self.request_flush()
 
+    cpdef object on_flow(self, object link):
+        """The consumer's credit (or drain) changed: its queue is asked for more (in C)."""
+        ctx = (<Link>link).context
+        if isinstance(ctx, ConsumerCore):
+            (<ConsumerCore>ctx).pump()
+
     cdef int deliver_message(self, object link, object delivery, const char* data, Py_ssize_t n) except -1:
         ctx = (<Link>link).context
         if isinstance(ctx, ProducerCore):
@@ -273,6 +279,20 @@ cdef class ConsumerCore(Consumer):
         """Credit, the peer's session window, and room in the connection's output (max-connection-output:
         a consumer that does not read its socket makes the broker encode no more for it)."""
         return self.core._sendable(1) == 1 and not self.connection.paused
+
+    cpdef pump(self):
+        """Take what the queue has for this link while it can; a drain whose credit the queue cannot
+        use up ends here (also when it resumes after the output or the window was full)."""
+        cdef Link core
+        queue = self.queue
+        if queue is None or self.detached:
+            return
+        if self.can_take_c():
+            (<Queue?>queue).dispatch()
+        core = self.core
+        if core.drain and core.credit > 0 and not self.detached and not queue.has_message_for(self):
+            core.drained()
+            self.connection.request_flush()
 
     def deliver(self, msg, queue):
         self.deliver_c(msg, queue)
