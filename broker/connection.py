@@ -13,7 +13,7 @@ import os
 from cypid.pyx import amqp
 from cypid.pyx.broker_core import BrokerHandler
 from cypid.pyx.codec import Array, symbol
-from cypid.pyx.engine import Engine
+from cypid.pyx.engine import Engine, LinkState, SessionState
 
 from . import errors
 from .errors import AmqpError
@@ -24,9 +24,6 @@ from .session import Session
 # dropped until the peer's EOF, at most this many seconds: closing with unread input would send a
 # TCP reset, which can destroy the close frame before the peer reads it.
 LINGER = 2.0
-LINK_DETACHED = 4           # engine_core L_DETACHED
-LINK_DETACH_SENT = 3        # engine_core L_DETACH_SENT: the engine detached the link with an error it found
-SESSION_END_SENT = 3        # engine_core S_END_SENT
 
 
 class Connection(BrokerHandler, asyncio.BufferedProtocol):
@@ -192,7 +189,7 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
         session.context = None
         if state is None:
             return
-        if error is not None and session.state == SESSION_END_SENT:
+        if error is not None and session.state == SessionState.END_SENT:
             self.log.warning("Session %d on %s ended: %s: %s", session.channel, self.address, error[0], error[1])
         if self.local_sessions.get(session.channel) is state:
             del self.local_sessions[session.channel]
@@ -230,7 +227,7 @@ class Connection(BrokerHandler, asyncio.BufferedProtocol):
         link.context = None
         if broker_link is None:
             return
-        if error is not None and link.state == LINK_DETACH_SENT and not broker_link.detached:
+        if error is not None and link.state == LinkState.DETACH_SENT and not broker_link.detached:
             self.log.warning("Link %r on %s detached: %s: %s", link.name, self.address, error[0], error[1])
         session = broker_link.session
         if session.local_handles.get(link.handle) is broker_link:

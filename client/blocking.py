@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 import threading
 
-from .connection import S_MAPPED, connect
+from .connection import connect
 from .errors import ConnectionClosed
 
 
@@ -63,7 +63,7 @@ class BlockingConnection:
         return self._lt.call(coro, self.timeout if timeout is None else timeout)
 
     def _default_session(self):
-        if self._session is None or self._session.state != S_MAPPED:
+        if self._session is None or not self._session.is_open:
             self._session = self._call(self.connection.session())
         return self._session
 

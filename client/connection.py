@@ -13,7 +13,7 @@ import uuid
 
 from cypid.pyx import amqp
 from cypid.pyx.codec import symbol
-from cypid.pyx.engine import Engine, EngineError, Handler
+from cypid.pyx.engine import ConnectionState, Engine, EngineError, Handler, SessionState
 
 from .errors import AuthenticationError, ClientError, ConnectionClosed, SessionEnded
 from .links import Receiver, Sender
@@ -25,10 +25,6 @@ MASK32 = 0xFFFFFFFF
 DEFAULT_PORT = 5672
 DEFAULT_SSL_PORT = 5671
 VERSION = "0.1.0"
-# Connection states (what the API needs to know; the protocol states are the engine's).
-S_CONNECTING, S_OPENED, S_CLOSE_SENT, S_CLOSED = range(4)
-# Session states.
-S_BEGIN_SENT, S_MAPPED, S_END_SENT, S_ENDED = range(4)
 SEND_BUDGET = 1 << 20       # bytes the senders encode per loop turn before the loop reads again
 
 
@@ -70,7 +66,8 @@ def _exception(error, default, cls=ConnectionClosed):
 
 class Connection(Handler):
     """One AMQP connection (an asyncio Protocol and the engine's handler). Make it with
-    ``await connect(url, ...)``."""
+    ``await connect(url, ...)``. Its state, its sessions' and its links' are the engine's
+    (``state``: an engine.ConnectionState); when the socket drops, ``engine.abort()`` ends them all."""
 
     def __init__(self, loop, *, container_id=None, hostname=None, username=None, password=None,
                  mechanism=None, sasl=True, idle_timeout=None, max_frame_size=65536, channel_max=255,
@@ -95,7 +92,7 @@ class Connection(Handler):
             self, container_id=self.container_id, max_frame_size=self.max_frame_size,
             channel_max=channel_max, idle_timeout=self.idle_timeout / 2, sasl=self.use_sasl,
             hostname=hostname, handle_max=MASK32, output_limit=4 * SEND_BUDGET)
-        self.state = S_CONNECTING
+        self._ending = None         # (exception, clean) while _terminate has the engine end everything
         self.remote_properties = {}
         self.offered_capabilities = ()
         self.sessions = {}          # local channel -> Session
@@ -106,6 +103,11 @@ class Connection(Handler):
         self.closed = loop.create_future()
         self.error = None
         self._timer = None
+
+    @property
+    def state(self):
+        """The engine's ConnectionState."""
+        return self.engine.state
 
     # -- the peer's limits, as the engine learnt them ---------------------------------------------
     @property
@@ -142,7 +144,7 @@ class Connection(Handler):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.state != S_CLOSED:
+        if not self.engine.finished:
             why = "connection lost" + (": %s" % exc if exc else " (peer closed the socket)")
             self._terminate(ConnectionClosed(why))
         if not self.closed.done():
@@ -160,7 +162,7 @@ class Connection(Handler):
         return False
 
     def data_received(self, data):
-        if self.state == S_CLOSED:
+        if self.engine.finished:
             return
         self.engine.feed(data, self.loop.time())
         if self.engine.finished:
@@ -178,7 +180,7 @@ class Connection(Handler):
         """The senders' next batches (at most SEND_BUDGET bytes), then one write of everything."""
         self._flush_scheduled = False
         engine = self.engine
-        if self._pumping and not self._paused and self.state == S_OPENED:
+        if self._pumping and not self._paused and engine.opened:
             budget = SEND_BUDGET
             pumping = self._pumping
             self._pumping = []
@@ -248,8 +250,6 @@ class Connection(Handler):
         self.offered_capabilities = tuple(str(c) for c in (getattr(caps, "elements", None) or
                                                            ([caps] if caps is not None else [])))
         self.remote_properties = {str(k): v for k, v in engine.remote_properties.items()}
-        if self.state == S_CONNECTING:
-            self.state = S_OPENED
         self._start_timer()
         if not self.opened.done():
             self.opened.set_result(self)
@@ -257,15 +257,21 @@ class Connection(Handler):
             self._schedule_flush()
 
     def on_close(self, error, by_peer):
-        if by_peer and self.state != S_CLOSE_SENT:
+        if self._ending is not None:            # _terminate's engine.abort()
+            exc, clean = self._ending
+        elif by_peer:
             exc = _exception(error, ConnectionClosed("connection closed by the peer"))
-        elif not by_peer and error is not None:
+            clean = False
+        elif error is not None:
             exc = _exception(error, ConnectionClosed("connection closed"))
+            clean = False
             log.warning("connection to %s closed: %s: %s", self.remote_container_id or "peer",
                         error[0], error[1])
         else:
             exc = _exception(error, None)
-        self._terminate(exc or ConnectionClosed("connection closed"), clean=exc is None)
+            clean = exc is None
+            exc = exc or ConnectionClosed("connection closed")
+        self._ended(exc, clean)
         self._schedule_flush()
 
     def on_begin(self, session):
@@ -274,7 +280,7 @@ class Connection(Handler):
     def on_end(self, session, error):
         s = session.context
         if s is not None:
-            s._on_end(error)
+            s._on_end(error, self._ending[0] if self._ending is not None else None)
 
     def on_attach(self, link):
         link.context._on_attach()
@@ -294,7 +300,7 @@ class Connection(Handler):
         link.context._settled(count, amqp.OUTCOME_NAMES.get(outcome, "settled"), state)
 
     def on_detach(self, link, error):
-        link.context._on_detach(error)
+        link.context._on_detach(error, self._ending[0] if self._ending is not None else None)
 
     def on_writable(self):
         if self._pumping:
@@ -302,24 +308,33 @@ class Connection(Handler):
 
     # -- heartbeats ----------------------------------------------------------------------------
     def _start_timer(self):
-        if self._timer is None and self.state != S_CLOSED:
+        if self._timer is None and not self.engine.finished:
             interval = self.engine.tick(self.loop.time())
             if interval:
                 self._timer = self.loop.call_later(interval, self._tick)
 
     def _tick(self):
         self._timer = None
-        if self.state == S_CLOSED:
+        if self.engine.finished:
             return
         self._start_timer()
         if self.engine.output_pending or self.engine.finished:
             self._schedule_flush()
 
     def _terminate(self, exc, clean=False):
-        """Everything on this connection is over: fail what waits, with ``exc``."""
-        if self.state == S_CLOSED:
+        """Everything on this connection is over now (the socket went, or we stop waiting): the engine
+        ends every link, session and the connection (on_detach, on_end, on_close), and what waits on
+        them fails with ``exc``."""
+        if self.engine.finished:
             return
-        self.state = S_CLOSED
+        self._ending = (exc, clean)
+        try:
+            self.engine.abort()
+        finally:
+            self._ending = None
+
+    def _ended(self, exc, clean):
+        """The engine ended the connection (on_close): fail what waits, with ``exc``."""
         self.error = None if clean else exc
         if self._timer is not None:
             self._timer.cancel()
@@ -335,10 +350,10 @@ class Connection(Handler):
     # -- API -----------------------------------------------------------------------------------
     @property
     def is_open(self):
-        return self.state == S_OPENED
+        return self.engine.opened
 
     def check_open(self):
-        if self.state != S_OPENED:
+        if not self.engine.opened:
             raise self.error or ConnectionClosed("connection is closed")
 
     async def session(self, incoming_window=WINDOW, outgoing_window=WINDOW, handle_max=MASK32):
@@ -356,19 +371,18 @@ class Connection(Handler):
 
     async def close(self, timeout=10.0, error=None):
         """Close cleanly: accepts still pending go first, then close; wait for the peer's close."""
-        if self.state == S_OPENED:
+        state = self.engine.state
+        if state == ConnectionState.OPENED:
             if error is not None:
                 self.engine.close(error[0], error[1])
             else:
                 self.engine.close()
-            self.state = S_CLOSE_SENT
             self._flush()
-        elif self.state != S_CLOSE_SENT:
+        elif state != ConnectionState.CLOSE_SENT:
             self._flush()
             if self.transport is not None:
                 self.transport.close()
-            if self.state != S_CLOSED:
-                self._terminate(ConnectionClosed("connection closed"), clean=True)
+            self._terminate(ConnectionClosed("connection closed"), clean=True)
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
         except TimeoutError:
@@ -390,7 +404,7 @@ class Connection(Handler):
 
     async def default_session(self):
         session = self.sessions.get(0)
-        if session is None or session.state != S_MAPPED:
+        if session is None or not session.is_open:
             session = await self.session()
         return session
 
@@ -401,12 +415,12 @@ class Connection(Handler):
         await self.close()
 
     def __repr__(self):
-        state = ("connecting opened close-sent closed").split()[self.state]
-        return "<Connection %s %s pid=%d>" % (self.container_id, state, os.getpid())
+        return "<Connection %s %s pid=%d>" % (self.container_id, self.engine.state.name.lower(), os.getpid())
 
 
 class Session:
-    """One session: its links; the protocol state is the engine's Session (``core``)."""
+    """One session: its links; the protocol state is the engine's Session (``core``): ``state`` is
+    an engine.SessionState."""
 
     def __init__(self, connection, core):
         self.connection = connection
@@ -414,7 +428,6 @@ class Session:
         self.core = core
         core.context = self
         self.channel = core.channel
-        self.state = S_BEGIN_SENT
         self.links = {}              # local handle -> link
         self.begun = self.loop.create_future()
         self.ended = self.loop.create_future()
@@ -426,13 +439,24 @@ class Session:
     def remote_channel(self):
         return self.core.remote_channel
 
+    @property
+    def state(self):
+        return self.core.state
+
+    @property
+    def is_open(self):
+        """Both begins exchanged, no end yet (and not given up on: ``close()``'s timeout)."""
+        return self.core.state == SessionState.MAPPED and not self.ended.done()
+
     def _on_begin(self):
-        self.state = S_MAPPED
         if not self.begun.done():
             self.begun.set_result(self)
 
-    def _on_end(self, error):
-        if self.state == S_END_SENT and error is None:
+    def _on_end(self, error, lost=None):
+        """The engine ended the session; ``lost``: the connection's exception when it went."""
+        if lost is not None:
+            exc = lost
+        elif self.core.ended_here and error is None:
             exc = SessionEnded("session ended")
         else:
             exc = _exception(error, SessionEnded("session ended by the peer"), SessionEnded)
@@ -440,9 +464,9 @@ class Session:
         self.connection.sessions.pop(self.channel, None)
 
     def _terminate(self, exc):
-        if self.state == S_ENDED:
+        """Fail what waits on the session and its links, with ``exc`` (once)."""
+        if self.ended.done():
             return
-        self.state = S_ENDED
         self.error = exc
         if self._ack_timer is not None:
             self._ack_timer.cancel()
@@ -450,11 +474,10 @@ class Session:
         if not self.begun.done():
             self.begun.set_exception(exc)
             self.begun.exception()
+        self.ended.set_result(None)
         for link in list(self.links.values()):
             link._terminate(exc)
         self.links.clear()
-        if not self.ended.done():
-            self.ended.set_result(None)
 
     # -- accepts ---------------------------------------------------------------------------------
     def _accepts_pending(self):
@@ -469,13 +492,13 @@ class Session:
 
     def flush_accepts(self):
         """Write the accepts held back (``ack_batch``) now."""
-        if self.state == S_MAPPED:
+        if self.core.state == SessionState.MAPPED:
             self.core.flush_settles()
             self.connection._flush()
 
     # -- API -------------------------------------------------------------------------------------
     def check_open(self):
-        if self.state != S_MAPPED:
+        if not self.is_open:
             raise self.error or SessionEnded("session is not open")
         self.connection.check_open()
 
@@ -518,11 +541,10 @@ class Session:
 
     async def close(self, timeout=10.0):
         """End the session (accepts still pending go first) and wait for the peer's end."""
-        if self.state == S_MAPPED:
+        if self.core.state == SessionState.MAPPED:
             self.core.end()
-            self.state = S_END_SENT
             self.connection._schedule_flush()
-        if self.state == S_END_SENT:
+        if self.core.state == SessionState.END_SENT and not self.ended.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self.ended), timeout)
             except TimeoutError:

@@ -129,7 +129,6 @@ async def connect_any(urls, *, reconnect_timeout=None, reconnect_limit=None, int
     raise ConnectionClosed("no broker in %s accepted a connection (last: %s)" % (", ".join(addresses), last))
 
 
-L_ATTACHED = 1       # links.L_ATTACHED
 LOST = (ConnectionClosed, SessionEnded, LinkDetached)
 
 
@@ -256,7 +255,7 @@ class _FailoverLink:
                 raise owner.error
             conn, link = owner.connection, self.link
             if conn.is_open and link is not None and link.connection is conn:
-                if link.state == L_ATTACHED:
+                if link.is_attached:
                     return link
                 raise link.error or LinkDetached("link to %r detached" % self.address)
             await owner._wait_change()
@@ -264,7 +263,7 @@ class _FailoverLink:
     async def close(self):
         if self in self.owner.links:
             self.owner.links.remove(self)
-        if self.link is not None and self.link.state == L_ATTACHED:
+        if self.link is not None and self.link.is_attached:
             try:
                 await self.link.close()
             except ClientError:
@@ -316,7 +315,7 @@ class FailoverSender(_FailoverLink):
                 await link.wait_settled(remaining, check=False)
             except LOST:
                 continue
-            if link is self.link and link.state == L_ATTACHED and not link.outstanding:
+            if link is self.link and link.is_attached and not link.outstanding:
                 self._unsettled.clear()
                 link.check_outcomes()
                 return

@@ -13,7 +13,7 @@ import asyncio
 import collections
 
 from cypid.pyx import amqp
-from cypid.pyx.engine import frames_per_message
+from cypid.pyx.engine import LinkState, frames_per_message
 
 from .errors import ClientError, DeliveryFailed, LinkDetached, error_from
 from .message import Message
@@ -22,12 +22,14 @@ from .terminus import make_source, make_target
 ACCEPTED = amqp.ACCEPTED_STATE
 RELEASED = amqp.RELEASED_STATE
 MASK32 = 0xFFFFFFFF
-# L_ATTACHING -> L_ATTACHED -> (L_DETACH_SENT) -> L_DETACHED
-L_ATTACHING, L_ATTACHED, L_DETACH_SENT, L_DETACHED = range(4)
+ATTACHED = LinkState.ATTACHED
 MAX_BATCH = 2000      # deliveries encoded in one go (one loop turn sends at most ~1 MiB)
 
 
 class Link:
+    """The API over one engine link (``core``): its state is the engine's (``state``, an
+    engine.LinkState); ``attached`` and ``detached`` are futures for the moments it changes."""
+
     is_sender = False
 
     def __init__(self, session, core):
@@ -38,10 +40,18 @@ class Link:
         core.context = self
         self.name = core.name
         self.handle = core.handle
-        self.state = L_ATTACHING
         self.attached = self.loop.create_future()
         self.detached = self.loop.create_future()
         self.error = None
+
+    @property
+    def state(self):
+        return self.core.state
+
+    @property
+    def is_attached(self):
+        """Attached, and not given up on (the session's ``close()`` timeout ends its links here)."""
+        return self.core.state == ATTACHED and not self.detached.done()
 
     @property
     def remote_handle(self):
@@ -59,7 +69,6 @@ class Link:
         terminus = self.core.remote_target if self.is_sender else self.core.remote_source
         if terminus is None:
             return      # refused: the peer's detach with the reason follows
-        self.state = L_ATTACHED
         self._attached()
         if not self.attached.done():
             self.attached.set_result(self)
@@ -67,10 +76,13 @@ class Link:
     def _attached(self):
         pass
 
-    def _on_detach(self, error):
-        if self.state == L_DETACH_SENT:
+    def _on_detach(self, error, lost=None):
+        """The engine ended the link; ``lost``: the connection's exception when it went."""
+        if lost is not None:
+            exc = lost
+        elif self.core.detached_here:
             exc = LinkDetached(error[1], error[0], error[2]) if error else None
-        elif self.state == L_ATTACHING:
+        elif not self.attached.done():
             exc = LinkDetached(error[1] if error else "attach refused", error and error[0],
                                error and error[2])
         else:
@@ -80,9 +92,9 @@ class Link:
         self._terminate(exc or LinkDetached("link closed"), clean=exc is None)
 
     def _terminate(self, exc, clean=False):
-        if self.state == L_DETACHED:
+        """Fail what waits on the link, with ``exc`` (once)."""
+        if self.detached.done():
             return
-        self.state = L_DETACHED
         self.error = None if clean else exc
         if not self.attached.done():
             self.attached.set_exception(exc)
@@ -95,7 +107,7 @@ class Link:
         pass
 
     def check_attached(self):
-        if self.state != L_ATTACHED:
+        if not self.is_attached:
             raise self.error or LinkDetached("link %r is not attached" % self.name)
 
     @property
@@ -106,11 +118,10 @@ class Link:
 
     async def close(self, timeout=10.0):
         """Detach (closed=true) and wait for the peer's detach."""
-        if self.state == L_ATTACHED:
+        if self.is_attached:
             self.core.detach()
-            self.state = L_DETACH_SENT
             self.connection._schedule_flush()
-        if self.state == L_DETACH_SENT:
+        if self.core.state == LinkState.DETACH_SENT and not self.detached.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self.detached), timeout)
             except TimeoutError:
@@ -225,7 +236,7 @@ class Sender(Link):
         """Have the engine encode what credit, windows and the output bound allow, at most ``budget``
         bytes; returns what is left of the budget."""
         self._in_pump_list = False
-        if self.state != L_ATTACHED:
+        if self.core.state != ATTACHED:
             return budget
         core = self.core
         queue = self._queue
@@ -346,7 +357,7 @@ class Receiver(Link):
 
     # -- credit --------------------------------------------------------------------------------
     def _refill(self):
-        if self.state != L_ATTACHED or self.draining:
+        if not self.is_attached or self.draining:
             return
         core = self.core
         buffered = len(self._buffer)
@@ -470,7 +481,7 @@ class Receiver(Link):
         did = message if isinstance(message, int) else message.delivery_id
         if did is None:
             return   # pre-settled, or auto-accepted already
-        if self.state == L_ATTACHED:
+        if self.is_attached:
             self.session.core.settle(did, None if state is ACCEPTED else state)
             if state is ACCEPTED:
                 self.session._accepts_pending()
@@ -514,7 +525,7 @@ class Receiver(Link):
     def resume(self):
         """Back to the credit window after a drain."""
         self.draining = False
-        if self.state == L_ATTACHED:
+        if self.is_attached:
             self.core.flow(None, False)
         self._refill()
 

@@ -14,7 +14,9 @@ cdef class Session:
     cdef readonly ConnectionCore engine
     cdef readonly int channel                 # ours (in the frames we write)
     cdef readonly int remote_channel          # the peer's (-1 until its begin)
-    cdef readonly int state
+    cdef readonly int state                   # S_* (engine.SessionState)
+    cdef readonly bint ended_here             # our end went first (end(), or an error found here),
+                                              # not as the answer to the peer's
     cdef public object context                # the handler's
     cdef readonly uint32_t next_outgoing_id   # transfer-id of our next transfer frame
     cdef readonly uint32_t next_delivery_id   # delivery-id of our next delivery
@@ -83,7 +85,9 @@ cdef class Link:
     cdef readonly uint32_t remote_handle
     cdef readonly bint has_remote
     cdef readonly bint is_sender              # our role
-    cdef readonly int state
+    cdef readonly int state                   # L_* (engine.LinkState)
+    cdef readonly bint detached_here          # our detach went first (detach(), refuse(), or an error
+                                              # found here), not as the answer to the peer's
     cdef public object context                # the handler's
     cdef readonly int snd_settle_mode         # as agreed (what our attach announced)
     cdef readonly int rcv_settle_mode

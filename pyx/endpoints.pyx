@@ -448,6 +448,7 @@ cdef class Session:
         self._flush(True)
         self._write(END, [error_value(condition, description, info)] if condition else [])
         self.state = S_END_SENT
+        self.ended_here = True
         self._pending = None
 
     cdef int _fail(self, str condition, str description) except -1:
@@ -456,6 +457,7 @@ cdef class Session:
             return 0
         self._write(END, [error_value(condition, description)])
         self.state = S_END_SENT
+        self.ended_here = True
         self._terminate((condition, description, None))
         return 0
 
@@ -470,8 +472,8 @@ cdef class Session:
         self._pending_link = None
         links = list(self._links.values())
         for link in links:
+            link.state = L_DETACHED     # the session's end ends them all (a detach of ours waits no more)
             if not link._notified:
-                link.state = L_DETACHED
                 link._terminate(error)
         self._links.clear()
         self._remote_links.clear()
@@ -556,6 +558,7 @@ cdef class Link:
         self.session._flush(True)       # settlements first: the peer forgets the link's at the detach
         self._write_detach(error_value(condition, description, info) if condition else None)
         self.state = L_DETACH_SENT
+        self.detached_here = True
         s = self.session
         if s._pending_link is self:
             s._pending = None          # the peer drops a delivery a detach leaves incomplete

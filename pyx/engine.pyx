@@ -17,10 +17,14 @@ from cypid.pyx.amqp cimport (BEGIN, CLOSE, FRAME_AMQP, FRAME_SASL, OPEN, SASL_CH
                              SASL_MECHANISMS, SASL_OUTCOME, SASL_RESPONSE, TRANSFER, error_from, error_value)
 from cypid.pyx.encoder cimport WriteBuffer, wb_write
 from cypid.pyx.endpoints cimport Link, Session
-from cypid.pyx.engine_core cimport (L_ATTACH_RCVD, L_ATTACHED, L_DETACH_SENT, MAX_TAG, MIN_MAX_FRAME, P_AMQP,
-                                    P_HEADER, P_SASL, S_BEGIN_SENT, S_MAPPED, ConnectionCore, Handler, OutputBuffer,
-                                    _field, _take_number, _uint_field)
+from cypid.pyx.engine_core cimport (C_CLOSE_SENT, C_CLOSED, C_HEADER, C_OPENED, C_OPENING, C_SASL, L_ATTACH_RCVD,
+                                    L_ATTACH_SENT, L_ATTACHED, L_DETACH_SENT, L_DETACHED, MAX_TAG, MIN_MAX_FRAME,
+                                    P_AMQP, P_HEADER, P_SASL, S_BEGIN_SENT, S_END_SENT, S_ENDED, S_MAPPED,
+                                    S_UNMAPPED, ConnectionCore, Handler, OutputBuffer, _field, _take_number,
+                                    _uint_field)
 from cypid.pyx.frames cimport FrameReader, FrameView, Transfer, decode_performative, read_transfer
+
+from enum import IntEnum
 
 from cypid.pyx import amqp
 from cypid.pyx import endpoints as _endpoints, engine_core as _core
@@ -100,9 +104,23 @@ cdef class Engine(ConnectionCore):
 
     # -- state ------------------------------------------------------------------------------------
     @property
+    def state(self):
+        """The connection's ConnectionState (made from the phase and the open/close flags)."""
+        cdef int state
+        if self.finished:
+            state = C_CLOSED
+        elif self.close_sent:
+            state = C_CLOSE_SENT
+        elif self._phase == P_AMQP:
+            state = C_OPENED if self.open_sent and self.open_rcvd else C_OPENING
+        else:
+            state = C_SASL if self._phase == P_SASL else C_HEADER
+        return ConnectionState(state)
+
+    @property
     def opened(self):
-        """Both opens exchanged and no close yet."""
-        return self.open_sent and self.open_rcvd and not self.close_sent and not self.close_rcvd
+        """Both opens exchanged and no close yet (nor an abort)."""
+        return self.open_sent and self.open_rcvd and not self.close_sent and not self.finished
 
     @property
     def writable(self):
@@ -486,6 +504,7 @@ cdef class Engine(ConnectionCore):
         self._touched = []
         for s in sessions:
             s._terminate(error)
+            s.state = S_ENDED           # an end of ours waits no more either
         return 0
 
     # -- heartbeats -------------------------------------------------------------------------------
@@ -677,8 +696,35 @@ cdef class Engine(ConnectionCore):
         return 0
 
 
+# The endpoint states for Python code (docs/ENGINE.md, "States"): the numbers of engine_core.pxd's enum.
+# ``Engine.state`` is a ConnectionState; ``Session.state`` and ``Link.state`` are ints equal to these.
+class ConnectionState(IntEnum):
+    HEADER = C_HEADER
+    SASL = C_SASL
+    OPENING = C_OPENING
+    OPENED = C_OPENED
+    CLOSE_SENT = C_CLOSE_SENT
+    CLOSED = C_CLOSED
+
+
+class SessionState(IntEnum):
+    UNMAPPED = S_UNMAPPED
+    BEGIN_SENT = S_BEGIN_SENT
+    MAPPED = S_MAPPED
+    END_SENT = S_END_SENT
+    ENDED = S_ENDED
+
+
+class LinkState(IntEnum):
+    ATTACH_SENT = L_ATTACH_SENT
+    ATTACH_RCVD = L_ATTACH_RCVD
+    ATTACHED = L_ATTACHED
+    DETACH_SENT = L_DETACH_SENT
+    DETACHED = L_DETACHED
+
+
 # Set through the module dict: Handler, Session and Link are cimported (C-level) names here (see codec.pyx).
 globals().update(Handler=_core.Handler, frames_per_message=_core.frames_per_message,
                  Session=_endpoints.Session, Link=_endpoints.Link, Delivery=_endpoints.Delivery)
 __all__ = ["Engine", "Handler", "Session", "Link", "Delivery", "EngineError", "ProtocolViolation",
-           "frames_per_message"]
+           "frames_per_message", "ConnectionState", "SessionState", "LinkState"]

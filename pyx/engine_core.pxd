@@ -10,6 +10,14 @@ from cypid.pyx.encoder cimport WriteBuffer
 
 
 cdef enum:
+    # The endpoint states (docs/ENGINE.md, "States"); Python code reads them as engine.ConnectionState,
+    # SessionState and LinkState.  Connection states (Engine.state, made from its phase and flags).
+    C_HEADER = 0         # a protocol header is expected
+    C_SASL = 1           # SASL frames
+    C_OPENING = 2        # AMQP frames: the opens are not both exchanged yet
+    C_OPENED = 3
+    C_CLOSE_SENT = 4     # our close is out, the peer's not in
+    C_CLOSED = 5         # finished: nothing more is read or written
     # Session states.
     S_UNMAPPED = 0       # made here, begin not sent yet (never seen outside)
     S_BEGIN_SENT = 1     # our begin is out, the peer's not in

@@ -1,7 +1,7 @@
 """Driving cypid.pyx.engine without sockets: a handler that records what the engine tells it, and a
 pump that moves bytes between two engines (or an engine and a proton Transport) until both are quiet."""
 from cypid.pyx import amqp
-from cypid.pyx.engine import Engine, Handler
+from cypid.pyx.engine import Engine, Handler, LinkState
 
 
 class Recorder(Handler):
@@ -55,7 +55,7 @@ class Recorder(Handler):
 
     def on_attach(self, link):
         self.events.append(("attach", link))
-        if link.state == 1 and self.accept_links:       # L_ATTACH_RCVD
+        if link.state == LinkState.ATTACH_RCVD and self.accept_links:
             link.accept()
             if not link.is_sender and self.credit:
                 link.flow(self.credit)

@@ -1,6 +1,7 @@
 """cypid.client against a real cypid broker: send/receive, settlement, credit, large messages,
 heartbeats, errors and close. Each test runs its coroutine on a fresh loop (client.run)."""
 import asyncio
+import signal
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from cypid.client import (
     BlockingConnection, ConnectionClosed, DeliveryFailed, LinkDetached, Message, connect, encode_message,
     run,
 )
+from cypid.pyx.engine import ConnectionState, LinkState, SessionState
 from tests.support.broker import async_wait_until
 
 
@@ -238,6 +240,40 @@ def test_broker_going_away_fails_waiters(broker):
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(waiter, 10)
         assert not conn.is_open
+    run(main())
+
+
+def test_a_dropped_socket_ends_every_link_and_session_in_the_engine(broker):
+    """The client keeps no endpoint states of its own: when the socket drops, the engine's links and
+    sessions are all DETACHED / ENDED (those whose detach or end was waiting for the broker's too),
+    the client reports the engine's state, and what waited fails with the loss."""
+    async def main():
+        conn = await connect(broker.url)
+        session = await conn.session()
+        snd = await session.sender("q10b", node="queue", create=True)
+        rcv = await session.receiver("q10b")
+        other = await conn.session()
+        closing = await other.sender("q10b")
+        broker.signal(signal.SIGSTOP)           # no answer to the detach and end below
+        detach = asyncio.ensure_future(closing.close())
+        end = asyncio.ensure_future(other.close())
+        await async_wait_until(lambda: closing.core.state == LinkState.DETACH_SENT and
+                               other.core.state == SessionState.END_SENT, message="our detach and end out")
+        waiter = asyncio.ensure_future(rcv.get())
+        broker.kill()
+        await asyncio.wait_for(asyncio.shield(conn.closed), 10)
+        await asyncio.wait_for(asyncio.gather(detach, end), 10)
+        with pytest.raises(ConnectionClosed):
+            await waiter
+        assert conn.state is ConnectionState.CLOSED and not conn.is_open
+        for link in (snd, rcv, closing):
+            assert link.core.state == LinkState.DETACHED and link.state == LinkState.DETACHED
+            assert not link.is_attached and isinstance(link.error, ConnectionClosed)
+        for s in (session, other):
+            assert s.core.state == SessionState.ENDED and s.state == SessionState.ENDED
+            assert not s.is_open and isinstance(s.error, ConnectionClosed)
+        with pytest.raises(ConnectionClosed):
+            snd.send_nowait(b"")
     run(main())
 
 

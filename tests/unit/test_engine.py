@@ -7,7 +7,7 @@ import pytest
 from cypid.client.message import encode_message
 from cypid.pyx import amqp
 from cypid.pyx.codec import Described, decode_performative, uint, ulong
-from cypid.pyx.engine import Engine, EngineError
+from cypid.pyx.engine import ConnectionState, Engine, EngineError, LinkState, SessionState
 
 from tests.support.engine import Recorder, frame, make_pair, pump
 
@@ -100,6 +100,70 @@ def test_close_both_ways_ends_sessions_and_links():
     assert [e[0] for e in sh.events[-3:]] == ["detach", "end", "close"]
     assert sh.events[-1][2] is True                     # closed by the peer
     assert ch.events[-1] == ("close", None, False)      # our close answered
+
+
+def test_connection_state_follows_the_negotiation():
+    c = Engine(Recorder(), sasl=True)
+    s = Engine(Recorder(), server=True, sasl_mechanisms=["ANONYMOUS"])
+    assert c.state is ConnectionState.HEADER
+    c.start()
+    s.feed(c.take_output())
+    assert s.state is ConnectionState.SASL
+    c, ch, s, sh = make_pair()
+    assert c.state is ConnectionState.OPENED and s.state is ConnectionState.OPENED
+    c.close()
+    assert c.state is ConnectionState.CLOSE_SENT
+    pump(c, s)
+    assert c.state is ConnectionState.CLOSED and s.state is ConnectionState.CLOSED
+
+
+def test_who_detached_or_ended_first_is_recorded():
+    c, ch, s, sh, link = _sender_pair()
+    peer = [e[1] for e in sh.events if e[0] == "attach"][0]
+    assert (link.state, peer.state) == (LinkState.ATTACHED, LinkState.ATTACHED)
+    link.detach()
+    assert link.state == LinkState.DETACH_SENT
+    pump(c, s)
+    assert link.state == peer.state == LinkState.DETACHED
+    assert link.detached_here and not peer.detached_here
+    sess = c.begin()
+    pump(c, s)
+    peer_sess = [e[1] for e in sh.events if e[0] == "begin"][-1]
+    peer_sess.end()
+    assert peer_sess.state == SessionState.END_SENT
+    pump(c, s)
+    assert sess.state == peer_sess.state == SessionState.ENDED
+    assert peer_sess.ended_here and not sess.ended_here
+
+
+def test_abort_ends_every_session_and_detaches_every_link():
+    """The transport went: every endpoint reports ENDED / DETACHED, those whose detach or end of ours
+    was waiting for the peer's and those the engine had detached for an error too; each is reported
+    once."""
+    c, ch, s, sh, link = _sender_pair(credit=1)
+    sess = link.session
+    waiting = sess.attach("waiting", True, None, TARGET)       # our attach, not answered
+    other = c.begin()
+    pump(c, s)
+    closing = other.attach("closing", True, None, TARGET)
+    pump(c, s)
+    closing.detach()                                           # our detach out, no answer yet
+    other.end()                                                # our end out, no answer yet
+    assert (closing.state, other.state) == (LinkState.DETACH_SENT, SessionState.END_SENT)
+    # The server detaches its receiver for a transfer beyond credit; the client's detach is not read.
+    from cypid.pyx.codec import encode_transfer_frames
+    failed = [e[1] for e in sh.events if e[0] == "attach"][0]
+    s.feed(encode_transfer_frames(0, failed.remote_handle, 0, b"a", False, MSG, 65536) +
+           encode_transfer_frames(0, failed.remote_handle, 1, b"b", False, MSG, 65536))
+    assert failed.state == LinkState.DETACH_SENT
+    c.abort()
+    s.abort()
+    assert c.state is ConnectionState.CLOSED and s.state is ConnectionState.CLOSED
+    assert {l.state for l in (link, waiting, closing, failed)} == {LinkState.DETACHED}
+    assert {x.state for x in (sess, other, failed.session)} == {SessionState.ENDED}
+    assert sorted(e[1].name for e in ch.events if e[0] == "detach") == ["closing", "snd", "waiting"]
+    assert sorted(e[1].name for e in sh.events if e[0] == "detach") == ["closing", "snd", "waiting"]
+    assert [e[0] for e in ch.events if e[0] in ("end", "close")] == ["end", "end", "close"]
 
 
 def test_frame_before_open_and_garbage_close_with_errors():
