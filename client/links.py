@@ -166,6 +166,7 @@ class Sender(Link):
         self.counts = collections.Counter()
         self.last_failure = None      # (outcome, state) of the last delivery not accepted
         self._settle_waiters = []
+        self._unsettled_at_end = None  # the engine forgets a link's unsettled deliveries once it ends
 
     @property
     def credit(self):
@@ -177,8 +178,8 @@ class Sender(Link):
 
     @property
     def outstanding(self):
-        """Deliveries sent and not settled by the peer."""
-        return self.core.unsettled
+        """Deliveries sent and not settled by the peer (once the link has ended: those it never settled)."""
+        return self.core.unsettled if self._unsettled_at_end is None else self._unsettled_at_end
 
     # -- sending -----------------------------------------------------------------------------
     def send_nowait(self, message, count=1, *, seq_offset=-1, seq=0):
@@ -206,7 +207,7 @@ class Sender(Link):
     async def wait_settled(self, timeout=None, check=True):
         """Wait until every delivery sent has been settled by the peer. With ``check``, raise
         DeliveryFailed if any since the last check came back other than accepted."""
-        if self.outstanding or self._queue:
+        if (self.outstanding or self._queue) and not self.detached.done():
             future = self.loop.create_future()
             self._settle_waiters.append(future)
             if timeout is None:
@@ -303,6 +304,7 @@ class Sender(Link):
             self.connection._schedule_flush()
 
     def _fail_waiters(self, exc):
+        self._unsettled_at_end = self.core.unsettled
         for request in self._queue:
             if not request.future.done():
                 request.future.set_exception(exc)

@@ -254,7 +254,8 @@ def test_a_dropped_socket_ends_every_link_and_session_in_the_engine(broker):
         rcv = await session.receiver("q10b")
         other = await conn.session()
         closing = await other.sender("q10b")
-        broker.signal(signal.SIGSTOP)           # no answer to the detach and end below
+        broker.signal(signal.SIGSTOP)           # no answer to the detach and end below, no settlements
+        await snd.send(encode_message("unsettled"), 5)
         detach = asyncio.ensure_future(closing.close())
         end = asyncio.ensure_future(other.close())
         await async_wait_until(lambda: closing.core.state == LinkState.DETACH_SENT and
@@ -274,6 +275,9 @@ def test_a_dropped_socket_ends_every_link_and_session_in_the_engine(broker):
             assert not s.is_open and isinstance(s.error, ConnectionClosed)
         with pytest.raises(ConnectionClosed):
             snd.send_nowait(b"")
+        assert snd.outstanding == 5                 # never settled: the engine has forgotten them, we have not
+        with pytest.raises(ConnectionClosed):
+            await snd.wait_settled(timeout=10)
     run(main())
 
 
