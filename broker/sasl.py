@@ -34,13 +34,9 @@ import subprocess
 
 from scramp import ScramException, ScramMechanism
 
-from cypid.pyx.codec import Array, encode_frame, symbol, ubyte
-
 from .tls import peer_auth
 
-SASL_MECHANISMS, SASL_INIT, SASL_CHALLENGE, SASL_RESPONSE, SASL_OUTCOME = range(0x40, 0x45)
-SASL_FRAME = 1
-OK, AUTH, SYS, SYS_PERM = 0, 1, 2, 3
+OK, AUTH, SYS, SYS_PERM = 0, 1, 2, 3        # the SASL outcome codes (the engine writes the frames)
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
 SUPPORTED = SCRAM_MECHANISMS + ("PLAIN", "ANONYMOUS", "EXTERNAL")
@@ -360,9 +356,7 @@ class Authenticator:
 class Negotiation:
     """The SASL exchange of one connection, for the engine's handler (docs/ENGINE.md): ``init(mech,
     response)`` and ``respond(response)`` return what the engine sends -- an outcome code, (code,
-    additional-data), or bytes (a challenge); on OK ``identity`` and ``mechanism`` are set.
-    ``mechanisms_frame()`` and ``on_frame(code, fields)`` give the same as frames (bytes to write,
-    outcome: None while the exchange goes on)."""
+    additional-data), or bytes (a challenge); on OK ``identity`` and ``mechanism`` are set."""
 
     def __init__(self, auth: Authenticator, peer: str, transport=None):
         self.auth = auth
@@ -374,10 +368,6 @@ class Negotiation:
         self.external_id, self.ssf = peer_auth(transport)   # from a verified TLS client certificate
         self.offered = auth.offered(self.external_id, self.ssf)
 
-    def mechanisms_frame(self) -> bytes:
-        mechs = [symbol(m) for m in self.offered]
-        return encode_frame(0, SASL_MECHANISMS, [Array(0xA3, mechs)], frame_type=SASL_FRAME)
-
     def init(self, mech, response):
         self.mechanism = str(mech) if mech is not None else ""
         return self._init(self.mechanism, response)
@@ -386,19 +376,6 @@ class Negotiation:
         if self._scram is None:
             return self._fail(SYS_PERM, "amqp:connection:framing-error: unexpected SASL response")
         return self._scram_final(response)
-
-    def on_frame(self, code: int, fields: list):
-        if code == SASL_INIT and self.mechanism is None:
-            result = self.init(fields[0] if fields else None, fields[1] if len(fields) > 1 else None)
-        elif code == SASL_RESPONSE and self._scram is not None:
-            result = self.respond(fields[0] if fields else None)
-        else:
-            result = self._fail(SYS_PERM, "amqp:connection:framing-error: unexpected SASL frame 0x%x" % code)
-        if isinstance(result, bytes):
-            return encode_frame(0, SASL_CHALLENGE, [result], frame_type=SASL_FRAME), None
-        code, additional = result if isinstance(result, tuple) else (result, None)
-        fields = [ubyte(code)] if additional is None else [ubyte(code), additional]
-        return encode_frame(0, SASL_OUTCOME, fields, frame_type=SASL_FRAME), code
 
     # -- outcomes ------------------------------------------------------------------------------
     def _ok(self, identity: str, additional: bytes | None = None):
