@@ -7,6 +7,7 @@ once it is applied (a durable message: once its journal record is synced).
 """
 import asyncio
 import functools
+import logging
 import os
 
 from cypid.client import ClientError, connect
@@ -15,12 +16,15 @@ from cypid.pyx.ha_stream import AllOf, apply_records
 from cypid.broker import errors
 
 from .habroker import (
-    BACKUP_PROPERTY, BUILTIN_EXCHANGES, CATCHUP, JOINING, REDIRECT, STATUS_INFO, STREAM_PREFIX,
+    BACKUP_PROPERTY, BUILTIN_EXCHANGES, CATCHUP, JOINING, NOTICE, READY, REDIRECT, STATUS_INFO, STREAM_PREFIX,
 )
 from .primary import INFO_ARG
 from .ship import JournalReceiver
 from .stream import decode_op
 from .url import UrlError, parse_url
+
+#: seconds between attempts to follow the primary while a journal of this broker fails (at most)
+FAULT_RETRY_MAX = 5.0
 
 
 class Backup:
@@ -37,6 +41,10 @@ class Backup:
         self.ids = {}                   # queue name -> {replication id: message}
         self.applied = 0
         self.receiving = {}             # queue name -> JournalReceiver (a journal being shipped)
+        # A journal of this broker failed under a replicated message (queue name, journal directory):
+        # the episode lasts until the primary says this backup is ready again (ha/README.md,
+        # "A backup whose journal fails").
+        self.journal_fault = None
         # Benchmarks and tests only: CYPID_HA_SHIP_JOURNALS=0 asks the primary to copy durable
         # queues message by message (the path measured beside journal shipping).
         self.ship_journals = os.environ.get("CYPID_HA_SHIP_JOURNALS", "1") != "0"
@@ -93,6 +101,7 @@ class Backup:
 
     async def _run(self):
         interval = max(0.01, self.options.link_maintenance_interval)
+        wait = interval
         me = asyncio.current_task()
         while self.task is me:
             others, url = self._others()
@@ -105,12 +114,16 @@ class Backup:
                     raise
                 except Exception as e:      # the primary went, refused, or sent nonsense: next one
                     self.log.debug("HA: link to %s: %s", address.hostport, e)
+                    self._check_journals(e)
                 finally:
                     conn, self.conn = self.conn, None
                     self.connected_to = None
                     if conn is not None:
                         conn.abort()
-            await asyncio.sleep(interval)
+            # While a journal fails every attempt ends at the snapshot's first durable message: try
+            # less often (each attempt costs the primary a snapshot), up to FAULT_RETRY_MAX apart.
+            wait = min(max(interval, wait * 2), FAULT_RETRY_MAX) if self.journal_fault else interval
+            await asyncio.sleep(wait)
 
     async def _follow(self, address, url):
         timeout = max(1.0, min(self.options.link_heartbeat_interval or 10.0, 10.0))
@@ -129,7 +142,8 @@ class Backup:
                         "qpid.max_size": 0, "qpid.max_count": 0,
                         INFO_ARG: self.stream_info(info)})
         self.connected_to = (address.host, address.port)
-        self.log.log(25, "HA: connected to primary %s", address.hostport)
+        quiet = logging.DEBUG if self.journal_fault else NOTICE    # a retry in a journal fault: no news
+        self.log.log(quiet, "HA: connected to primary %s", address.hostport)
         try:
             while True:
                 item = receiver.get_raw_nowait()
@@ -147,7 +161,8 @@ class Backup:
                     receiver.accept(did)
         finally:
             self._drop_receiving()
-            self.log.log(25, "HA: link to primary %s lost", address.hostport)
+            self.log.log(logging.DEBUG if self.journal_fault else NOTICE, "HA: link to primary %s lost",
+                         address.hostport)
 
     def stream_name(self, info):
         """This backup's stream queue on the primary."""
@@ -164,9 +179,27 @@ class Backup:
         if failed is None:
             receiver.accept(did)
         elif not conn.closed.done():
-            self.log.error("HA: a replicated message's journal record failed (%s): link to the primary dropped",
-                           getattr(failed, "description", failed))
+            self._check_journals("a replicated message's record was not synced")
             conn.abort()
+
+    def _check_journals(self, why):
+        """After a failure on the link: if a journal of this broker is failing, this backup lacks
+        messages the primary settled without it (the primary dropped it). It is no longer a
+        candidate for promotion (status catchup) until it has caught up again; one line names the
+        journal, once per episode."""
+        store = self.nodes.store
+        failing = [qj for qj in getattr(store, "journals", {}).values()
+                   if getattr(qj, "failing", False) and not getattr(qj, "removed", False)]
+        if not failing or self.journal_fault is not None:
+            return
+        qj = failing[0]
+        directory = getattr(qj.journal, "directory", "?")
+        self.journal_fault = (qj.queue.name, directory)
+        self.log.error("HA: queue %r: journal %s failed (%s): replicated messages are not acknowledged; "
+                       "link to the primary dropped, status catchup until it has caught up again",
+                       qj.queue.name, directory, why)
+        if self.ha.status == READY:
+            self.ha.set_status(CATCHUP)
 
     def _drop_receiving(self):
         receiving, self.receiving = self.receiving, {}
@@ -365,6 +398,11 @@ class Backup:
     def _op_members(self, f):
         members = [{str(k): v for k, v in m.items()} for m in (f.get("members") or ()) if isinstance(m, dict)]
         self.ha.adopt_members(members)
+        if self.journal_fault is not None and self.ha.status == READY:
+            name, directory = self.journal_fault
+            self.journal_fault = None
+            self.log.log(NOTICE, "HA: queue %r: journal %s works again; caught up with the primary",
+                         name, directory)
 
 
 __all__ = ["Backup"]
