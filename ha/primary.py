@@ -41,7 +41,7 @@ class RemoteBackup:
         self.status = CATCHUP
         self.snapshot = set()       # stream messages of the snapshot not yet acknowledged
         self.snapshot_sent = False
-        self.holds = {}             # stream message -> [Hold] (producers' settlements waiting for it)
+        self.holds = {}             # stream message -> Blob (producers' settlements waiting for it)
         self.deferred = None        # while journals are shipped: the live events, in order
         self.shipper = None
         self._acked = None          # asyncio.Event while the shipper waits for acknowledgements
@@ -103,9 +103,9 @@ class RemoteBackup:
         """The stream queue's dequeue_hook: the backup accepted ``msg`` (applied it)."""
         if self.queue.deleted:      # drained because the backup went: not acknowledged
             return
-        holds = self.holds.pop(msg, None)
-        if holds:
-            self.primary.acknowledged(holds)
+        blob = self.holds.pop(msg, None)
+        if blob is not None:
+            self.primary.acknowledged(blob)
         if self.flow.by_msg:
             self.flow.acked(msg)
         snapshot = self.snapshot
@@ -132,8 +132,8 @@ class RemoteBackup:
         self.deferred = None
         self.flow.clear()
         holds, self.holds = self.holds, {}
-        for held in holds.values():
-            self.primary.acknowledged(held)
+        for blob in holds.values():
+            self.primary.acknowledged(blob)
         self.snapshot.clear()
 
     def __repr__(self):
@@ -231,9 +231,8 @@ class Primary(PrimaryCore):
         backups = [rb for rb in self.backups.values() if rb.snapshot_sent]
         batch = self.take_enqueues()
         if batch is not None:
-            qs, recs, holds = batch
+            qs, data, blob = batch
             counts = self.take_flowed() if self.flow_bounded else None
-            data = encode_op("enqb", qs=qs, recs=recs)
             ready = 0
             for rb in backups:
                 if rb.only is not None and rb.only not in qs:
@@ -242,10 +241,10 @@ class Primary(PrimaryCore):
                 if counts:
                     rb.flow.sent(msg, counts if rb.only is None else
                                  {rq: c for rq, c in counts.items() if rq.queue.name == rb.only})
-                if rb.ready and holds:
-                    rb.holds[msg] = holds
+                if rb.ready and blob is not None:
+                    rb.holds[msg] = blob
                     ready += 1
-            self.arm(holds, ready)
+            self.arm(blob, ready)
             if counts:
                 self.flow_room(counts)
         for rq, ids in self.take_dequeues().items():

@@ -3,29 +3,37 @@
 rest; ha/README.md, "The stream" and "At least once").
 
 On the primary: ``ReplicatedQueue`` (a replicated queue's ids and hooks), ``PrimaryCore`` (this loop
-turn's enqueues packed into one record blob for every backup, the holds on producers' settlements)
-and ``Hold`` (one routed message copy's hold for the ready backups). On a backup: ``apply_records``
+turn's enqueues packed into one record blob for every backup, the holds on producers' settlements),
+``Blob`` (the holds of one blob's copies for the ready backups) and ``Segment`` (one queue's copies
+in a blob). On a backup: ``apply_records``
 (a blob's messages into their queues and journals) and ``AllOf`` (the syncs a stream message's
 acceptance waits for).
 """
 from libc.stdint cimport uint64_t
 
 
-cdef class Hold:
-    cdef object pending                 # the producer's Pending, once hold() claimed it
-    cdef ReplicatedQueue rq
-    cdef uint64_t id
-    cdef int left                       # ready backups that have not acknowledged it
-    cdef bint armed                     # sent: ``left`` counts
-    cdef bint done                      # released (every ready backup has it, or it left the queue)
+cdef class Blob:
+    cdef public list segs               # its Segments, one per queue (or more)
+    cdef public int left                # ready backups that have not acknowledged it
+    cdef public bint done               # released (every ready backup it went to has it)
     cdef int finish(self) except -1
+
+
+cdef class Segment:
+    cdef public ReplicatedQueue rq
+    cdef public Blob blob
+    cdef public uint64_t first          # the replication id of slots[0] (the ids are consecutive)
+    cdef public list slots              # per copy: None (no producer yet), False (nothing held), its Pending
+    cdef public Py_ssize_t claimed      # slots hold() has looked at
+    cdef int release(self, Py_ssize_t k) except -1
 
 
 cdef class ReplicatedQueue:
     cdef public PrimaryCore primary
     cdef public object queue
     cdef public dict ids                # message -> replication id
-    cdef public dict guards             # replication id -> Hold not done yet
+    cdef public list segs               # Segments of blobs not released yet, in id order
+    cdef Segment open_seg               # this turn's blob's segment of this queue
     cdef public uint64_t next_id
     cdef public object previous_hook    # the store's dequeue_hook, for a durable queue
     # flow control on the stream (ha/flow.py): this turn's live enqueues not yet sent, the least room
@@ -33,6 +41,7 @@ cdef class ReplicatedQueue:
     cdef public Py_ssize_t open_count, open_bytes, room_count, room_bytes
     cdef public bint flow_stopped
     cdef public bint on_demand          # replicated only for a replica of this queue (ha/replicate.py)
+    cdef int held_left(self, uint64_t i) except -1
 
 
 cdef class PrimaryCore:
@@ -40,7 +49,7 @@ cdef class PrimaryCore:
     cdef public int senders             # backups the live stream goes to (snapshot sent)
     cdef public int ready               # of them, ready ones (their holds count)
     cdef public bint recovering         # status recovering: every replicated message held
-    cdef public list routed             # Holds (None: recovering; a ReplicatedQueue: flow-stopped) since hold()
+    cdef public list routed             # Segments (None: recovering; a ReplicatedQueue: flow-stopped) since hold()
     cdef public list recovering_holds   # settlements held until the status is active
     cdef public bint flow_bounded       # --ha-flow-messages or --ha-flow-bytes (ha/flow.py)
     cdef public dict flow_holds         # ReplicatedQueue -> [Pending] held until no backup is over
@@ -48,16 +57,17 @@ cdef class PrimaryCore:
     cdef dict deqs                      # ReplicatedQueue -> [ids] not yet sent
     cdef list qnames                    # this turn's blob: queue names, index by queue
     cdef dict qindex
-    cdef list holds                     # this turn's Holds
+    cdef Blob blob                      # this turn's holds, or None
     cdef char* buf                      # this turn's records
     cdef Py_ssize_t length, capacity, count
     cdef bint scheduled
     cdef int add(self, ReplicatedQueue rq, object msg, uint64_t i) except -1
+    cdef Segment new_segment(self, ReplicatedQueue rq, uint64_t i)
     cdef int removed(self, ReplicatedQueue rq, uint64_t i) except -1
     cdef int put(self, const char* data, Py_ssize_t n) except -1
     cdef int schedule(self) except -1
     cpdef hold(self, outcome)
-    cpdef acknowledged(self, list holds)
+    cpdef acknowledged(self, Blob blob)
 
 
 cdef class AllOf:

@@ -7,9 +7,11 @@ A loop turn's enqueues on replicated queues travel to the backups as one ``enqb`
     u32 queue index, u64 replication id, u32 length, the message's bytes (header section first)
 
 little-endian, packed here as the messages are queued (no Python object per message) and encoded
-once for every backup. Each routed copy held for the ready backups is one ``Hold``: released when
-every ready backup the blob went to has acknowledged it, or when the copy leaves the primary's queue
-first; the producer's Pending counts one hold per copy.
+once for every backup. The copies a blob carries are held for the ready backups together, by one
+``Blob`` (no object per copy: a slot in its queue's ``Segment``): released when every ready backup
+the blob went to has acknowledged it, or one by one as copies leave the primary's queue first (the
+segment of id ``i`` is found among the queue's unreleased ones, in id order); the producer's Pending
+counts one hold per copy.
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -20,12 +22,17 @@ from libc.string cimport memcpy
 from cypid.pyx.message cimport Message, encoded_header, message_from
 from cypid.pyx.store_core cimport Pending
 
+from cypid.pyx.codec import encode
 from cypid.pyx.queue import QueueLimitExceeded
 
 #: live enqueues of one loop turn share a stream message up to this many bytes
 LIVE_BATCH_BYTES = 256 * 1024
 cdef enum:
     RECORD_HEAD = 16
+    ENQB_FIELDS = 6             # the enqb map's keys and values: op, qs, recs
+#: the enqb stream message's map entries before the queue names, and the key before the records
+cdef bytes ENQB_OP = encode("op") + encode("enqb") + encode("qs")
+cdef bytes ENQB_RECS = encode("recs")
 #: a ReplicatedQueue's room with no flow bound
 UNBOUNDED = 1 << 62
 
@@ -42,6 +49,12 @@ cdef inline void put64(char* p, uint64_t v) noexcept:
         p[k] = <char>((v >> (8 * k)) & 0xff)
 
 
+cdef inline void put32be(char* p, uint32_t v) noexcept:
+    cdef int k
+    for k in range(4):
+        p[k] = <char>((v >> (8 * (3 - k))) & 0xff)
+
+
 cdef inline uint32_t get32(const unsigned char* p) noexcept:
     return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
@@ -51,25 +64,54 @@ cdef inline uint64_t get64(const unsigned char* p) noexcept:
 
 
 @cython.final
-cdef class Hold:
-    """One routed message copy's hold for the ready backups (ha/README.md, "At least once")."""
+cdef class Blob:
+    """The holds of one blob's copies for the ready backups (ha/README.md, "At least once"): released
+    together when every ready backup the blob went to has acknowledged it; a copy that leaves the
+    primary's queue first is released alone (``Segment.release``)."""
+
+    def __cinit__(self):
+        self.segs = []
 
     cdef int finish(self) except -1:
-        cdef Pending p
+        cdef Segment seg
+        cdef list segs
         if self.done:
             return 0
         self.done = True
-        guards = self.rq.guards
-        if guards.get(self.id) is self:
-            del guards[self.id]
-        if self.pending is not None:
-            p = <Pending>self.pending
-            self.pending = None
-            p.release()
+        for o in self.segs:
+            seg = <Segment>o
+            segs = seg.rq.segs
+            if segs and segs[0] is seg:
+                del segs[0]
+            else:
+                try:
+                    segs.remove(seg)
+                except ValueError:
+                    pass
+            for p in seg.slots:
+                if p is not None and p is not False:
+                    (<Pending>p).release()
+            seg.slots = []
         return 0
 
     def __repr__(self):
-        return "<Hold %d left=%d%s>" % (self.id, self.left, " done" if self.done else "")
+        return "<Blob left=%d%s>" % (self.left, " done" if self.done else "")
+
+
+@cython.final
+cdef class Segment:
+    """One queue's copies in a blob: consecutive replication ids from ``first``, one slot each."""
+
+    def __cinit__(self):
+        self.slots = []
+
+    cdef int release(self, Py_ssize_t k) except -1:
+        """Slot ``k``'s copy left the primary's queue: it holds its producer no longer."""
+        p = self.slots[k]
+        self.slots[k] = False
+        if p is not None and p is not False:
+            (<Pending>p).release()
+        return 0
 
 
 @cython.final
@@ -79,7 +121,7 @@ cdef class ReplicatedQueue:
     def __init__(self, PrimaryCore primary, queue):
         self.primary = primary
         self.queue = queue
-        self.guards = {}
+        self.segs = []
         self.ids = {}
         self.next_id = 1
         self.room_count = self.room_bytes = UNBOUNDED
@@ -110,10 +152,21 @@ cdef class ReplicatedQueue:
             hook(msg)
         i = self.ids.pop(msg, None)
         if i is not None:
-            h = self.guards.pop(i, None)
-            if h is not None:
-                (<Hold>h).finish()
+            if self.segs:
+                self.held_left(i)
             self.primary.removed(self, i)
+
+    cdef int held_left(self, uint64_t i) except -1:
+        """The copy of id ``i`` left the queue: its hold, if any, is released (the blob's others wait)."""
+        cdef Segment seg
+        for o in self.segs:
+            seg = <Segment>o
+            if i < seg.first:
+                return 0
+            if i - seg.first < <uint64_t>len(seg.slots):
+                seg.release(<Py_ssize_t>(i - seg.first))
+                return 0
+        return 0
 
 
 cdef class PrimaryCore:
@@ -130,7 +183,7 @@ cdef class PrimaryCore:
         self.deqs = {}
         self.qnames = []
         self.qindex = {}
-        self.holds = []
+        self.blob = None
         self.buf = NULL
         self.length = self.capacity = self.count = 0
 
@@ -152,13 +205,13 @@ cdef class PrimaryCore:
         return 0
 
     cdef int add(self, ReplicatedQueue rq, object msg, uint64_t i) except -1:
-        """``msg`` was queued on ``rq`` with id ``i``: a record of this turn's blob, a Hold for the
-        ready backups, a recovering hold."""
+        """``msg`` was queued on ``rq`` with id ``i``: a record of this turn's blob, a slot in its
+        Blob's holds for the ready backups, a recovering hold."""
         cdef char head[RECORD_HEAD]
         cdef Message m
         cdef bytes header = None
         cdef bytes body
-        cdef Hold h
+        cdef Segment seg
         cdef Py_ssize_t size
         if self.senders:
             qi = self.qindex.get(rq)
@@ -181,13 +234,16 @@ cdef class PrimaryCore:
                 self.put(PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header))
             self.put(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
             self.count += 1
+            seg = rq.open_seg
+            if seg is not None and seg.first + <uint64_t>len(seg.slots) != i:
+                seg = None              # ids are consecutive within a segment
             if self.ready:
-                h = Hold.__new__(Hold)
-                h.rq = rq
-                h.id = i
-                self.holds.append(h)
-                self.routed.append(h)
-                rq.guards[i] = h
+                if seg is None:
+                    seg = self.new_segment(rq, i)
+                seg.slots.append(None)  # claimed by the producer's hold()
+                self.routed.append(seg)
+            elif seg is not None:
+                seg.slots.append(False)
             if self.flow_bounded:
                 if rq.open_count == 0:
                     self.flowed.append(rq)
@@ -206,6 +262,18 @@ cdef class PrimaryCore:
             self.routed.append(rq)
             self.schedule()
         return 0
+
+    cdef Segment new_segment(self, ReplicatedQueue rq, uint64_t i):
+        cdef Segment seg = Segment.__new__(Segment)
+        if self.blob is None:
+            self.blob = Blob.__new__(Blob)
+        seg.rq = rq
+        seg.blob = self.blob
+        seg.first = i
+        self.blob.segs.append(seg)
+        rq.segs.append(seg)
+        rq.open_seg = seg
+        return seg
 
     cdef int removed(self, ReplicatedQueue rq, uint64_t i) except -1:
         if not self.senders:
@@ -241,11 +309,36 @@ cdef class PrimaryCore:
         raise NotImplementedError
 
     def take_enqueues(self):
-        """(queue names, records blob, [Hold]) of the enqueues batched since the last call, or None."""
+        """(queue names, the ``enqb`` stream message, Blob of their holds or None) of the enqueues
+        batched since the last call, or None. The stream message's bytes are ha/stream.py's
+        ``encode_op("enqb", qs=names, recs=records)`` (a map32 and a vbin32, the records copied once)."""
+        cdef ReplicatedQueue rq
+        cdef bytes entries, data
+        cdef char* p
+        cdef Py_ssize_t n, size
         if not self.count:
             return None
-        out = (self.qnames, PyBytes_FromStringAndSize(self.buf, self.length), self.holds)
-        self.qnames, self.qindex, self.holds = [], {}, []
+        entries = ENQB_OP + encode(self.qnames) + ENQB_RECS
+        n = PyBytes_GET_SIZE(entries)
+        size = 4 + n + 5 + self.length      # the map32's size: its count and entries
+        data = PyBytes_FromStringAndSize(NULL, 8 + size)
+        p = PyBytes_AS_STRING(data)
+        p[0] = 0x00                         # described: ulong 0x77 (amqp-value), a map32
+        p[1] = 0x53
+        p[2] = 0x77
+        p[3] = <char>0xd1
+        put32be(p + 4, <uint32_t>size)
+        put32be(p + 8, ENQB_FIELDS)
+        memcpy(p + 12, PyBytes_AS_STRING(entries), n)
+        p += 12 + n
+        p[0] = <char>0xb0                   # vbin32
+        put32be(p + 1, <uint32_t>self.length)
+        memcpy(p + 5, self.buf, self.length)
+        out = (self.qnames, data, self.blob)
+        for o in self.qindex:
+            rq = <ReplicatedQueue>o
+            rq.open_seg = None
+        self.qnames, self.qindex, self.blob = [], {}, None
         self.length = self.count = 0
         return out
 
@@ -266,20 +359,20 @@ cdef class PrimaryCore:
         deqs, self.deqs = self.deqs, {}
         return deqs
 
-    def arm(self, list holds, int backups):
-        """``holds`` went to ``backups`` ready backups: each waits for their acknowledgements."""
-        cdef Hold h
-        for o in holds:
-            h = <Hold>o
-            h.armed = True
-            h.left = backups
-            if backups <= 0:
-                h.finish()
+    def arm(self, Blob blob, int backups):
+        """``blob`` went to ``backups`` ready backups: its holds wait for their acknowledgements."""
+        if blob is None:
+            return
+        blob.left = backups
+        if backups <= 0:
+            blob.finish()
 
     cpdef hold(self, outcome):
         """After routing a producer's message: one hold per copy the ready backups must have (and
         one while recovering). Returns the outcome to settle with (a Pending when anything holds it)."""
-        cdef Hold h
+        cdef Segment seg
+        cdef Py_ssize_t k, n
+        cdef list slots
         cdef Pending p = None
         routed = self.routed
         if not routed:
@@ -287,10 +380,28 @@ cdef class PrimaryCore:
         self.routed = []
         if outcome is not None:
             if type(outcome) is not Pending:
-                return outcome          # refused: nothing to wait for
+                for o in routed:        # refused: nothing to wait for
+                    if type(o) is Segment:
+                        (<Segment>o).claimed = len((<Segment>o).slots)
+                return outcome
             p = <Pending>outcome
         for o in routed:
-            if o is not None and type(o) is not Hold:       # a flow-stopped queue (ha/flow.py)
+            if type(o) is Segment:
+                seg = <Segment>o
+                slots = seg.slots
+                n = len(slots)
+                for k in range(seg.claimed, n):
+                    if slots[k] is None:    # else it left the queue already: nothing to wait for
+                        if seg.blob.done:
+                            slots[k] = False
+                            continue
+                        if p is None:
+                            p = Pending.__new__(Pending)
+                        p.count += 1
+                        slots[k] = p
+                seg.claimed = n
+                continue
+            if o is not None:       # a flow-stopped queue (ha/flow.py)
                 if p is None:
                     p = Pending.__new__(Pending)
                 p.count += 1
@@ -300,28 +411,18 @@ cdef class PrimaryCore:
                 else:
                     held.append(p)
                 continue
-            if o is not None:
-                h = <Hold>o
-                if h.done or h.pending is not None:
-                    continue            # it left the queue already: nothing to wait for
-            if p is None:
+            if p is None:           # None: recovering
                 p = Pending.__new__(Pending)
             p.count += 1
-            if o is None:
-                self.recovering_holds.append(p)
-            else:
-                h.pending = p
+            self.recovering_holds.append(p)
         return p if p is not None else outcome
 
-    cpdef acknowledged(self, list holds):
-        """A ready backup acknowledged the blob of ``holds`` (or went away)."""
-        cdef Hold h
-        for o in holds:
-            h = <Hold>o
-            if not h.done:
-                h.left -= 1
-                if h.left <= 0:
-                    h.finish()
+    cpdef acknowledged(self, Blob blob):
+        """A ready backup acknowledged ``blob`` (or went away)."""
+        if not blob.done:
+            blob.left -= 1
+            if blob.left <= 0:
+                blob.finish()
 
 
 def pack_records(list ids, list datas):
@@ -384,6 +485,7 @@ def apply_records(list targets, bytes recs, store, refused):
     cdef uint32_t qi
     cdef uint64_t i
     cdef Message m
+    cdef Pending p_
     cdef AllOf waits = None
     while off < n:
         if off + RECORD_HEAD > n:
@@ -412,8 +514,17 @@ def apply_records(list targets, bytes recs, store, refused):
                     if type(outcome) is not Pending:
                         raise ValueError("HA: queue %r: the store refused a replicated message (%s)"
                                          % (queue.name, getattr(outcome, "description", outcome)))
-                    if waits is None:
-                        waits = AllOf.__new__(AllOf)
-                    (<Pending>outcome).attach(waits)
+                    p_ = <Pending>outcome
+                    # Pending.attach(waits), without a Python call per message
+                    if p_.count > 0:
+                        if waits is None:
+                            waits = AllOf.__new__(AllOf)
+                        waits.left += 1
+                        p_.delivery = waits
+                    elif p_.outcome is not None:
+                        if waits is None:
+                            waits = AllOf.__new__(AllOf)
+                        if waits.outcome is None:
+                            waits.outcome = p_.outcome
         off += size
     return waits

@@ -7,6 +7,8 @@ from cypid.pyx.ha_stream import AllOf, PrimaryCore, ReplicatedQueue, apply_recor
 from cypid.pyx.message import Message
 from cypid.pyx.store_core import Pending
 
+from cypid.ha.stream import decode_op
+
 
 class FakeQueue:
     def __init__(self, name="q"):
@@ -90,8 +92,11 @@ def test_records_round_trip_into_the_backup_queues():
     a, b = ReplicatedQueue(core, FakeQueue("a")), ReplicatedQueue(core, FakeQueue("b"))
     sent = routed(core, a, 2) + routed(core, b, 1)
     core.loop.run()
-    (names, recs, holds), = core.sent
-    assert names == ["a", "b"] and holds == []
+    (names, data, holds), = core.sent
+    assert names == ["a", "b"] and holds is None
+    op, fields = decode_op(data)        # the enqb stream message, as a backup reads it
+    assert op == "enqb" and fields["qs"] == ["a", "b"]
+    recs = fields["recs"]
     qa, qb = FakeQueue("a"), FakeQueue("b")
     ida, idb = {}, {}
     assert apply_records([(qa, ida), (qb, idb)], recs, None, None) is None     # no store: nothing to wait for
@@ -123,7 +128,7 @@ def test_settled_only_when_every_ready_backup_acknowledged():
     assert not delivery.settled, "settled with one of two ready backups still to acknowledge"
     core.acknowledged(holds)
     assert delivery.settled
-    assert rq.guards == {}
+    assert rq.segs == []
 
 
 def test_a_copy_consumed_first_is_settled_at_once_and_later_acks_do_nothing():
@@ -195,3 +200,56 @@ def test_backup_never_accepts_what_its_store_refused_or_failed_to_sync():
     assert seen == []
     p.release("sync failed")
     assert seen == ["sync failed"]
+
+
+class SyncingStore:
+    """A store whose enqueue returns each message's Pending (a journal sync to come), kept here."""
+
+    def __init__(self, failed=None):
+        self.pendings = []
+        self.failed = failed
+
+    def enqueue(self, queue, msg):
+        queue.enqueue(msg)
+        p = Pending()
+        if self.failed is None:
+            p.count = 1
+        else:
+            p.outcome = self.failed     # its sync failed before the blob was applied
+        self.pendings.append(p)
+        return p
+
+
+def test_backup_accepts_a_blob_once_every_record_is_synced():
+    recs = pack_records([1, 2], [encode_message(b"x", durable=True), encode_message(b"y", durable=True)])
+    store = SyncingStore()
+    waits = apply_records([(FakeQueue(), {})], recs, store, None)
+    seen = []
+    waits.start(seen.append)
+    store.pendings[1].release()
+    assert seen == [], "accepted with one record not synced"
+    store.pendings[0].release()
+    assert seen == [None]
+    store = SyncingStore(failed="disk gone")
+    waits = apply_records([(FakeQueue(), {})], recs, store, None)
+    waits.start(seen.append)
+    assert seen == [None, "disk gone"]
+
+
+def test_a_copy_that_leaves_before_its_producer_is_held_holds_nothing():
+    core = Core(senders=1, ready=1)
+    rq = ReplicatedQueue(core, FakeQueue())
+    first = Message(encode_message(b"a", durable=True))
+    rq.queue.enqueue(first)
+    rq.enqueued(first)
+    rq.dequeued(first)                  # e.g. pushed out of a ring queue while still being routed
+    assert core.hold(None) is None
+    core.loop.run()
+    (_, later), = routed(core, rq)      # the next turn's blob: the first one still unacknowledged
+    core.loop.run()
+    assert not later.settled
+    core.acknowledged(core.sent[1][2])     # out of order: the later blob first
+    assert later.settled
+    assert [s.blob for s in rq.segs] == [core.sent[0][2]]
+    core.acknowledged(core.sent[0][2])
+    assert rq.segs == []
