@@ -323,20 +323,20 @@ class Nodes(Router):
                     self._queue_unused(queue)
 
     # -- routing (route(node, msg): cypid.pyx.broker_core.Router) ---------------------------------
-    def exchange_queues(self, ex, msg, routing=True):
-        """The queues ``ex`` (or its alternate) gives ``msg``; ``routing`` False: only asked (a
-        transaction checks its queues' room before its commit applies anything), so the exchanges'
-        counters and pre-route stamps are left alone."""
+    def exchange_queues(self, ex, msg, ives=None):
+        """The queues ``ex`` (or its alternate) gives ``msg``. ``ives``: a list that takes (IVE
+        exchange, its new last message) instead of setting it (a transaction's commit sets it once
+        it is decided, broker/transactions.py)."""
         key = msg.subject or ""
-        if routing and (ex.sequence or ex.ive):
-            self._pre_route(ex, msg)
-        queues = ex.route(key, msg, msg.size) if routing else ex.match(key, msg)
+        if ex.sequence or ex.ive:
+            self._pre_route(ex, msg, ives)
+        queues = ex.route(key, msg, msg.size)
         if not queues and ex.alternate:
             alt = self.exchanges.get(ex.alternate)
             if alt is not None:
-                if routing and (alt.sequence or alt.ive):
-                    self._pre_route(alt, msg)
-                queues = alt.route(key, msg, msg.size) if routing else alt.match(key, msg)
+                if alt.sequence or alt.ive:
+                    self._pre_route(alt, msg, ives)
+                queues = alt.route(key, msg, msg.size)
         if queues and self.filtered:
             queues = filters.selected(queues, msg, self.broker.publisher)
         return queues
@@ -370,7 +370,7 @@ class Nodes(Router):
         return outcome
 
     @staticmethod
-    def _pre_route(ex, msg):
+    def _pre_route(ex, msg, ives=None):
         """qpidd's Exchange::PreRoute, for every message the exchange receives (routed or not):
         qpid.msg_sequence stamps the exchange's next number (int64, from 1) in the message's
         message-annotations; qpid.ive keeps the message for queues bound later."""
@@ -378,7 +378,10 @@ class Nodes(Router):
             ex.sequence_no += 1
             msg.annotate({"qpid.msg_sequence": ex.sequence_no})
         if ex.ive:
-            ex.last_message = msg.copy()
+            if ives is None:
+                ex.last_message = msg.copy()
+            else:
+                ives.append((ex, msg.copy()))
 
     # -- producer flow control -------------------------------------------------------------------
     def _hold(self, queue, outcome):
@@ -414,15 +417,23 @@ class Nodes(Router):
 
     def route_anonymous(self, msg):
         """Anonymous relay: the destination is the message's `to` (queue, then exchange)."""
+        node = self.destination(msg)
+        if node is not None:
+            return self.route(node, msg)
+
+    def destination(self, msg):
+        """The node an anonymous relay's ``msg`` goes to (its `to`: a queue, then an exchange), or
+        None: then it is counted and logged as dropped."""
         dest = msg.to
-        queue = self.queues.get(dest) if dest is not None else None
-        if queue is not None:
-            return self.route(queue, msg)
-        ex = self.exchanges.get(dest) if dest is not None else None
-        if ex is not None:
-            return self.route(ex, msg)
+        if dest is not None:
+            node = self.queues.get(dest)
+            if node is None:
+                node = self.exchanges.get(dest)
+            if node is not None:
+                return node
         self.discards_no_route += 1
         self.log.info("Message to unknown address %r dropped", dest)
+        return None
 
     # -- resolving link addresses ----------------------------------------------------------------
     def _lookup(self, link, terminus):

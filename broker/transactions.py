@@ -7,11 +7,14 @@ with ``amqp:transaction:unknown-id`` or ``amqp:transaction:rollback``). Then:
 
 - Transactional posting: a transfer whose state is ``transactional-state(txn-id)`` is checked (the
   message parses, the ACL lets the user publish) and kept with its transaction; the broker answers
-  it with ``transactional-state(txn-id, accepted)``. Nothing is routed until the commit, where the
-  messages are routed in the order they came, as a plain transfer would be. At rollback they go.
-  The commit is all or nothing: first every queue the messages would go to is checked for room for
-  all of them (``_refusal``); if one would refuse one (its limit), nothing is applied and the
-  discharge is answered ``amqp:transaction:rollback`` naming it.
+  it with ``transactional-state(txn-id, accepted)``. Nothing is routed until the commit, where each
+  message is routed once, in the order they came, as a plain transfer would be (``_routes``). At
+  rollback they go. The commit is all or nothing: every queue the messages go to is checked for
+  room for all of them before any is enqueued; if one would refuse one (its limit), nothing is
+  applied and the discharge is answered ``amqp:transaction:rollback`` naming it. Otherwise every
+  copy, durable or not, goes on its queue *held* (pyx/queue.pyx, "Held": counted, seen by nobody)
+  and is shown once the commit is decided, in the order posted; if the decision fails (a journal),
+  the copies are taken out unseen. So a rolled-back transaction's messages are never delivered.
 - Transactional retirement: a consumer's disposition ``transactional-state(txn-id, outcome)`` leaves
   the message acquired by the transaction; the outcome (accepted: the dequeue) is applied once the
   commit is decided (durable), and at rollback, or when a journal fails before the decision, the
@@ -27,9 +30,11 @@ journal whose live records are committed xids) and synced, and only then the com
 appended to each journal; the decision is removed from the log once they are synced. At recovery
 an xid that is open in a queue's journal is committed if the log holds it, and aborted otherwise.
 So after a kill -9 at any point, all of a committed transaction's work is there and none of an
-uncommitted one's. The transaction's durable messages become visible to consumers when the decision
-is durable (they are held in their queues until then); its non-durable messages when they are
-routed at the commit.
+uncommitted one's. The transaction's messages become visible to consumers when the decision is
+durable (with no journal work: at once). The routing's side effects are a plain transfer's, made at
+the commit: the exchanges' counters and sequence numbers, an alternate exchange for what no binding
+takes, a LVQ's replacement and a ring queue's drops (made even if the decision then fails, as for a
+plain durable message whose sync fails); an IVE exchange's last message is set at the decision.
 
 Bounds (one client cannot hurt the others): ``MAX_PER_SESSION`` open transactions per session
 (declare is rejected with ``amqp:resource-limit-exceeded`` beyond it), ``MAX_WORK`` messages posted or
@@ -44,21 +49,22 @@ import signal
 import weakref
 
 from cypid.pyx import amqp
-from cypid.pyx.codec import Array, DecodeError, Described, decode, decode_at, symbol, ulong
+from cypid.pyx.codec import DESCRIPTOR_CODES, Array, DecodeError, Described, decode, decode_at, symbol, ulong
 from cypid.pyx.journal import Journal, JournalError
 from cypid.pyx.message import Message
-from cypid.pyx.queue import Queue
+from cypid.pyx.queue import Queue, QueueLimitExceeded
+from cypid.pyx.store_core import Pending, record_data
 
 from . import errors, filters
 from .errors import AmqpError
 from .links import CREDIT_WINDOW, IncomingLink
-from .store import Pending, Store
 
 LOCAL = "amqp:local-transactions"
 MAX_PER_SESSION = 64
 MAX_WORK = 10000
 MAX_BYTES = 64 << 20
-AMQP_VALUE = 0x77
+AMQP_VALUE_NAME = "amqp:amqp-value:*"
+AMQP_VALUE = DESCRIPTOR_CODES[AMQP_VALUE_NAME]     # the section code, from the codec's table
 TPL_DIRNAME = "tpl"
 # A failpoint for tests (tests/faults/tx_kill_rounds.py; never set in production): "PHASE:N" makes the
 # broker SIGKILL itself when the Nth commit with journal work reaches PHASE, one of KILL_PHASES.
@@ -84,7 +90,7 @@ def _body_value(data):
     n = len(data)
     while off < n:
         value, off = decode_at(data, off)
-        if getattr(value, "descriptor", None) in (AMQP_VALUE, "amqp:amqp-value:*"):
+        if getattr(value, "descriptor", None) in (AMQP_VALUE, AMQP_VALUE_NAME):
             return value.value
     return None
 
@@ -138,7 +144,8 @@ def _apply(retires):
 class Transaction:
     """One declared transaction: the work kept until its discharge."""
 
-    __slots__ = ("id", "coordinator", "session", "posts", "retires", "bytes", "failed", "ended", "timer")
+    __slots__ = ("id", "coordinator", "session", "posts", "retires", "ives", "bytes", "failed", "ended",
+                 "timer")
 
     def __init__(self, txn_id, coordinator):
         self.id = txn_id
@@ -146,6 +153,7 @@ class Transaction:
         self.session = coordinator.session
         self.posts = []            # (IncomingLink, Message) in arrival order
         self.retires = []          # (OutgoingLink, Message, outcome code, outcome value)
+        self.ives = []             # (IVE exchange, last message): the commit's routing keeps them
         self.bytes = 0
         self.failed = None         # why the transaction can only roll back
         self.ended = False
@@ -254,72 +262,81 @@ class Transactions:
             queue = link.queue
             if queue is not None and not queue.deleted:
                 queue.release(msg)
-        txn.posts = txn.retires = []
+        txn.posts = txn.retires = txn.ives = []
         txn.bytes = 0
 
     def commit(self, txn):
         """Apply the work; returns None (done) or a Pending the discharge is answered by. All or
-        nothing: when a queue would refuse one of the posted messages (its limit), nothing is
-        applied and the commit answers ``amqp:transaction:rollback`` naming it."""
+        nothing: every posted message is routed once (``_routes``), and when a queue would refuse
+        one (its limit) nothing is applied and the commit answers ``amqp:transaction:rollback``
+        naming it. Otherwise every copy goes on its queue held (``_Work.enqueue``), seen only once
+        the commit is decided."""
         if not txn.failed:
-            txn.failed = self._refusal(txn)
+            routes, why = self._routes(txn)
+            txn.failed = why
         if txn.failed:
             why = txn.failed
             self.rollback(txn)
             raise errors.TransactionRollback("transaction rolled back: %s" % why)
         store = self.broker.nodes.store
-        retires = txn.retires
-        if store is None:
-            self._end(txn, True)
-            self._route_posts(txn, None)
-            _apply(retires)
-            return None
-        work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id), retires)
-        if self.kill_at is not None:
+        work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id), txn.retires, txn.ives)
+        txn.retires = []
+        if store is not None and self.kill_at is not None:
             self.works += 1
             work.kill_at = self.kill_at[0] if self.works == self.kill_at[1] else None
         try:
-            work.write_retires(store)
-        except JournalError as e:
+            if store is not None:
+                work.write_retires(store)
+                store.txn = work
+            try:
+                self._enqueue(work, store, routes)
+            finally:
+                if store is not None:
+                    store.txn = None
+        except (JournalError, QueueLimitExceeded) as e:
             work.abort_journals()
+            work.drop_copies(store)
             work.undo_retires()         # the retired messages go back to their queues
-            txn.retires = []
             self.rollback(txn)
-            raise errors.TransactionRollback("transaction rolled back: journal failed: %s" % e)
+            raise errors.TransactionRollback("transaction rolled back: %s" % (
+                "journal failed: %s" % e if isinstance(e, JournalError) else e))
         self._end(txn, True)
-        txn.retires = []
-        store.txn = work
-        try:
-            self._route_posts(txn, work)
-        finally:
-            store.txn = None
+        txn.posts = []
+        txn.bytes = 0
         if not work.journals:
-            _apply(retires)
+            work.committed()
             return None
         return work.finish(store)
 
-    def _route_posts(self, txn, work):
+    def _routes(self, txn):
+        """([(message, its queues)], None) for the posted messages in the order they came, routed
+        once as a plain transfer would be (the exchanges count them, sequence numbers are stamped;
+        an IVE exchange's last message is kept for the decision); or (None, why) when a message
+        cannot be routed or a queue would refuse one. Counted as the commit enqueues them, each
+        queue's depth grows with the transaction's messages before; a LVQ replacement counts as
+        one more message (so this may refuse what would have fitted, never the other way round)."""
+        routes = []
+        added = {}
         for link, msg in txn.posts:
-            outcome = self._route(link, msg)
-            if outcome is not None and outcome.__class__ is Pending:
-                if work is not None:
-                    work.pendings.append(outcome)
-            elif outcome is not None:
-                # the queues had room (checked): a journal failing now, or routing failing anew
-                if work is not None and work.refused is None:
-                    work.refused = outcome
-                self._refused_at_commit(link, outcome, txn)
-        txn.posts = []
+            try:
+                queues = self._targets(link, msg, txn)
+            except AmqpError as e:
+                return None, "a message cannot be routed: %s" % e.description
+            size = msg.size
+            for queue in queues:
+                count, total = added.get(queue, (0, 0))
+                why = _refuses(queue, count, total, size)
+                if why is not None:
+                    return None, why
+                added[queue] = (count + 1, total + size)
+            routes.append((msg, queues))
+        return routes, None
 
-    def _targets(self, link, msg):
-        """The queues ``msg`` posted on ``link`` would go to if routed now (nothing changes)."""
+    def _targets(self, link, msg, txn):
+        """The queues ``msg`` posted on ``link`` goes to (as IncomingLink.deliver routes it; its
+        ACL check was made at the transfer)."""
         nodes = self.broker.nodes
-        node = link.node
-        if link.anonymous:
-            dest = msg.to
-            node = nodes.queues.get(dest) if dest is not None else None
-            if node is None and dest is not None:
-                node = nodes.exchanges.get(dest)
+        node = nodes.destination(msg) if link.anonymous else link.node
         if node is None:
             return ()
         if type(node) is Queue:
@@ -329,54 +346,28 @@ class Transactions:
         broker = self.broker
         broker.publisher = link.connection
         try:
-            return nodes.exchange_queues(node, msg, routing=False)
+            queues = nodes.exchange_queues(node, msg, txn.ives)
         finally:
             broker.publisher = None
+        if not queues:
+            nodes.discards_no_route += 1
+        return queues
 
-    def _refusal(self, txn):
-        """Why a queue would refuse one of the transaction's messages at its commit, or None.
-        Counted as the commit enqueues them, each queue's depth growing with the transaction's
-        messages before; a LVQ replacement counts as one more message (so this may refuse what
-        would have fitted, never the other way round)."""
-        added = {}
-        for link, msg in txn.posts:
-            try:
-                queues = self._targets(link, msg)
-            except AmqpError as e:
-                return "a message cannot be routed: %s" % e.description
-            size = msg.size
+    def _enqueue(self, work, store, routes):
+        """Every copy of every posted message on its queues, held, in the order they came."""
+        nodes = self.broker.nodes
+        stamp = nodes.sequences.stamp if nodes.sequences.counters else None
+        for msg, queues in routes:
+            first = True
             for queue in queues:
-                count, total = added.get(queue, (0, 0))
-                why = _refuses(queue, count, total, size)
-                if why is not None:
-                    return why
-                added[queue] = (count + 1, total + size)
-        return None
-
-    def _route(self, link, msg):
-        """Route a posted message as IncomingLink.deliver does (its ACL check was made at the transfer)."""
-        broker = self.broker
-        broker.publisher = link.connection
-        try:
-            if link.anonymous:
-                return broker.nodes.route_anonymous(msg)
-            if link.node is None:
-                return None
-            return broker.nodes.route(link.node, msg)
-        except AmqpError as e:
-            if e.scope not in (None, "link"):
-                raise
-            return amqp.rejected(e.condition, str(e))
-        finally:
-            broker.publisher = None
-
-    def _refused_at_commit(self, link, outcome, txn):
-        """A message refused at the commit although its queues had room (a journal failing now):
-        one line per transaction. With durable work the transaction then rolls back (_Work)."""
-        if not txn.failed:
-            txn.failed = "refused at commit"
-            self.log.warning("Transaction on %s: a message was refused at its commit: %s",
-                             link.connection.address, outcome)
+                m = msg if first and stamp is None else msg.copy()
+                first = False
+                if stamp is not None:
+                    stamp(queue, m)
+                work.enqueue(store, queue, m)
+        rep = nodes.replication
+        if rep is not None and rep.routed:
+            rep.hold(None)      # HA's holds of these copies: the discharge does not wait for backups
 
     # -- posting and retirement ----------------------------------------------------------------------
     def post(self, link, delivery, data):
@@ -460,21 +451,22 @@ class Transactions:
 
 
 class _Work:
-    """The journal side of one commit (``store.txn`` while its work is applied): the journals its
-    records went to, the Pendings of its durable messages, and the retired messages, whose
+    """One commit's work (``store.txn`` while it is applied): the journals its records went to,
+    the copies of its posted messages, held on their queues until the decision is durable (then
+    shown, in the order they came; at a failure taken out unseen), and the retired messages, whose
     outcomes are applied in memory only once the decision is durable (at a failure they go back
-    to their queues, as the journals then say)."""
+    to their queues, as the journals say)."""
 
-    __slots__ = ("xid", "journals", "pendings", "retires", "taken", "refused", "discharge", "phase",
+    __slots__ = ("xid", "journals", "copies", "ives", "retires", "taken", "discharge", "phase",
                  "waiting", "tpl_rid", "failed", "kill_at")
 
-    def __init__(self, xid, retires):
+    def __init__(self, xid, retires, ives):
         self.xid = xid
         self.journals = {}          # QueueJournal -> None, in first-use order
-        self.pendings = []
+        self.copies = []            # [queue, message, ...]: held until the decision
+        self.ives = ives            # (IVE exchange, its last message): set at the decision
         self.retires = retires      # (OutgoingLink, Message, outcome code, outcome value)
         self.taken = []             # (QueueJournal, Message, rid): dequeue records written
-        self.refused = None         # the outcome of a posted message its journal refused
         self.discharge = None
         self.phase = 0
         self.waiting = 0
@@ -490,6 +482,50 @@ class _Work:
         """The xid for a record of journal ``qj`` (the store's hook)."""
         self.journals[qj] = None
         return self.xid
+
+    def enqueue(self, store, queue, msg):
+        """One copy of a posted message on ``queue``, held; a durable one on a durable queue gets
+        its record (with the xid) first. Raises JournalError, or QueueLimitExceeded (the queue
+        refused it although room was checked: the commit is rolled back)."""
+        if queue.deleted:           # gone since the routing (a callback of an enqueue before)
+            return
+        qj = store.journals.get(queue) if store is not None and msg.durable else None
+        if qj is not None and qj.durable:
+            rid = store.new_rid()
+            data, flags = record_data(msg)
+            try:
+                qj.journal.append_enqueue(rid, data, self.joined(qj), flags)
+            except JournalError as e:
+                store.journal_error(qj, e)
+                raise
+            qj.rids[msg] = rid
+        else:
+            qj = None
+        try:
+            queued = queue.enqueue(msg, True)
+        except QueueLimitExceeded:
+            if qj is not None:
+                qj.rids.pop(msg, None)      # its record is aborted with the transaction
+            raise
+        if queued is not False:
+            self.copies += (queue, msg)
+        elif qj is not None:        # the queue's policy dropped it (ring): its record goes too
+            rid = qj.rids.pop(msg, None)
+            try:
+                qj.journal.append_dequeue(rid, self.xid)
+            except (KeyError, JournalError):
+                pass
+
+    def drop_copies(self, store):
+        """Rolled back: the held copies are taken out, unseen (their records are aborted)."""
+        copies = self.copies
+        self.copies = []
+        for i in range(0, len(copies), 2):
+            queue, msg = copies[i], copies[i + 1]
+            qj = store.journals.get(queue) if store is not None else None
+            if qj is not None:
+                qj.rids.pop(msg, None)
+            queue.drop_held(msg)
 
     def write_retires(self, store):
         """The dequeue records (with the xid) of the retired durable messages whose outcome removes
@@ -536,12 +572,6 @@ class _Work:
         """The records are appended: make the commit durable, then answer the discharge."""
         self.discharge = Pending()
         self.discharge.count = 1
-        for p in self.pendings:     # every durable message of the transaction waits for the decision
-            p.count += 1
-            p.syncs += 1
-        if self.refused is not None:
-            self._fail(store, self.refused)
-            return self.discharge
         self._reached("appended")
         if len(self.journals) == 1:
             qj = next(iter(self.journals))
@@ -578,7 +608,7 @@ class _Work:
         if error is not None:
             return self._fail(store, error)
         self._reached("decided")
-        self._committed()           # recovery commits it whatever happens from here on
+        self.committed()           # recovery commits it whatever happens from here on
         self.waiting = len(self.journals)
         for qj in self.journals:
             try:
@@ -607,27 +637,28 @@ class _Work:
         """One journal: its commit record is synced (or failed)."""
         if error is not None:
             return self._fail(store, error)
-        self._committed()
+        self.committed()
 
-    def _committed(self):
-        """The decision is durable: the retired messages' outcomes are applied, the posted ones
-        shown, the discharge answered accepted."""
+    def committed(self):
+        """The decision is durable (or there is none to make): the retired messages' outcomes are
+        applied, the posted ones shown in the order they came, the discharge answered accepted."""
         self.phase = 2
         retires = self.retires
         self.retires = self.taken = []
         _apply(retires)
-        self._show()
+        copies = self.copies
+        self.copies = []
+        for i in range(0, len(copies), 2):
+            queue = copies[i]
+            if not queue.deleted:
+                queue.unhold(copies[i + 1])
+        for ex, msg in self.ives:
+            ex.last_message = msg
+        self.ives = ()
         release = self.discharge
         self.discharge = None
         if release is not None:
             release.release()
-
-    def _show(self):
-        for p in self.pendings:
-            p.syncs -= 1
-            if p.syncs == 0 and p.copies is not None:
-                Store._show(p)
-            p.release()
 
     def _fail(self, store, error):
         """A journal failed before the decision: the transaction is rolled back. Its durable
@@ -637,16 +668,11 @@ class _Work:
             return
         self.failed = error
         self.abort_journals()
+        self.drop_copies(store)
         self.undo_retires()
+        self.ives = ()
         outcome = amqp.rejected(errors.TRANSACTION_ROLLBACK, "transaction rolled back: journal failed: %s" % (
-            error if isinstance(error, JournalError) else "a message was refused: %s" % (error,)))
-        for p in self.pendings:
-            copies = p.copies
-            p.copies = None
-            for i in range(0, len(copies or ()), 2):
-                copies[i].drop_held(copies[i + 1])     # unseen: held until the decision
-            p.syncs -= 1
-            p.release(outcome)
+            error,))
         release = self.discharge
         self.discharge = None
         if release is not None:

@@ -6,8 +6,10 @@ The fault is the store's failpoint (``CYPID_JOURNAL_FAULT_FILE``, broker/store.p
 tests/faults/test_store_journal_failure.py): while the file exists, the sync in progress fails and
 the records appended since the last good sync, the transaction's commit record among them, are lost.
 """
+import time
+
 from tests.interop.test_transactions import bodies, error_of, make_queue
-from tests.support.txclient import TxClient
+from tests.support.txclient import ACCEPTED, TxClient, body_of, descriptor
 
 
 def test_failed_commit_leaves_acknowledged_messages_on_their_queue(broker_factory, tmp_path):
@@ -44,3 +46,95 @@ def test_failed_commit_leaves_acknowledged_messages_on_their_queue(broker_factor
     with TxClient(broker, coordinator=False) as c:
         assert sorted(bodies(c, "dq")) == ["m0", "m1", "m2"]                  # and in the journal
         assert bodies(c, "dq2") == []
+
+
+def _consumer(c, address, credit=100):
+    """A receiver with credit and no drain: the broker sends each message as it becomes available."""
+    h = c.receiver(address)
+    c.raw.flow(c.ch, h, delivery_count=0, credit=credit, drain=False, next_incoming_id=0)
+    return h
+
+
+def _arrivals(c, last):
+    """The bodies of the messages sent to the client's consumers, in the order they came, up to
+    ``last`` (each message is one frame here)."""
+    got = []
+    deadline = time.monotonic() + c.timeout
+    while last not in got:
+        while c.transfers:
+            got.append(body_of(bytes(c.transfers.pop(0).payload)))
+        if last not in got:
+            c._pump(deadline)
+    return got
+
+
+def test_rolled_back_commit_delivers_none_of_its_messages(broker_factory, tmp_path):
+    """A journal fails inside the commit of a transaction that posted durable and non-durable
+    messages to queues (and an exchange) with live consumers: the discharge answers rollback and
+    the consumers get nothing of it (each gets only the plain message sent after)."""
+    fault = tmp_path / "disk-broken"
+    broker = broker_factory(env={"CYPID_JOURNAL_FAULT_FILE": str(fault)})
+    make_queue(broker, "dq", durable=True)
+    make_queue(broker, "nq")
+    for two_journals in (False, True):
+        with TxClient(broker) as c:
+            _consumer(c, "dq")
+            _consumer(c, "nq")
+            _consumer(c, "amq.fanout")
+            dq, nq, fan = c.sender("dq"), c.sender("nq"), c.sender("amq.fanout")
+            txn = c.declare()
+            c.send(dq, "d1", txn=txn, durable=True)
+            c.send(nq, "n1", txn=txn)
+            c.send(dq, "n2", txn=txn)
+            c.send(fan, "f1", txn=txn)
+            if two_journals:
+                make_queue(broker, "dq2", durable=True)
+                c.send(c.sender("dq2"), "d2", txn=txn, durable=True)
+            fault.write_text("")
+            cond, _ = error_of(c.discharge(txn))
+            assert cond == "amqp:transaction:rollback"
+            fault.unlink()
+            # sent after the discharge's answer: each consumer gets its marker after anything of
+            # the transaction that had been let through
+            markers = ["%s-after-%d" % (name, two_journals) for name in ("dq", "nq", "fan")]
+            for sender, marker in zip((dq, nq, fan), markers):
+                c.send(sender, marker)
+            got = []
+            for marker in markers:
+                if marker not in got:
+                    got += _arrivals(c, marker)
+            assert not {"d1", "n1", "n2", "f1", "d2"} & set(got), got
+    with TxClient(broker, coordinator=False) as c:
+        assert bodies(c, "dq") == ["dq-after-0", "dq-after-1"]
+        assert bodies(c, "dq2") == []
+
+
+def test_committed_mixed_transaction_delivers_everything_in_order(broker_factory):
+    """Durable and non-durable messages of one transaction reach a live consumer in the order they
+    were posted, with one journal and with two (the decision through the transaction log)."""
+    broker = broker_factory()
+    make_queue(broker, "dq", durable=True)
+    make_queue(broker, "dq2", durable=True)
+    make_queue(broker, "nq")
+    with TxClient(broker) as c:
+        _consumer(c, "dq")
+        _consumer(c, "nq")
+        dq, nq, dq2 = c.sender("dq"), c.sender("nq"), c.sender("dq2")
+        for rnd, extra in ((0, None), (1, dq2)):
+            txn = c.declare()
+            posted = []
+            for i in range(6):
+                body = "r%d-%s%d" % (rnd, "d" if i % 2 == 0 else "n", i)
+                c.send(dq, body, txn=txn, durable=i % 2 == 0)
+                c.send(nq, "nq-" + body, txn=txn)
+                posted.append(body)
+            if extra is not None:
+                c.send(extra, "other", txn=txn, durable=True)
+            assert descriptor(c.discharge(txn)) == ACCEPTED
+            got = _arrivals(c, posted[-1])
+            got += [] if "nq-" + posted[-1] in got else _arrivals(c, "nq-" + posted[-1])
+            assert [b for b in got if not b.startswith("nq-")] == posted
+            assert [b for b in got if b.startswith("nq-")] == ["nq-" + b for b in posted]
+    broker.restart()
+    with TxClient(broker, coordinator=False) as c:
+        assert bodies(c, "dq2") == ["other"]
