@@ -16,6 +16,12 @@ Tables (version 1)::
     queues(id INTEGER PRIMARY KEY, name TEXT UNIQUE, properties BLOB, journal TEXT)
     bindings(exchange TEXT, queue TEXT, key TEXT, arguments BLOB, PRIMARY KEY (exchange, queue, key))
     federation(id INTEGER PRIMARY KEY, kind TEXT, name TEXT, properties BLOB)  -- durable links, bridges
+    lifetimes(kind TEXT, name TEXT, policy TEXT, PRIMARY KEY (kind, name))   -- see below
+
+A durable node made by a link's attach with a ``lifetime-policy`` (broker/lifetime.py) has a
+``lifetimes`` row (kind 'queue' or 'exchange', its policy's name), so that the policy still governs
+it after a restart; declaring the node anew or deleting it removes the row. (An older store has no
+such table: it is created, empty, when the store is opened; an older broker ignores it.)
 
 Ids only grow (AUTOINCREMENT), so a queue declared again after a delete gets a new journal
 directory and can never meet the old one's files.
@@ -46,6 +52,8 @@ CREATE TABLE IF NOT EXISTS bindings (
 CREATE TABLE IF NOT EXISTS federation (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL,
     properties BLOB NOT NULL, UNIQUE (kind, name));
+CREATE TABLE IF NOT EXISTS lifetimes (
+    kind TEXT NOT NULL, name TEXT NOT NULL, policy TEXT NOT NULL, PRIMARY KEY (kind, name));
 """
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -108,12 +116,14 @@ class ConfigStore:
         with self._txn():
             self.db.execute("INSERT OR REPLACE INTO exchanges(name, type, properties) VALUES (?, ?, ?)",
                             (name, type_, _encode_map(properties)))
+            self.db.execute("DELETE FROM lifetimes WHERE kind='exchange' AND name=?", (name,))
 
     def remove_exchange(self, name):
         """The exchange and every binding to it."""
         with self._txn():
             self.db.execute("DELETE FROM exchanges WHERE name=?", (name,))
             self.db.execute("DELETE FROM bindings WHERE exchange=?", (name,))
+            self.db.execute("DELETE FROM lifetimes WHERE kind='exchange' AND name=?", (name,))
 
     def exchanges(self):
         """[(name, type, properties)] in the order they were declared."""
@@ -125,6 +135,7 @@ class ConfigStore:
         """Record a durable queue; returns its journal directory name (relative to the store)."""
         with self._txn():
             self.db.execute("DELETE FROM queues WHERE name=?", (name,))
+            self.db.execute("DELETE FROM lifetimes WHERE kind='queue' AND name=?", (name,))
             cur = self.db.execute("INSERT INTO queues(name, properties) VALUES (?, ?)",
                                   (name, _encode_map(properties)))
             jdir = journal_dirname(cur.lastrowid, name)
@@ -136,6 +147,7 @@ class ConfigStore:
         with self._txn():
             self.db.execute("DELETE FROM queues WHERE name=?", (name,))
             self.db.execute("DELETE FROM bindings WHERE queue=?", (name,))
+            self.db.execute("DELETE FROM lifetimes WHERE kind='queue' AND name=?", (name,))
 
     def queue_journal(self, name):
         """The journal directory name of queue ``name``'s row, or None."""
@@ -146,6 +158,17 @@ class ConfigStore:
         """[(name, properties, journal dir name)] in the order they were declared."""
         rows = self.db.execute("SELECT name, properties, journal FROM queues ORDER BY id").fetchall()
         return [(name, _decode_map(blob), jdir) for name, blob, jdir in rows]
+
+    # -- lifetime policies (kind 'queue' or 'exchange') ------------------------------------------
+    def set_lifetime(self, kind, name, policy):
+        """The lifetime policy of durable node ``name`` (recorded after its row)."""
+        with self._txn():
+            self.db.execute("INSERT OR REPLACE INTO lifetimes(kind, name, policy) VALUES (?, ?, ?)",
+                            (kind, name, policy))
+
+    def lifetimes(self):
+        """[(kind, name, policy)]."""
+        return self.db.execute("SELECT kind, name, policy FROM lifetimes ORDER BY rowid").fetchall()
 
     # -- bindings -----------------------------------------------------------------------------
     def add_binding(self, exchange, queue, key, arguments=None):

@@ -18,6 +18,12 @@ deletion; producers still attached stay attached and get `rejected` (amqp:not-fo
 send after. Such a queue is auto-delete in management (as in qpidd), but the policy alone decides
 when it goes. A queue a policy keeps alive past its links is found again by its name; a link that
 attaches to it later counts as one of its links.
+
+A durable node's policy is stored with its configuration (broker/config_store.py, ``lifetimes``)
+and governs it again after a restart (``restore``). The link that created it is gone then; the
+policy is applied at the next event that applies it (a link on the node detaching, its last message
+leaving), as qpidd checks an auto-delete queue only when its users leave: a restart alone deletes
+nothing.
 """
 from cypid.pyx.queue import Queue
 
@@ -53,9 +59,24 @@ class Lifetimes:
         policy = settings.lifetime_policy
         if policy not in POLICIES:
             return
+        self._govern(node, policy, link)
+        store = self.nodes.store
+        if store is not None and node.durable:
+            store.config.set_lifetime("queue" if is_queue else "exchange", node.name, policy)
+
+    def _govern(self, node, policy, link):
         self.policies[node] = [policy, link]
-        if policy in _EMPTY and is_queue:
+        if policy in _EMPTY and _is_queue(node):
             node.on_empty = self._emptied
+
+    def restore(self, rows):
+        """Recovery: the stored policies (kind, name, policy) of the durable nodes made by an
+        attach govern them again; their creating links are gone."""
+        nodes = self.nodes
+        for kind, name, policy in rows:
+            node = (nodes.queues if kind == "queue" else nodes.exchanges).get(name)
+            if node is not None and policy in POLICIES:
+                self._govern(node, policy, None)
 
     def subscribed(self, ex, link):
         """Receiver ``link`` subscribed to exchange ``ex`` (through its subscription queue)."""

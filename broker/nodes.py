@@ -86,6 +86,7 @@ class Nodes(Router):
         from .store import Store
         self.store = Store(self.broker, path)
         self.store.recover(self)
+        self.lifetimes.restore(self.store.config.lifetimes())
 
     def close_store(self):
         if self.store is not None:
