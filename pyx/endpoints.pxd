@@ -158,3 +158,4 @@ cdef class Delivery:
     cdef readonly object state                # the transfer's delivery state, encoded (None: none given)
     cdef int _stage                           # 0 in on_message, 1 waiting for holds, 2 settled
     cdef int _settle(self) except -1
+    cpdef release(self, outcome=*)            # a C call for the store's sync release

@@ -872,7 +872,7 @@ cdef class Delivery:
         self.holds += 1
         return self
 
-    def release(self, outcome=None):
+    cpdef release(self, outcome=None):
         """One hold is done (``outcome``, if given, replaces the delivery's); with none left the
         delivery is settled."""
         if self.holds <= 0:

@@ -15,6 +15,7 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport realloc, free
 from libc.string cimport memmove
 
+from cypid.pyx.endpoints cimport Delivery
 from cypid.pyx.journal cimport Journal
 from cypid.pyx.message cimport Message
 from cypid.pyx.queue cimport Queue
@@ -92,8 +93,8 @@ def split_record(data, flags):
 cdef class Pending:
     """The holds on one routed message's settlement (docs/ENGINE.md, "Holds"): ``count`` holds not
     released yet (journal syncs, flow-stopped queues; each kind adds one with ``count += 1`` and
-    calls ``release()`` when done); ``syncs``: journals still to sync; ``copies``: [queue, msg, ...]
-    the message's copies, held in their queues until every journal has synced (then shown) or one
+    calls ``release()`` when done); ``syncs``: journals still to sync; ``copies``: (queue, msg) or
+    [queue, msg, ...] the message's copies, held in their queues until every journal has synced (then shown) or one
     failed (then taken out); ``delivery``: the producer's engine Delivery, held until the last
     release (None for a pre-settled send, or a message the broker itself routed)."""
 
@@ -114,7 +115,10 @@ cdef class Pending:
         if self.count == 0 and self.delivery is not None:
             delivery = self.delivery
             self.delivery = None
-            delivery.release(self.outcome)
+            if type(delivery) is Delivery:
+                (<Delivery>delivery).release(self.outcome)
+            else:                           # broker/federation.py's settler
+                delivery.release(self.outcome)
 
     def __repr__(self):
         return "<Pending count=%d syncs=%d>" % (self.count, self.syncs)
@@ -204,7 +208,7 @@ cdef class QueueJournalCore:
         rid = self.rids.pop(msg, None)
         if rid is None or self.removed:
             return
-        if msg.body is None:
+        if ((<Message>msg).body if type(msg) is Message else msg.body) is None:
             # Its bytes are only on disk: read them back before the record goes, since the message
             # may go on (an alternate exchange, a reroute) with them.
             try:
@@ -298,7 +302,7 @@ cdef class StoreCore:
         if queued is False:        # the queue's policy dropped it: nothing to keep
             self._undo(qj, msg)
         else:
-            pending.copies = [queue, msg]
+            pending.copies = (queue, msg)      # a tuple: no separate item array
         return pending
 
     # -- syncing --------------------------------------------------------------------------------
@@ -368,8 +372,8 @@ cdef class StoreCore:
 
 cdef int _show(Pending pending) except -1:
     """Every record of the message is synced: its held copies become visible."""
-    cdef list copies = pending.copies
     cdef Py_ssize_t i
+    copies = pending.copies             # (queue, msg), or a list of such pairs run together
     pending.copies = None
     for i in range(0, len(copies), 2):
         queue = copies[i]
