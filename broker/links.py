@@ -131,6 +131,19 @@ class OutgoingLink(Link, ConsumerCore):
         self.broker.events.subscribed(self)
         return True
 
+    def flow_properties(self, properties):
+        """A flow carrying properties: True when the link was detached for them. Transactional
+        acquisition (a ``txn-id`` in a consumer's flow, AMQP 1.0 section 4.4.3) is not offered: the
+        link is detached with amqp:not-implemented rather than sending messages the client would
+        believe acquired by its transaction. Other properties have no meaning to the broker."""
+        if not isinstance(properties, dict) or "txn-id" not in properties:
+            return False
+        text = "transactional acquisition (a flow with a txn-id) is not supported; retire " \
+               "messages in a transaction with a transactional-state disposition instead"
+        self.broker.log.warning("Link %r on %s detached: %s", self.name, self.connection.address, text)
+        self.detach(errors.NOT_IMPLEMENTED, text)
+        return True
+
     def abandon(self):
         if self.detached:
             return

@@ -125,6 +125,8 @@ cdef class BrokerHandler(Handler):
         """The consumer's credit (or drain) changed: its queue is asked for more (in C)."""
         ctx = (<Link>link).context
         if isinstance(ctx, ConsumerCore):
+            if (<Link>link).flow_properties is not None and ctx.flow_properties((<Link>link).flow_properties):
+                return
             (<ConsumerCore>ctx).pump()
 
     cdef int deliver_message(self, object link, object delivery, const char* data, Py_ssize_t n) except -1:

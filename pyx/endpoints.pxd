@@ -104,6 +104,7 @@ cdef class Link:
     cdef public uint32_t delivery_count
     cdef readonly bint drain
     cdef readonly uint32_t available
+    cdef readonly object flow_properties      # the peer's last flow's properties (None: none)
     cdef readonly uint64_t unsettled          # sender: our deliveries the peer has not settled
     cdef readonly uint64_t sent
     # Receiving.

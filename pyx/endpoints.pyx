@@ -315,6 +315,7 @@ cdef class Session:
                 lc = _uint_field(fields, 6, 0, 0xFFFFFFFF, "flow.link-credit")
                 link.available = _uint_field(fields, 7, 0, 0xFFFFFFFF, "flow.available")
                 link.drain = _bool_field(fields, 8, "flow.drain")
+                link.flow_properties = _field(fields, 10)
                 if link.is_sender:
                     credit = ((0 if dc is None else dc) + lc - link.delivery_count) & MASK32
                     link.credit = credit if credit <= 0x7FFFFFFF else 0

@@ -402,12 +402,15 @@ class RawClient:
                 return frame
 
     def flow(self, channel: int, handle: int | None = None, delivery_count: int = 0, credit: int = 0,
-             drain: bool = False, echo: bool = False, next_incoming_id: int = 0) -> None:
+             drain: bool = False, echo: bool = False, next_incoming_id: int = 0,
+             properties: dict | None = None) -> None:
         fields = [uint(next_incoming_id), uint(0x7FFFFFFF), uint(self.next_outgoing_id), uint(0x7FFFFFFF)]
         if handle is not None:
             fields += [uint(handle), uint(delivery_count), uint(credit), None, drain]
-        if echo:
-            fields += [None] * (9 - len(fields)) + [True]
+        if echo or properties is not None:
+            fields += [None] * (9 - len(fields)) + [echo]
+        if properties is not None:
+            fields.append(properties)
         self.send_frame(channel, FLOW, fields)
 
     def transfer_frames(self, channel: int, handle: int, message: bytes, settled: bool = False,
