@@ -168,7 +168,8 @@ def _run(options, log, detached):
                 # what its next tick would do: management keeps closed sessions' and links' creation
                 # times (qpid-tool listed them) until it prunes; not a leak, so not counted as one
                 broker.management.prune()
-            _audit(broker, "stop")
+            gc.unfreeze()       # what start-up made and has since become garbage (a backup's first
+            _audit(broker, "stop")      # link to its primary) is collectable again: not a leak
         return 0
 
     try:
