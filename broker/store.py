@@ -55,8 +55,7 @@ from cypid.pyx.journal import (Journal, JournalCorrupt, JournalError, JournalFul
                                read_file_header)
 from cypid.pyx.message import Message
 from cypid.pyx.store_core import (EXTRA_MAX, EXTRA_SHIFT, F_DURABLE, F_HEADER, F_PRIORITY, F_TRANSIENT,
-                                  Pending, QueueJournalCore, StoreCore, record_data, show_copies,
-                                  split_record)
+                                  Pending, QueueJournalCore, StoreCore, record_data, split_record)
 from cypid.pyx.store_recovery import complete, fill_queue, max_rid
 
 from . import errors
@@ -451,8 +450,6 @@ class Store(StoreCore):
         """Sync ``qj`` at the end of this loop turn (broker/transactions.py: a commit's records)."""
         if not qj.flush_wanted:
             self._want_flush(qj)
-
-    _show = staticmethod(show_copies)       # every record of the message is synced: show its copies
 
     def _flush_lazy(self):
         self._lazy_handle = None

@@ -383,8 +383,3 @@ cdef int _show(Pending pending) except -1:
         elif not queue.deleted:
             queue.unhold(copies[i + 1])
     return 0
-
-
-def show_copies(Pending pending):
-    """_show for Python (broker/transactions.py: a commit's messages are shown once it is decided)."""
-    _show(pending)
