@@ -6,7 +6,7 @@ import signal
 import pytest
 from cypid.tools import qpid_ha
 from tests.support.broker import wait_until
-from tests.support.ha import HA_ARGS, HaConsole, QmfError, queue_depths
+from tests.support.ha import HA_ARGS, HaCluster, HaConsole, QmfError, queue_depths
 
 from tests.integration.test_ha_replication import browse, create, receive, send
 
@@ -15,7 +15,8 @@ REPLICATION = ("--ha-queue-replication", "yes")
 
 def replicate(replica, source, queue):
     out = io.StringIO()
-    rc = qpid_ha.run(["replicate", "-b", replica.url, source.url, queue], out)
+    url = source if isinstance(source, str) else source.url
+    rc = qpid_ha.run(["replicate", "-b", replica.url, url, queue], out)
     return rc, out.getvalue()
 
 
@@ -72,6 +73,27 @@ def test_enqueues_while_the_replica_takes_its_copy_are_replicated(broker_factory
     wait_until(lambda: queue_depths(replica).get(q) == 18, 30, interval=0.05,
                message=lambda: "18 messages on the replica's %s, has %r" % (q, queue_depths(replica).get(q)))
     assert browse(replica, q)[-2:] == ["b0", "b1"]
+
+
+def test_replica_follows_its_source_through_failover(broker_factory):
+    """qpidd's ReplicationTests 6: the source is an HA cluster named by its URL list; when its
+    primary is killed (-9) and the backup promoted, the replica's link moves to the new primary, takes
+    a fresh copy and follows the queue there."""
+    cluster = HaCluster(broker_factory, 2, args=REPLICATION)
+    replica = broker_factory(*REPLICATION)
+    create(cluster[0], "queue", "q", durable=True)
+    wait_until(lambda: "q" in queue_depths(cluster[1]), 60, interval=0.05)
+    create(replica, "queue", "q", durable=True)
+    send(cluster[0], "q", ["a0", "a1"], durable=True)
+    source_url = "amqp:" + ",".join("tcp:%s" % b.url for b in cluster.brokers)
+    assert replicate(replica, source_url, "q") == (0, "")
+    wait_until(lambda: browse(replica, "q") == ["a0", "a1"], 60, interval=0.05)
+    cluster.kill(0)
+    cluster.promote(1)
+    send(cluster[1], "q", ["b0"], durable=True)
+    wait_until(lambda: browse(replica, "q") == ["a0", "a1", "b0"], 60, interval=0.05,
+               message=lambda: "the replica to follow the new primary: %r" % browse(replica, "q"))
+    assert replica.log_lines(r"replicated from %s" % cluster[1].url)
 
 
 def test_replicate_errors(broker_factory):
