@@ -289,7 +289,7 @@ class Transactions:
                 work.write_retires(store)
                 store.txn = work
             try:
-                self._enqueue(work, store, routes)
+                replicated = self._enqueue(work, store, routes)
             finally:
                 if store is not None:
                     store.txn = None
@@ -305,8 +305,12 @@ class Transactions:
         txn.bytes = 0
         if not work.journals:
             work.committed()
-            return None
-        return work.finish(store)
+            return replicated
+        discharge = work.finish(store)
+        if replicated is not None and replicated.count > 0:
+            discharge.count += 1        # the commit is answered once the ready backups have its copies too
+            replicated.attach(_Release(discharge))
+        return discharge
 
     def _routes(self, txn):
         """([(message, its queues)], None) for the posted messages in the order they came, routed
@@ -367,7 +371,8 @@ class Transactions:
                 work.enqueue(store, queue, m)
         rep = nodes.replication
         if rep is not None and rep.routed:
-            rep.hold(None)      # HA's holds of these copies: the discharge does not wait for backups
+            return rep.hold(None)       # HA: a Pending the ready backups release, or None
+        return None
 
     # -- posting and retirement ----------------------------------------------------------------------
     def post(self, link, delivery, data):
@@ -448,6 +453,22 @@ class Transactions:
         """One line per transaction (it can only roll back from now on, so nothing more is taken)."""
         self.log.warning("Transaction on %s over its bound: %s; it can only roll back",
                          link.connection.address, why)
+
+
+class _Release:
+    """Stands for a delivery in a Pending: its last release releases one hold of ``pending`` (the
+    discharge's, which waits for the journals and for the HA backups' holds of the same commit)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self, pending):
+        self.pending = pending
+
+    def hold(self):
+        return self
+
+    def release(self, outcome=None):
+        self.pending.release(None)
 
 
 class _Work:
