@@ -14,8 +14,9 @@ const state = {
   series: [[], [], [], []], // t, in/s, out/s, depth
   queuePrev: new Map(),    // queue name -> {t, enq, deq}
   exchangePrev: new Map(), // exchange name -> {t, rcv}
+  busy: false,             // a poll is under way
+  again: false,            // poll once more when it ends (the page changed meanwhile)
   charts: null,
-  busy: false,
 };
 
 // -- helpers -------------------------------------------------------------------------------------
@@ -210,19 +211,25 @@ const LOADERS = {queues: loadQueues, exchanges: loadExchanges, connections: load
 
 // -- the loop ------------------------------------------------------------------------------------
 async function poll() {
-  if (state.busy) return;
+  // One poll at a time; a page change during a poll asks for another one, and a poll marks the
+  // page loaded only if it loaded the page still shown (else a slow poll of the previous page
+  // would mark the new one loaded before its tables were ever filled).
+  if (state.busy) { state.again = true; return; }
   state.busy = true;
+  state.again = false;
+  const page = state.page;
   try {
     showOverview(await getJSON("/api/overview"));
-    const loader = LOADERS[state.page];
+    const loader = LOADERS[page];
     if (loader) await loader();
-    document.body.dataset.loaded = state.page;
+    if (page === state.page) document.body.dataset.loaded = page;
   } catch (e) {
     const st = document.getElementById("status");
     st.textContent = "no answer: " + e.message;
     st.className = "status not-ready";
   } finally {
     state.busy = false;
+    if (state.again) poll();
   }
 }
 
