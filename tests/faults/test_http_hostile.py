@@ -17,6 +17,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.support.broker import wait_until
 from tests.support.faults import Bystander, assert_no_trouble
 from tests.support.http import http_port, request
@@ -95,6 +97,7 @@ class Flood:
         self.socks.clear()
 
 
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_connection_flood_and_slowloris_do_not_hurt_the_broker(broker_factory):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     total = min(2000, hard - 200)

@@ -73,6 +73,7 @@ def error_lines(broker):
     return [line for line in broker.log_lines() if " error " in line.lower() or "[error" in line.lower()]
 
 
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_journal_fsfreeze_stalls_only_durable_sends(disk_broker, loopfs):
     broker = disk_broker
     conn = BlockingConnection(broker.url, timeout=20)

@@ -5,6 +5,7 @@ consumer gets every message, each once."""
 import threading
 import time
 
+import pytest
 from proton import Delivery, Message
 from proton.utils import BlockingConnection
 
@@ -31,6 +32,7 @@ def refuse_everything(url, queue, out):
         conn.close()
 
 
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_a_consumer_refusing_everything_here(broker):
     bystander = Bystander(broker)
     conn = BlockingConnection(broker.url, timeout=60)

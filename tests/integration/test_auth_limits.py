@@ -87,6 +87,7 @@ def after_flood(broker, kept, fds_before, rss_before):
     assert rss_kib(broker.pid) - rss_before < 20 * 1024
 
 
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 @pytest.mark.parametrize("how", ["option", "acl quota"])
 def test_per_user_limit(tmp_path, how):
     args = users_db(tmp_path, "mallory", "alice")
@@ -116,6 +117,7 @@ def test_per_user_limit(tmp_path, how):
 
 @pytest.mark.parametrize("option,log", [("--connection-limit-per-ip", r"from 127\.0\.0\.1"),
                                         ("--max-connections", r"--max-connections 4")])
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_host_and_broker_limits(tmp_path, option, log):
     with BrokerProcess(tmp_path, [option, "4"]) as broker:
         bystander = Bystander(broker)           # one of the four

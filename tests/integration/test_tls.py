@@ -233,6 +233,7 @@ def test_encrypted_key_with_password_file(broker_factory, pki, tmp_path):
 
 
 # -- hostile clients -------------------------------------------------------------------------------------
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_silent_and_garbage_sockets_do_not_hurt_others(broker_factory, pki):
     """Sockets that connect to the TLS port and say nothing, or send a broken handshake: each is closed
     (after --max-negotiate-time at most), a bystander's round trips stay quick, no descriptor is kept."""

@@ -3,6 +3,7 @@ transactional posting and retirement, the errors the specification gives, and th
 import threading
 import time
 
+import pytest
 from proton import Message
 from proton.handlers import MessagingHandler, TransactionHandler
 from proton.reactor import Container
@@ -190,6 +191,7 @@ def test_work_beyond_the_bound_makes_the_commit_roll_back(broker):
         assert bodies(c, "big") == []
 
 
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_bystander_round_trip_while_a_client_fills_transactions(broker):
     """A greedy client keeps its transactions at their bounds; a bystander's send-and-receive
     stays under 0.5 s throughout."""

@@ -9,6 +9,7 @@ import time
 import types
 from pathlib import Path
 
+import pytest
 from proton import Message, symbol
 from proton.utils import BlockingConnection
 
@@ -51,6 +52,7 @@ BAD_APP = b"\x00\x53\x74" + BAD_MAP
 BAD_BODY = b"\x00\x53\x77" + BAD_MAP
 
 
+@pytest.mark.solo    # a bystander's round trip bound (0.5 s): timed alone, after the parallel pass
 def test_undecodable_request_is_rejected_and_logged_once(cypid):
     bystander = BlockingConnection(cypid.url, timeout=30)
     by_receiver = bystander.create_receiver(None, dynamic=True)
