@@ -392,6 +392,7 @@ class Nodes(Router):
         if outcome is None:
             outcome = Pending()
         outcome.count += 1
+        outcome.flow = True     # its producer's credit follows it (broker_core.pyx, "Credit follows holds")
         holds = self.flow_holds.get(queue)
         if holds is None:
             holds = self.flow_holds[queue] = []

@@ -53,7 +53,9 @@ cdef class ProducerCore:
     cdef public bint anonymous
     cdef public bint check_user_id          # --auth yes: a message's user-id must be the connection's
     cdef public bint detached
+    cdef public Py_ssize_t flow_held        # routed messages waiting on a flow hold (credit follows them)
     cdef int on_transfer(self, Delivery delivery, const char* data, Py_ssize_t n) except -1
+    cpdef flow_released(self)
     cdef object route(self, const char* data, Py_ssize_t n)
 
 

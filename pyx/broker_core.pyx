@@ -20,8 +20,9 @@ from libc.stdint cimport int64_t, uint64_t
 from cypid.pyx.amqp cimport ACCEPTED, REJECTED, RELEASED, TRANSACTIONAL_STATE
 from cypid.pyx.endpoints cimport Delivery, Link
 from cypid.pyx.engine cimport Engine
-from cypid.pyx.engine_core cimport Handler
+from cypid.pyx.engine_core cimport L_ATTACHED, Handler
 from cypid.pyx.message cimport Message, encoded_header, message_from
+from cypid.pyx.store_core cimport Pending
 from cypid.pyx.queue cimport Consumer, Queue
 
 from cypid.pyx import amqp
@@ -30,11 +31,11 @@ from cypid.pyx.queue import QueueLimitExceeded
 
 from cypid.broker import filters, redelivery
 from cypid.broker.errors import DECODE_ERROR, MESSAGE_SIZE_EXCEEDED, NOT_FOUND, UNAUTHORIZED_ACCESS, AmqpError
-from cypid.broker.store import Pending
 
 # Producer credit: qpidd grants 500 and tops the window up when it falls to half.
 CREDIT_WINDOW = 500
 CREDIT_LOW = 250
+cdef int64_t _CREDIT_WINDOW = CREDIT_WINDOW
 cdef int64_t _CREDIT_LOW = CREDIT_LOW
 
 
@@ -197,12 +198,22 @@ cdef class Router:
 # =================================================================================================
 
 cdef class ProducerCore:
-    """Base of broker.links.IncomingLink: a producer's complete deliveries, routed."""
+    """Base of broker.links.IncomingLink: a producer's complete deliveries, routed.
+
+    Credit follows holds. A message whose routing put a flow hold on its settlement (a flow-stopped
+    queue's, or HA stream flow's: Pending.flow; not a journal sync's, which is short) counts against
+    the link's credit from its routing until its last hold is released, whether or not the producer
+    waits for the settlement (a pre-settled send is counted too): the link is topped up (when credit
+    and ``flow_held`` together fall to CREDIT_LOW) only to CREDIT_WINDOW - ``flow_held``. So credit
+    outstanding plus flow-held messages never exceed CREDIT_WINDOW: a producer that sends without
+    waiting gets no more credit once 500 of its messages wait on flow holds, and its credit comes back
+    as they are released. With no flow hold it is qpidd's window: 500, topped up at 250."""
 
     cdef int on_transfer(self, Delivery delivery, const char* data, Py_ssize_t n) except -1:
         """One complete incoming delivery (the ``n`` bytes at ``data``): routed; its settlement waits
         for the holds the routing put on it (journal syncs, flow-stopped queues, HA backups)."""
         cdef Link core
+        cdef Pending p
         if delivery.state is not None and self.broker.transactions.post(
                 self, delivery, PyBytes_FromStringAndSize(data, n)):
             outcome = None      # a transactional transfer waits for its transaction (broker/transactions.py)
@@ -214,14 +225,29 @@ cdef class ProducerCore:
             outcome = self.route(data, n)
         if outcome is not None:
             if type(outcome) is Pending:
+                p = <Pending>outcome
                 if not delivery.settled:
-                    outcome.attach(delivery)
+                    p.attach(delivery)
+                if p.flow and p.count > 0 and p.producer is None:
+                    p.producer = self       # counted until its last release
+                    self.flow_held += 1
             else:
                 delivery.outcome = outcome
         core = self.core
-        if core.credit <= _CREDIT_LOW:
-            core.flow(credit=CREDIT_WINDOW)
+        if core.credit + self.flow_held <= _CREDIT_LOW:
+            core.flow(credit=_CREDIT_WINDOW - self.flow_held)
         return 0
+
+    cpdef flow_released(self):
+        """The last hold of one of this link's flow-held messages went (Pending.release): its credit
+        comes back once credit and flow-held messages together are down to CREDIT_LOW again."""
+        cdef Link core = self.core
+        self.flow_held -= 1
+        if self.detached or core is None or core.state != L_ATTACHED:
+            return
+        if core.credit + self.flow_held <= _CREDIT_LOW:
+            core.flow(credit=_CREDIT_WINDOW - self.flow_held)
+            self.connection.request_flush()
 
     def on_message(self, delivery, data):
         cdef bytes b = bytes(data)

@@ -405,6 +405,7 @@ cdef class PrimaryCore:
                 if p is None:
                     p = Pending.__new__(Pending)
                 p.count += 1
+                p.flow = True       # its producer's credit follows it (broker_core.pyx)
                 held = self.flow_holds.get(o)
                 if held is None:
                     self.flow_holds[o] = [p]

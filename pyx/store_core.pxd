@@ -15,6 +15,8 @@ cdef class Pending:
     cdef public object copies           # [queue, msg, ...] held until every journal synced, or None
     cdef public object delivery         # the producer's delivery, held until the last release
     cdef public object outcome          # what the producer is told (None: accepted)
+    cdef public bint flow               # a flow hold is among them (a flow-stopped queue, HA stream flow)
+    cdef public object producer         # the ProducerCore whose credit waits for the last release
     cpdef release(self, outcome=*)
 
 

@@ -96,7 +96,10 @@ cdef class Pending:
     calls ``release()`` when done); ``syncs``: journals still to sync; ``copies``: (queue, msg) or
     [queue, msg, ...] the message's copies, held in their queues until every journal has synced (then shown) or one
     failed (then taken out); ``delivery``: the producer's engine Delivery, held until the last
-    release (None for a pre-settled send, or a message the broker itself routed)."""
+    release (None for a pre-settled send, or a message the broker itself routed); ``flow``: one of the
+    holds is a flow hold (a flow-stopped queue's, HA stream flow's), which can last, so ``producer``
+    (the broker/links.py IncomingLink that routed it) counts the message against its credit until
+    the last release (``ProducerCore.flow_released``; broker_core.pyx, "Credit follows holds")."""
 
     def attach(self, delivery):
         """Hold the producer's ``delivery`` (cypid.pyx.engine.Delivery) until every hold is released."""
@@ -119,6 +122,10 @@ cdef class Pending:
                 (<Delivery>delivery).release(self.outcome)
             else:                           # broker/federation.py's settler
                 delivery.release(self.outcome)
+        if self.count == 0 and self.producer is not None:
+            producer = self.producer
+            self.producer = None
+            producer.flow_released()
 
     def __repr__(self):
         return "<Pending count=%d syncs=%d>" % (self.count, self.syncs)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from cypid.client import connect, encode_message
+from cypid.pyx.broker_core import CREDIT_WINDOW
 from tests.support.broker import wait_until
 from tests.support.ha import brokers  # noqa: F401 (the fixture)
 from tests.support.ha import HA_ARGS, HaCluster, HaConsole, digest, fill, queue_depths, wait_status
@@ -115,3 +116,65 @@ def test_a_stalled_catching_up_backup_bounds_the_deferred_live_events(brokers):
     assert backup.log_lines(r"queue 'deep': journal copied from the primary")
     assert queue_depths(backup)["deep"] == deep + total == queue_depths(primary)["deep"]
     assert digest(backup, "deep", deep + total, SIZE) == digest(primary, "deep", deep + total, SIZE)
+
+
+@pytest.mark.solo       # the 0.5 s bystander bound is about the broker, not about workers sharing the cores
+def test_a_stalled_backup_stops_the_credit_of_a_producer_that_never_waits(brokers):
+    """Credit follows holds (broker_core.pyx, ProducerCore): a producer that does not wait for its
+    settlements gets no more credit once CREDIT_WINDOW of its messages wait on the stream's flow hold,
+    so the stream to the stopped backup stays bounded; a bystander on a queue that is not replicated
+    keeps a fast round trip; after SIGCONT the credit comes back and every message arrives once."""
+    # A heartbeat long enough that the stopped backup is not given up meanwhile (that would release
+    # its holds too, and the producer's credit with them).
+    cluster = HaCluster(brokers, 2, args=("--ha-flow-messages", str(FLOW), "--link-heartbeat-interval", "60"))
+    primary, backup = cluster[0], cluster[1]
+    create(primary, "queue", "q", **{"qpid.max_count": 0, "qpid.max_size": 0})
+    create(primary, "queue", "by", **{"qpid.replicate": "none"})
+    wait_until(lambda: "q" in queue_depths(backup), 60, interval=0.05)
+    total = 3000
+    data = encode_message(body(0))
+
+    async def run():
+        conn = await connect(primary.url, timeout=60)
+        rcv = await conn.receiver("q", credit=500, keep=False)
+        rcv.core.check_seq = True
+        rcv.core.strict_seq = True
+        snd = await conn.sender("q", window=10 * total)
+        other = await connect(primary.url, timeout=60)
+        by_snd = await other.sender("by")
+        by_rcv = await other.receiver("by", credit=10)
+
+        async def round_trip():
+            start = time.monotonic()
+            await by_snd.send(encode_message(b"ping"))
+            await by_snd.wait_settled(timeout=10)
+            await by_rcv.get(timeout=10)
+            return time.monotonic() - start
+
+        backup.signal(signal.SIGSTOP)
+        try:
+            sending = asyncio.ensure_future(snd.send(data, total, seq_offset=len(data) - 8, seq=0))
+            # Stalled: everything it sent has reached the consumer (so the broker routed it all) and
+            # it has no credit; or it sent everything.
+            await asyncio.to_thread(wait_until, lambda: snd.sent >= total or (
+                snd.credit == 0 and rcv.received == snd.sent), 60, interval=0.05)
+            slowest = max([await round_trip() for _ in range(5)])
+            sent, credit, received = snd.sent, snd.credit, rcv.received
+            depths = await asyncio.to_thread(stream_depths, primary)
+        finally:
+            backup.signal(signal.SIGCONT)
+        await sending
+        await snd.wait_settled(timeout=120)
+        await rcv.wait_for(total, timeout=120)
+        result = (sent, credit, received, slowest, depths, rcv.core.seq_errors, rcv.core.next_seq)
+        await other.close()
+        await conn.close()
+        return result
+    sent, credit, received, slowest, depths, errors, next_seq = asyncio.run(run())
+    assert sent <= FLOW + CREDIT_WINDOW + 1 and credit == 0 and received == sent, (sent, credit, received)
+    assert len(depths) == 1 and depths[0][0] <= FLOW + CREDIT_WINDOW + 1, depths
+    assert slowest < 0.5, slowest
+    assert errors == 0 and next_seq == total, (errors, next_seq)    # each once, in order
+    wait_status(backup, "ready")
+    wait_until(lambda: stream_depths(primary) == [(0, 0)], 60, interval=0.05)
+    assert queue_depths(backup)["q"] == 0 == queue_depths(primary)["q"]
