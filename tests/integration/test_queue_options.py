@@ -238,8 +238,8 @@ def test_auto_delete_timeout_delays_the_delete(broker, conn):
     timeout = 2
     r = receiver(conn, "adt", options=CreateQueue({"auto-delete": True, "qpid.auto_delete_timeout": timeout}))
     conn.create_sender("adt").send(Message(body="m"))
+    closed = time.monotonic()                  # before the detach: the broker's delay starts after it
     r.close()
-    closed = time.monotonic()
     assert node_exists(broker, "adt")           # right after the last consumer left: still there
     wait_until(lambda: not node_exists(broker, "adt"), timeout=30, interval=0.1,
                message="queue adt to be deleted after its timeout")
