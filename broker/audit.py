@@ -136,7 +136,42 @@ def census(broker, when, objects=None):
     named = inside + views
     if named:
         report["files"] = named[:20]
+    kept = list(live["connections"][:5]) if when == "stop" else []
+    if kept:        # what they are and who holds them: the line must say enough to find the leak
+        report["kept_connections"] = [describe(c, exclude=(live["connections"], kept, objects)) for c in kept]
     return report
+
+
+def describe(obj, exclude=()):
+    """A short text naming a kept object: its class, its peer and transport, and what refers to it
+    (a dict's owner named by its class, a frame by its function) -- ``exclude``: containers of the
+    audit's own that refer to it."""
+    cls = type(obj)
+    parts = ["%s.%s" % (cls.__module__, cls.__qualname__)]
+    for attr in ("address", "hostname", "container_id"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, (str, tuple)) and value:
+            parts.append("%s=%s" % (attr, value))
+    transport = getattr(obj, "transport", None)
+    if transport is not None:
+        closing = getattr(transport, "is_closing", None)
+        parts.append("transport %s" % ("closing" if callable(closing) and closing() else "open"))
+    skip = {id(x) for x in exclude if x is not None}
+    holders = []
+    for r in gc.get_referrers(obj):
+        if id(r) in skip or r is exclude:
+            continue
+        if isinstance(r, dict):
+            owners = [type(o).__qualname__ for o in gc.get_referrers(r)
+                      if getattr(o, "__dict__", None) is r]
+            holders.append("dict of %s" % (owners[0] if owners else "?"))
+        elif type(r).__name__ == "frame":
+            if r.f_code.co_filename != __file__:       # not the audit's own
+                holders.append("frame %s" % r.f_code.co_name)
+        else:
+            holders.append(type(r).__qualname__)
+    parts.append("held by: " + (", ".join(holders[:8]) or "nothing gc sees (a C reference: the loop)"))
+    return " ".join(parts)
 
 
 async def prime_loop(loop):

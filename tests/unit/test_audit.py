@@ -1,5 +1,6 @@
 """The leak audit (cypid.broker.audit) over fake broker objects: it must see what is kept."""
 import json
+import re
 import os
 
 from cypid.broker import audit
@@ -136,3 +137,19 @@ def test_prime_loop_opens_the_loops_lasting_descriptors_before_the_baseline():
         assert len(primed - before) <= 1        # at most libuv's spare, once
     finally:
         loop.close()
+
+
+def test_a_kept_connection_is_named_with_what_holds_it():
+    """The stop line says what each kept connection is and what refers to it (the leak's owner)."""
+    ClientConnection = type("Connection", (), {"__module__": "cypid.client.connection"})
+    Holder = type("Holder", (), {})
+    conn = ClientConnection()
+    conn.address = "127.0.0.1:5672"
+    holder = Holder()
+    holder.conn = conn
+    report = audit.census(fake_broker([]), "stop", objects=[conn])
+    assert report["connections"] == 1
+    (text,) = report["kept_connections"]
+    assert text.startswith("cypid.client.connection.Connection address=127.0.0.1:5672")
+    assert re.search(r"held by: (dict of )?Holder\b", text), text
+    assert "kept_connections" not in audit.census(fake_broker([]), "start", objects=[conn])
