@@ -156,6 +156,9 @@ def describe(obj, exclude=()):
     if transport is not None:
         closing = getattr(transport, "is_closing", None)
         parts.append("transport %s" % ("closing" if callable(closing) and closing() else "open"))
+    closed = getattr(obj, "closed", None)       # cypid.client's: done once connection_lost has run
+    if callable(getattr(closed, "done", None)):
+        parts.append("lost" if closed.done() else "not lost yet")
     skip = {id(x) for x in exclude if x is not None}
     holders = []
     for r in gc.get_referrers(obj):

@@ -13,6 +13,7 @@ from .federation import Federation
 from .management import ManagementAgent
 from .nodes import Nodes
 from .observers import BrokerObservers
+from .outgoing import Outgoing
 from .sasl import Authenticator
 from .tls import Tls
 from .transactions import Transactions
@@ -57,6 +58,7 @@ class Broker:
             from cypid.ha import HaBroker
             self.ha = HaBroker(self)
         self.federation = Federation(self)   # links and bridges to other brokers (qpid-route)
+        self.outgoing = Outgoing()      # the connections federation and HA open (broker/outgoing.py)
         self.connections = set()
         self.servers = []
         self.port = None
@@ -113,6 +115,7 @@ class Broker:
         await self.federation.stop()
         if self.ha is not None:
             await self.ha.stop()
+        await self.outgoing.close()     # every one gone before the store shuts and the audit counts
         self.nodes.stop_timers()
         if self.management is not None:
             self.management.stop()

@@ -343,7 +343,8 @@ class FederationLink:
                         username=self.username or None, password=self.password or None,
                         mechanism=self.mechanism or None, container_id=self.federation.tag,
                         idle_timeout=self.federation.heartbeat() * 2 or None,
-                        properties={symbol("qpid.federation_tag"): self.federation.tag})
+                        properties={symbol("qpid.federation_tag"): self.federation.tag},
+                        track=self.broker.outgoing)
                 except Exception as e:    # refused, unreachable, authentication failed
                     self._failed("%s" % (e or e.__class__.__name__))
                     await asyncio.sleep(self.federation.interval())

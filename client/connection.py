@@ -86,6 +86,7 @@ class Connection(Handler):
         self.properties = properties
         self.write_buffer = write_buffer
         self.transport = None
+        self._abandoned = False     # aborted: a transport still to come is dropped as it comes
         # We close after idle_timeout of silence, and announce half of it: a peer that sends only on a
         # coarse timer still keeps well inside our limit (the engine closes after twice what it announces).
         self.core = self.engine = Engine(
@@ -125,6 +126,13 @@ class Connection(Handler):
     # -- asyncio Protocol --------------------------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
+        if self._abandoned:
+            # Its connect() gave up (cancelled, timed out) before the transport came. uvloop calls
+            # connection_made even on a transport its cancelled create_connection has closed, and then
+            # never connection_lost: start nothing (no engine, no heartbeat timer), drop it, be closed.
+            transport.abort()
+            self.closed.set_result(None)
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -141,6 +149,8 @@ class Connection(Handler):
         self._schedule_flush()
 
     def connection_lost(self, exc):
+        if self.closed.done():      # dropped in connection_made (abandoned): nothing was started
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -391,9 +401,17 @@ class Connection(Handler):
                 self.transport.abort()
 
     def abort(self):
-        """Drop the connection without a close frame."""
-        if self.transport is not None:
-            self.transport.abort()
+        """Drop the connection without a close frame. A connect cancelled after its socket connected
+        leaves uvloop's transport closed while its connection_made is still to run: a transport that
+        has not come yet is dropped as it comes, and one that came already closed (its abort changes
+        nothing, no connection_lost will follow) ends the connection here. So no connection is left,
+        with its heartbeat timer, that nobody holds."""
+        self._abandoned = True
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+            if not transport.is_closing() and not self.closed.done():
+                self.connection_lost(None)
 
     async def sender(self, address, **kw):
         """A sender on the connection's first session (begun on first use)."""
@@ -554,7 +572,7 @@ class Session:
         return "<Session channel=%d remote=%s>" % (self.channel, self.remote_channel)
 
 
-async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, **options):
+async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, track=None, **options):
     """Open a connection to ``url`` (``host:port``, ``amqp[s]://[user:password@]host:port`` or the qpid
     tools' ``[user/password@]host[:port]``).
 
@@ -563,6 +581,8 @@ async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, **
     layer), ``ssl`` (an ``ssl.SSLContext``, or True for the default one; ``amqps://`` implies True),
     ``idle_timeout`` (seconds: the peer must send something that often; we send heartbeats at half the
     peer's), ``max_frame_size``, ``channel_max``, ``container_id``, ``hostname``, ``properties``.
+    ``track``: an object whose ``add`` is given the Connection before it connects (a broker's
+    outgoing connections, waited for at its stop: broker/outgoing.py).
     Raises ConnectionClosed (AuthenticationError) or OSError (ssl.SSLError for a refused handshake)."""
     host, port, user, password = parse_url(url)
     if user is not None:
@@ -573,6 +593,8 @@ async def connect(url="127.0.0.1:5672", *, timeout=30.0, loop=None, ssl=None, **
     options.setdefault("hostname", host)
     loop = loop or asyncio.get_running_loop()
     conn = Connection(loop, **options)
+    if track is not None:
+        track.add(conn)
     tls = {"ssl": ssl, "server_hostname": host} if ssl else {}
     try:
         await asyncio.wait_for(loop.create_connection(lambda: conn, host, port, **tls), timeout)

@@ -128,7 +128,8 @@ class Backup:
     async def _follow(self, address, url):
         timeout = max(1.0, min(self.options.link_heartbeat_interval or 10.0, 10.0))
         try:
-            conn = await connect(address.hostport, timeout=timeout, **self._connect_options(url))
+            conn = await connect(address.hostport, timeout=timeout, track=self.broker.outgoing,
+                                 **self._connect_options(url))
         except (ClientError, OSError) as e:
             self.log.debug("HA: %s did not take this backup: %s", address.hostport, e)
             return
@@ -216,7 +217,8 @@ class Backup:
         async def check(address):
             conn = None
             try:
-                conn = await connect(address.hostport, timeout=timeout, **self._connect_options(url))
+                conn = await connect(address.hostport, timeout=timeout, track=self.broker.outgoing,
+                                     **self._connect_options(url))
                 await asyncio.wait_for(conn.session(), timeout)     # a refusal closes after the open
             except ClientError as e:
                 if e.condition == REDIRECT and isinstance(e.info, dict):
