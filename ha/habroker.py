@@ -59,7 +59,7 @@ class HaBroker:
         self.role = None              # Backup or Primary
         self.uuids = {}               # ("queue"|"exchange", name) -> identity (qpid.ha-uuid)
         self._recovering_timer = None
-        self.replicators = {}           # queue name -> QueueReplicator (qpid-ha replicate)
+        self.replicas = None            # ha/replicate.py's Replicas (qpid-ha replicate), once started
         if self.cluster and broker.management is None:
             raise ValueError("HA: --ha-cluster yes needs management (--mgmt-enable yes)")
         if self.cluster and not self.brokers_url:
@@ -93,6 +93,10 @@ class HaBroker:
         elif self.options.ha_queue_replication:
             from .primary import Primary            # a source of single-queue replicas
             self.role = Primary(self)
+        if self.options.ha_queue_replication:
+            from .replicate import Replicas         # and a replica of the queues it was told to pull
+            self.replicas = Replicas(self)
+            self.replicas.start()
 
     async def stop(self):
         if self._recovering_timer is not None:
@@ -101,9 +105,9 @@ class HaBroker:
         role, self.role = self.role, None
         if role is not None:
             await role.stop()
-        replicators, self.replicators = self.replicators, {}
-        for r in replicators.values():
-            await r.stop()
+        replicas, self.replicas = self.replicas, None
+        if replicas is not None:
+            await replicas.stop()
 
     # -- status -----------------------------------------------------------------------------------
     def set_status(self, status):
@@ -297,19 +301,15 @@ class HaBroker:
 
     def qmf_replicate(self, args):
         """Pull ``queue`` from the broker at ``broker`` and keep it replicated here (ha/replicate.py)."""
-        from .replicate import QueueReplicator
         broker, queue = _text(args.get("broker")), _text(args.get("queue"))
-        if not self.options.ha_queue_replication:
+        if not self.options.ha_queue_replication or self.replicas is None:
             raise HaError("Queue replication is not enabled on this broker (ha-queue-replication is no)")
         if not queue or self.broker.nodes.queues.get(queue) is None:
             raise HaError("Cannot replicate non-existent queue %s" % queue)
         try:
-            replicator = QueueReplicator(self, broker, queue)
+            old = self.replicas.replicate(broker, queue)
         except UrlError as e:
             raise HaError(str(e)) from None
-        old = self.replicators.pop(queue, None)
-        self.replicators[queue] = replicator
-        replicator.start()
         self.log.log(NOTICE, "HA: replicating queue %r from %s", queue, broker)
         if old is not None:
             return asyncio.ensure_future(self._qmf(old.stop()))

@@ -14,11 +14,26 @@ messages (``enqs``), ``end``, and then only that queue's enqueues and dequeues. 
 stream message once applied (a durable message once synced), and the source holds its producers'
 settlements until the replica has their messages, as it does for a ready backup. A lost link is tried
 again every ``--link-maintenance-interval``, starting over with a new ``qsnap``.
+
+``Replicas`` keeps the replica's side: its ``QueueReplicator``s, each remembered in the config store
+(a row of the store's federation table, kind ``ha-replicate``, beside qpid-route's links and bridges)
+so that a restarted replica (stopped or killed) replicates its durable queues from their sources
+again; a queue deleted on the replica ends its replication and the row (a transient queue gets no row:
+it is not there after a restart). The restarted replica starts over as any lost link does: ``qsnap``
+replaces what its journal kept with the source's queue as it is then, so nothing is duplicated or lost
+relative to the source; until that copy arrives the queue shows what it held when it stopped. qpidd
+does not do this: its replication link and bridge are not durable, so a restarted qpidd replica keeps
+its messages and replicates no more until ``qpid-ha replicate`` is run again.
 """
+import asyncio
+
 from .backup import Backup
-from .habroker import STREAM_PREFIX
+from .habroker import NOTICE, STREAM_PREFIX
 from .primary import QUEUE_INFO
-from .url import parse_url
+from .url import UrlError, parse_url
+
+#: the config store's federation rows of single-queue replications: name = queue, {"broker": url}
+ROW_KIND = "ha-replicate"
 
 
 class QueueReplicator(Backup):
@@ -51,6 +66,86 @@ class QueueReplicator(Backup):
 
     def _op_end(self, f):
         self.log.log(25, "HA: queue %r replicated from %s:%s", self.queue_name, *(self.connected_to or ("?", 0)))
+        self.journal_fault = None       # the copy went into the journal: a fault's episode is over
 
 
-__all__ = ["QueueReplicator", "QUEUE_INFO"]
+class Replicas:
+    """The queues this broker replicates from other brokers (``qpid-ha replicate``), remembered in
+    its config store and started again at start-up. A broker observer: a deleted queue's replication
+    ends."""
+
+    def __init__(self, ha):
+        self.ha = ha
+        self.log = ha.log
+        self.broker = ha.broker
+        self.replicators = {}           # queue name -> QueueReplicator
+        self.stopping = set()           # the stops of replications whose queue was deleted
+
+    @property
+    def config(self):
+        store = self.broker.nodes.store
+        return getattr(store, "config", None)
+
+    def start(self):
+        self.broker.events.add(self)
+        config = self.config
+        if config is None:
+            return
+        for kind, name, props in config.federation():
+            if kind != ROW_KIND:
+                continue
+            source = str(props.get("broker") or "")
+            if self.broker.nodes.queues.get(name) is None:
+                self.log.warning("HA: queue %r no longer exists: its replication from %s is forgotten",
+                                 name, source)
+                config.remove_federation(ROW_KIND, name)
+                continue
+            try:
+                self._start(source, name)
+            except UrlError as e:
+                self.log.error("HA: queue %r: replication from %r not restarted: %s", name, source, e)
+                continue
+            self.log.log(NOTICE, "HA: replicating queue %r from %s again", name, source)
+
+    def _start(self, source, name):
+        replicator = QueueReplicator(self.ha, source, name)     # UrlError for a bad URL
+        old = self.replicators.pop(name, None)
+        self.replicators[name] = replicator
+        replicator.start()
+        return old
+
+    def replicate(self, source, name):
+        """Start replicating queue ``name`` from ``source`` and remember it; returns the replicator
+        it replaces (to be stopped) or None. UrlError for a bad URL."""
+        old = self._start(source, name)
+        config = self.config
+        if config is not None:
+            queue = self.broker.nodes.queues.get(name)
+            if queue is not None and queue.durable:     # a transient queue is not there after a restart
+                config.add_federation(ROW_KIND, name, {"broker": source})
+            else:
+                config.remove_federation(ROW_KIND, name)
+        return old
+
+    async def stop(self):
+        self.broker.events.remove(self)
+        replicators, self.replicators = self.replicators, {}
+        for r in replicators.values():
+            await r.stop()
+        if self.stopping:
+            await asyncio.wait(self.stopping)
+
+    def queue_deleted(self, queue, context=None):
+        replicator = self.replicators.pop(queue.name, None)
+        if replicator is None:
+            return
+        config = self.config
+        if config is not None:
+            config.remove_federation(ROW_KIND, queue.name)
+        self.log.log(NOTICE, "HA: queue %r deleted: its replication ends", queue.name)
+        task = asyncio.ensure_future(replicator.stop())
+        self.stopping.add(task)
+        task.add_done_callback(self.stopping.discard)
+
+
+__all__ = ["QueueReplicator", "Replicas", "QUEUE_INFO", "ROW_KIND"]

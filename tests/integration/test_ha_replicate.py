@@ -8,7 +8,7 @@ from cypid.tools import qpid_ha
 from tests.support.broker import wait_until
 from tests.support.ha import HA_ARGS, HaCluster, HaConsole, QmfError, queue_depths
 
-from tests.integration.test_ha_replication import browse, create, receive, send
+from tests.integration.test_ha_replication import browse, create, delete, receive, send
 
 REPLICATION = ("--ha-queue-replication", "yes")
 
@@ -106,3 +106,72 @@ def test_replicate_errors(broker_factory):
         c.call("replicate", {"broker": plain.url, "queue": "q"})
     rc, out = replicate(replica, plain, "nowhere")
     assert rc == 1 and "non-existent queue nowhere" in out
+
+
+def test_replication_is_kept_through_restarts_of_the_replica_and_the_source(broker_factory):
+    """The replica remembers what it replicates (its config store): after a clean restart or a kill -9
+    (with messages in flight) its queue follows the source again, holding exactly the source's messages
+    (the source's copy replaces what its journal kept: none twice, none missing); after a restart of the
+    source the replica's link comes back. A queue deleted on the replica ends its replication. Each
+    wait is for a change made on the source after the restart: only a replication started again by
+    the replica itself can bring it."""
+    source = broker_factory(*REPLICATION)
+    replica = broker_factory(*REPLICATION, "--link-maintenance-interval", "0.1")
+    create(source, "queue", "q", durable=True)
+    create(replica, "queue", "q", durable=True)
+    send(source, "q", ["a0", "a1"], durable=True)
+    assert replicate(replica, source, "q") == (0, "")
+
+    def follows(what):
+        want = browse(source, "q")
+        wait_until(lambda: browse(replica, "q") == want, 60, interval=0.05,
+                   message=lambda: "the replica's q to be the source's %r after %s (it is %r)"
+                   % (want, what, browse(replica, "q")))
+        return want
+
+    follows("replicate")
+    replica.restart()
+    send(source, "q", ["b0"], durable=True)
+    assert follows("a clean restart") == ["a0", "a1", "b0"]
+    assert replica.log_lines(r"replicating queue 'q' from %s again" % source.url)
+
+    many = ["m%d" % i for i in range(300)]
+    send(source, "q", many, durable=True)       # kill -9 while the replica is taking them
+    replica.restart(kill=True)
+    assert receive(source, "q", 1) == ["a0"]    # a dequeue while the replica is away follows too
+    send(source, "q", ["c0"], durable=True)
+    got = follows("a kill -9")
+    assert got == ["a1", "b0"] + many + ["c0"] and len(set(got)) == len(got)
+
+    source.restart()
+    send(source, "q", ["d0"], durable=True)
+    assert follows("a restart of the source")[-1] == "d0"
+
+    delete(replica, "queue", "q")
+    assert replica.log_lines(r"queue 'q' deleted: its replication ends")
+    wait_until(lambda: not [n for n in queue_depths(source) if n.startswith("qpid.ha-backup.")], 60,
+               interval=0.05, message="the replica's stream queue on the source to go")
+    offset = replica.log_size()
+    replica.restart()
+    assert "q" not in queue_depths(replica)
+    after = replica.log_text_from(offset)
+    assert "replicating queue 'q'" not in after and "no longer exists" not in after   # forgotten at the delete
+
+
+def test_a_transient_replica_queue_is_not_remembered(broker_factory):
+    """A transient replica queue is not there after a restart: its replication gets no row, and the
+    restarted replica, which takes up its durable queue's replication again, has nothing to forget."""
+    source = broker_factory(*REPLICATION)
+    replica = broker_factory(*REPLICATION, "--link-maintenance-interval", "0.1")
+    for name, durable in (("t", False), ("d", True)):
+        create(source, "queue", name, durable=durable)
+        create(replica, "queue", name, durable=durable)
+        send(source, name, ["x"], durable=durable)
+        assert replicate(replica, source, name) == (0, "")
+        wait_until(lambda: browse(replica, name) == ["x"], 60, interval=0.05)
+    offset = replica.log_size()
+    replica.restart()
+    wait_until(lambda: "replicating queue 'd' from %s again" % source.url in replica.log_text_from(offset), 60,
+               interval=0.05)
+    assert "t" not in queue_depths(replica)
+    assert "queue 't'" not in replica.log_text_from(offset)
