@@ -114,6 +114,8 @@ class OutgoingLink(Link, ConsumerCore):
         self.presettled = False
         self.delete_on_detach = False   # a private subscription queue goes with its link
         self.selector = None            # this consumer's filter (cypid.pyx.selector), set on attach
+        self.acq_txn = None             # the transaction its transfers are acquired by (broker/acquisition.py)
+        self.acq_txns = []              # the transactions it acquired for
 
     def attach(self):
         source = self.source
@@ -132,17 +134,12 @@ class OutgoingLink(Link, ConsumerCore):
         return True
 
     def flow_properties(self, properties):
-        """A flow carrying properties: True when the link was detached for them. Transactional
-        acquisition (a ``txn-id`` in a consumer's flow, AMQP 1.0 section 4.4.3) is not offered: the
-        link is detached with amqp:not-implemented rather than sending messages the client would
-        believe acquired by its transaction. Other properties have no meaning to the broker."""
+        """A flow carrying properties: True when the link was detached for them. A ``txn-id`` asks
+        for transactional acquisition (AMQP 1.0 section 4.4.3, broker/acquisition.py). Other
+        properties have no meaning to the broker."""
         if not isinstance(properties, dict) or "txn-id" not in properties:
             return False
-        text = "transactional acquisition (a flow with a txn-id) is not supported; retire " \
-               "messages in a transaction with a transactional-state disposition instead"
-        self.broker.log.warning("Link %r on %s detached: %s", self.name, self.connection.address, text)
-        self.detach(errors.NOT_IMPLEMENTED, text)
-        return True
+        return self.broker.transactions.acquisitions.flow(self, properties["txn-id"])
 
     def abandon(self):
         if self.detached:
@@ -153,10 +150,15 @@ class OutgoingLink(Link, ConsumerCore):
             return
         queue.remove_consumer(self)
         self.broker.events.unsubscribed(self)
-        # Deliveries this link left unsettled return to the queue, counted as failed attempts.
+        # Deliveries this link left unsettled return to the queue, counted as failed attempts (not
+        # those an open transaction acquired: they go back as its rollback gives them back).
+        undone = self.broker.transactions.acquisitions.link_gone(self) if self.acq_txns else ()
         for msg in self.core.take_unsettled():
             if msg is None:
                 continue      # browsed (or pre-settled)
+            if msg in undone:
+                queue.release(msg)
+                continue
             queue.release(msg, count_failure=True)
             if msg.durable:
                 self.broker.nodes.released(queue, msg)

@@ -19,7 +19,8 @@ with ``amqp:transaction:unknown-id`` or ``amqp:transaction:rollback``). Then:
   the message acquired by the transaction; the outcome (accepted: the dequeue) is applied once the
   commit is decided (durable), and at rollback, or when a journal fails before the decision, the
   message goes back to its queue, available again.
-- Transactional acquisition (a flow naming a txn-id) is not offered: such flows are plain flows.
+- Transactional acquisition (a consumer's flow naming a txn-id): broker/acquisition.py. The messages
+  the transaction acquired go back to their queues at its rollback and stay acquired at its commit.
 
 Durability (docs/JOURNAL-FORMAT.md, "Transactions"): at the commit every journal record the work
 makes (enqueues of durable messages, dequeues of durable ones) carries the transaction's xid, and
@@ -56,6 +57,7 @@ from cypid.pyx.queue import Queue, QueueLimitExceeded
 from cypid.pyx.store_core import Pending, record_data
 
 from . import errors, filters
+from .acquisition import Acquisitions, transactional_state, undo
 from .errors import AmqpError
 from .links import CREDIT_WINDOW, IncomingLink
 
@@ -74,10 +76,6 @@ KILL_PHASES = ("appended", "records-synced", "decided", "committing", "committed
 
 def declared(txn_id):
     return Described(ulong(amqp.DECLARED), [txn_id])
-
-
-def transactional_state(txn_id, outcome=None):
-    return Described(ulong(amqp.TRANSACTIONAL_STATE), [txn_id, outcome])
 
 
 def _rejected(error):
@@ -145,7 +143,7 @@ class Transaction:
     """One declared transaction: the work kept until its discharge."""
 
     __slots__ = ("id", "coordinator", "session", "posts", "retires", "ives", "bytes", "failed", "ended",
-                 "timer")
+                 "timer", "acquired", "acquirers")
 
     def __init__(self, txn_id, coordinator):
         self.id = txn_id
@@ -158,10 +156,12 @@ class Transaction:
         self.failed = None         # why the transaction can only roll back
         self.ended = False
         self.timer = None          # --tx-timeout
+        self.acquired = {}         # Message -> (OutgoingLink, delivery-id): acquired (broker/acquisition.py)
+        self.acquirers = []        # the OutgoingLinks whose transfers it acquires now
 
     @property
     def work(self):
-        return len(self.posts) + len(self.retires)
+        return len(self.posts) + len(self.retires) + len(self.acquired)
 
 
 class SessionTxnStats:
@@ -189,6 +189,7 @@ class Transactions:
         self.stats = weakref.WeakKeyDictionary()   # broker Session -> SessionTxnStats (management reads them)
         self.kill_at = _kill_at(os.environ.get(KILL_ENV))
         self.works = 0              # commits with journal work (counted for the failpoint only)
+        self.acquisitions = Acquisitions(self, MAX_WORK)
 
     def session_stats(self, session, create=False):
         """The session's counters (zeroes for a session that never declared one)."""
@@ -256,14 +257,14 @@ class Transactions:
         self._end(txn, False)
         self._drop_work(txn)
 
-    @staticmethod
-    def _drop_work(txn):
+    def _drop_work(self, txn):
         for link, msg, _code, _state in txn.retires:
             queue = link.queue
             if queue is not None and not queue.deleted:
                 queue.release(msg)
         txn.posts = txn.retires = txn.ives = []
         txn.bytes = 0
+        self.acquisitions.rollback(txn)
 
     def commit(self, txn):
         """Apply the work; returns None (done) or a Pending the discharge is answered by. All or
@@ -280,6 +281,7 @@ class Transactions:
             raise errors.TransactionRollback("transaction rolled back: %s" % why)
         store = self.broker.nodes.store
         work = _Work(b"cypid-tx-%s-%s" % (self._nonce, txn.id), txn.retires, txn.ives)
+        work.acquired = self.acquisitions.take(txn)     # kept once the commit is decided
         txn.retires = []
         if store is not None and self.kill_at is not None:
             self.works += 1
@@ -297,6 +299,7 @@ class Transactions:
             work.abort_journals()
             work.drop_copies(store)
             work.undo_retires()         # the retired messages go back to their queues
+            undo(work.acquired)
             self.rollback(txn)
             raise errors.TransactionRollback("transaction rolled back: %s" % (
                 "journal failed: %s" % e if isinstance(e, JournalError) else e))
@@ -395,7 +398,7 @@ class Transactions:
             return True
         if txn.work >= MAX_WORK or txn.bytes + len(data) > MAX_BYTES:
             txn.failed = "more than %d messages or %d bytes of work in one transaction" % (MAX_WORK, MAX_BYTES)
-            self._limit(link, txn.failed)
+            self.over_bound(link, txn.failed)
             delivery.outcome = amqp.rejected(errors.RESOURCE_LIMIT_EXCEEDED, txn.failed)
             return True
         broker = self.broker
@@ -436,7 +439,7 @@ class Transactions:
             return
         code = amqp.outcome_code(inner)
         if code == 0 or code == amqp.RECEIVED or code == amqp.TRANSACTIONAL_STATE:
-            # no outcome: transactional acquisition, which is not offered; the message goes back
+            # no outcome: nothing to retire (acquisition is asked for on the flow); the message goes back
             link.queue.release(msg)
             return
         if txn.failed:
@@ -444,12 +447,12 @@ class Transactions:
             return
         if txn.work >= MAX_WORK:
             txn.failed = "more than %d messages of work in one transaction" % MAX_WORK
-            self._limit(link, txn.failed)
+            self.over_bound(link, txn.failed)
             link.queue.release(msg)
             return
         txn.retires.append((link, msg, code, inner))
 
-    def _limit(self, link, why):
+    def over_bound(self, link, why):
         """One line per transaction (it can only roll back from now on, so nothing more is taken)."""
         self.log.warning("Transaction on %s over its bound: %s; it can only roll back",
                          link.connection.address, why)
@@ -479,7 +482,7 @@ class _Work:
     to their queues, as the journals say)."""
 
     __slots__ = ("xid", "journals", "copies", "ives", "retires", "taken", "discharge", "phase",
-                 "waiting", "tpl_rid", "failed", "kill_at")
+                 "waiting", "tpl_rid", "failed", "kill_at", "acquired")
 
     def __init__(self, xid, retires, ives):
         self.xid = xid
@@ -494,6 +497,7 @@ class _Work:
         self.tpl_rid = 0
         self.failed = None
         self.kill_at = None         # the failpoint's phase for this commit (KILL_ENV)
+        self.acquired = {}          # the transaction's acquisitions: kept at the decision, undone at a failure
 
     def _reached(self, phase):
         if phase == self.kill_at:
@@ -664,6 +668,7 @@ class _Work:
         """The decision is durable (or there is none to make): the retired messages' outcomes are
         applied, the posted ones shown in the order they came, the discharge answered accepted."""
         self.phase = 2
+        self.acquired = {}
         retires = self.retires
         self.retires = self.taken = []
         _apply(retires)
@@ -691,6 +696,9 @@ class _Work:
         self.abort_journals()
         self.drop_copies(store)
         self.undo_retires()
+        acquired = self.acquired
+        self.acquired = {}
+        undo(acquired)
         self.ives = ()
         outcome = amqp.rejected(errors.TRANSACTION_ROLLBACK, "transaction rolled back: journal failed: %s" % (
             error,))

@@ -68,6 +68,8 @@ cdef class ConsumerCore(Consumer):
     cdef public bint presettled
     cdef public bint detached
     cdef public bint delete_on_detach       # a private subscription queue goes with its link
+    cdef public bytes txn_state             # transactional acquisition: the encoded transactional-state
+                                            # its transfers carry (broker/acquisition.py), or None
     cpdef pump(self)                        # take from the queue while the link can (credit, window, output)
     cdef int outcome_c(self, object msg, int outcome, object state) except -1
     cdef int _too_large(self, object msg, Queue queue, Py_ssize_t size) except -1

@@ -349,8 +349,11 @@ cdef class ConsumerCore(Consumer):
             # A browsed delivery has no context: its settlement (rcv-settle-mode second waits for
             # ours) leaves the message where it is.
             self.core.send_parts(head, body, None, None, None)
-        else:
+        elif self.txn_state is None:
             self.core.send_parts(head, body, None, None, msg)
+        else:   # acquired by a transaction (broker/acquisition.py): the transfer says which
+            self.broker.transactions.acquisitions.acquired(
+                self, msg, self.core.send_parts(head, body, None, None, msg, self.txn_state))
         self.connection.request_flush()
         return 0
 

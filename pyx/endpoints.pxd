@@ -143,7 +143,7 @@ cdef class Link:
     cdef int _send_flow(self, bint echo) except -1
     cdef int _sendable(self, Py_ssize_t frames) noexcept
     cdef int64_t send_parts(self, bytes head, bytes body, object tag, object settled,
-                            object context) except -2
+                            object context, bytes state=*) except -2
 
 
 @cython.final

@@ -590,6 +590,28 @@ cdef class Link:
         self.take_unsettled()
         return 0
 
+    def settle_sent(self, uint32_t delivery_id, object context, object state):
+        """Settle our delivery ``delivery_id`` (sent with ``context``) from our side while the peer
+        has not: a disposition (role sender, settled, ``state``) goes out with the next output and
+        the delivery is forgotten. False (nothing done) when it is not ours unsettled any more."""
+        cdef Session s = self.session
+        cdef int64_t off = <int32_t>(delivery_id - s._ubase)
+        cdef Py_ssize_t idx
+        if off < 0 or off >= len(s._ulinks) - s._uhead:
+            return False
+        idx = s._uhead + <Py_ssize_t>off
+        if s._ulinks[idx] is not self or s._uctx[idx] is not context:
+            return False
+        s._ulinks[idx] = None
+        s._uctx[idx] = None
+        self.unsettled -= 1
+        s._advance_ring()
+        s._echo_settles.append((delivery_id, delivery_id, state))
+        if not s._dirty:
+            s._dirty = True
+            s.engine._dirty.append(s)
+        return True
+
     def take_unsettled(self):
         """The contexts of our deliveries on this link the peer has not settled (None for those sent
         without one); they are forgotten.  For on_detach: give them back to where they came from."""
@@ -720,9 +742,10 @@ cdef class Link:
         return self.send_parts(None, data if type(data) is bytes else bytes(data), tag, settled, context)
 
     cdef int64_t send_parts(self, bytes head, bytes body, object tag, object settled,
-                            object context) except -2:
+                            object context, bytes state=None) except -2:
         """``send`` of the message ``head`` + ``body`` (``head`` None or a header section written
-        before the body without joining them), for Cython callers."""
+        before the body without joining them), for Cython callers; ``state`` (None, or an encoded
+        delivery state) goes in the transfer's state field."""
         cdef Session s = self.session
         cdef ConnectionCore engine = s.engine
         cdef WriteBuffer tmp
@@ -732,11 +755,16 @@ cdef class Link:
         cdef Py_ssize_t fpm, nf, hl = 0, size, tl
         cdef const char* hp = NULL
         cdef const char* tp
+        cdef const char* sp = NULL
+        cdef Py_ssize_t sl = 0
         cdef bint pre
         if self.state != L_ATTACHED or not self.is_sender:
             raise EngineError("link %r is not an attached sender" % (self.name,))
         if not self._sendable(1):
             return -1
+        if state is not None:
+            sp = PyBytes_AS_STRING(state)
+            sl = PyBytes_GET_SIZE(state)
         if head is not None:
             hp = PyBytes_AS_STRING(head)
             hl = PyBytes_GET_SIZE(head)
@@ -760,13 +788,13 @@ cdef class Link:
         fpm = _frames_per_message(size, engine.remote_max_frame_size)
         if fpm <= s.remote_incoming_window:
             nf = write_transfer_frames2(engine._out, s.channel, self.handle, did, tp, tl, pre, hp, hl, PyBytes_AS_STRING(body),
-                                        PyBytes_GET_SIZE(body), engine.remote_max_frame_size)
+                                        PyBytes_GET_SIZE(body), engine.remote_max_frame_size, sp, sl)
             s.next_outgoing_id = <uint32_t>(s.next_outgoing_id + <uint32_t>nf)
             s.remote_incoming_window -= nf
         else:
             tmp = WriteBuffer.__new__(WriteBuffer)
             nf = write_transfer_frames2(tmp, s.channel, self.handle, did, tp, tl, pre, hp, hl, PyBytes_AS_STRING(body),
-                                        PyBytes_GET_SIZE(body), engine.remote_max_frame_size)
+                                        PyBytes_GET_SIZE(body), engine.remote_max_frame_size, sp, sl)
             s._write_frames(tmp, nf, self)
         s.next_delivery_id = <uint32_t>(did + 1)
         s._track(self, context, not pre, did)

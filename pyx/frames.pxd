@@ -15,6 +15,7 @@ cdef enum:
     FRAME_SASL = 1
     READ_MIN = 16384                  # FrameReader.read_size: the free space offered to a read
     READ_MAX = 256 * 1024
+    MAX_TRANSFER_STATE = 64           # the longest delivery state a transfer we write may carry
 
 
 # A complete frame still inside a FrameReader's buffer (valid until the next feed()).
@@ -72,4 +73,5 @@ cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t hand
 cdef Py_ssize_t write_transfer_frames2(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
                                        const char* tag, Py_ssize_t tl, bint settled, const char* head,
                                        Py_ssize_t hl, const char* msg, Py_ssize_t L,
-                                       uint64_t max_frame_size) except -1   # head + msg, frames written
+                                       uint64_t max_frame_size, const char* state=*,
+                                       Py_ssize_t sl=*) except -1   # head + msg (+ state), frames written

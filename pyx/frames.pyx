@@ -679,7 +679,7 @@ cpdef bytes encode_transfer_frames(int channel, uint32_t handle, uint32_t delive
     # Written straight into the bytes object returned (no buffer in between: one copy of the message).
     return _transfer_frames(None, &nframes, channel, handle, delivery_id, PyBytes_AS_STRING(tag),
                             PyBytes_GET_SIZE(tag), settled, NULL, 0, PyBytes_AS_STRING(message),
-                            PyBytes_GET_SIZE(message), max_frame_size)
+                            PyBytes_GET_SIZE(message), max_frame_size, NULL, 0)
 
 
 cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
@@ -689,19 +689,21 @@ cdef Py_ssize_t write_transfer_frames(WriteBuffer wb, int channel, uint32_t hand
     of frames written."""
     cdef Py_ssize_t nframes
     _transfer_frames(wb, &nframes, channel, handle, delivery_id, tag, tl, settled, NULL, 0, msg, L,
-                     max_frame_size)
+                     max_frame_size, NULL, 0)
     return nframes
 
 
 cdef Py_ssize_t write_transfer_frames2(WriteBuffer wb, int channel, uint32_t handle, uint32_t delivery_id,
                                        const char* tag, Py_ssize_t tl, bint settled, const char* head,
                                        Py_ssize_t hl, const char* msg, Py_ssize_t L,
-                                       uint64_t max_frame_size) except -1:
+                                       uint64_t max_frame_size, const char* state=NULL,
+                                       Py_ssize_t sl=0) except -1:
     """write_transfer_frames of the message ``head`` + ``msg`` (a header section before the kept
-    bytes), without joining them first."""
+    bytes), without joining them first; with ``sl`` > 0 the first transfer's ``state`` field carries
+    the ``sl`` encoded bytes at ``state`` (a delivery state: transactional acquisition)."""
     cdef Py_ssize_t nframes
     _transfer_frames(wb, &nframes, channel, handle, delivery_id, tag, tl, settled, head, hl, msg, L,
-                     max_frame_size)
+                     max_frame_size, state, sl)
     return nframes
 
 
@@ -726,15 +728,16 @@ cdef inline void _copy_span(char* dst, const char* head, Py_ssize_t hl, const ch
 cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channel, uint32_t handle,
                              uint32_t delivery_id, const char* tag, Py_ssize_t tl, bint settled,
                              const char* head, Py_ssize_t hl, const char* msg, Py_ssize_t L,
-                             uint64_t max_frame_size):
+                             uint64_t max_frame_size, const char* state, Py_ssize_t sl):
     """The frames of one delivery (the message ``head`` + ``msg``), appended to ``wb``, or (``wb``
-    None) in a new bytes object that is returned; ``nframes_out`` gets the number of frames."""
+    None) in a new bytes object that is returned; ``nframes_out`` gets the number of frames. With
+    ``sl`` > 0 the first performative also carries rcv-settle-mode (null) and the encoded ``state``."""
     cdef object result = None
-    cdef char items1[300]
-    cdef char perf1[320]
+    cdef char items1[300 + MAX_TRANSFER_STATE]
+    cdef char perf1[320 + MAX_TRANSFER_STATE]
     cdef char items2[16]
     cdef char perf2[32]
-    cdef Py_ssize_t n1, n2, p1, p2, cap1, capn, nframes, total, chunk, off, fs
+    cdef Py_ssize_t n1, n2, p1, p2, cap1, capn, nframes, total, chunk, off, fs, more1
     cdef char* w
     if channel < 0 or channel > 0xffff:
         raise _EncodeError("channel %d out of range" % channel)
@@ -753,11 +756,19 @@ cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channe
     items1[n1 + 1] = <char>(0x41 if settled else 0x42)
     items1[n1 + 2] = <char>0x42          # more: patched to 0x41 when the delivery continues
     n1 += 3
+    more1 = n1 - 1
+    if sl > 0:
+        if sl > MAX_TRANSFER_STATE:
+            raise _EncodeError("delivery state of %d bytes is too long" % sl)
+        items1[n1] = <char>0x40          # rcv-settle-mode: null
+        memcpy(items1 + n1 + 1, state, <size_t>sl)
+        n1 += 1 + sl
     perf1[0] = 0
     perf1[1] = <char>0x53
     perf1[2] = <char>0x14
-    p1 = 3 + put_list_header(perf1 + 3, n1, 6)
+    p1 = 3 + put_list_header(perf1 + 3, n1, 8 if sl > 0 else 6)
     memcpy(perf1 + p1, items1, <size_t>n1)
+    more1 += p1
     p1 += n1
     # Continuation performative: [handle, null, null, null, null, more]
     n2 = put_uint(items2, handle)
@@ -797,7 +808,7 @@ cdef object _transfer_frames(WriteBuffer wb, Py_ssize_t* nframes_out, int channe
     store_u16(w + 6, <uint16_t>channel)
     memcpy(w + 8, perf1, <size_t>p1)
     if nframes > 1:
-        w[8 + p1 - 1] = <char>0x41
+        w[8 + more1] = <char>0x41
     _copy_span(w + 8 + p1, head, hl, msg, 0, chunk)
     w += fs
     off = chunk

@@ -8,6 +8,7 @@ the records appended since the last good sync, the transaction's commit record a
 """
 import time
 
+from tests.interop.test_transactional_acquisition import RELEASED, make_ive_exchange, new_binding_gets
 from tests.interop.test_transactions import bodies, error_of, make_queue
 from tests.support.txclient import ACCEPTED, TxClient, body_of, descriptor
 
@@ -138,3 +139,57 @@ def test_committed_mixed_transaction_delivers_everything_in_order(broker_factory
     broker.restart()
     with TxClient(broker, coordinator=False) as c:
         assert bodies(c, "dq2") == ["other"]
+
+
+def test_ive_last_message_is_not_set_by_a_commit_that_fails(broker_factory, tmp_path):
+    """An IVE exchange's last message is set at the transaction's decision, not at its routing: a
+    commit whose journal fails leaves the one before; a commit that is decided sets it."""
+    fault = tmp_path / "disk-broken"
+    broker = broker_factory(env={"CYPID_JOURNAL_FAULT_FILE": str(fault)})
+    make_queue(broker, "dq", durable=True)
+    make_ive_exchange(broker, "ive-fail")
+    with TxClient(broker) as c:
+        s, dq = c.sender("ive-fail"), c.sender("dq")
+        assert descriptor(c.send(s, "plain")) == ACCEPTED
+        txn = c.declare()
+        c.send(s, "doomed", txn=txn)
+        c.send(dq, "d1", txn=txn, durable=True)             # journal work: the decision waits for it
+        fault.write_text("")
+        assert error_of(c.discharge(txn))[0] == "amqp:transaction:rollback"
+        fault.unlink()
+        assert new_binding_gets(c, "ive-fail") == ["plain"]
+        txn = c.declare()
+        c.send(s, "kept", txn=txn)
+        c.send(dq, "d2", txn=txn, durable=True)
+        assert descriptor(c.discharge(txn)) == ACCEPTED
+        assert new_binding_gets(c, "ive-fail") == ["kept"]
+
+
+def test_transactional_acquisitions_go_back_when_the_commit_fails(broker_factory, tmp_path):
+    """Messages acquired by a transaction (its consumer's flow named it, broker/acquisition.py), one
+    of them retired in it, go back to their queue when its commit's journal fails: available again
+    in memory and after a restart; the broker settles the unsettled one released."""
+    fault = tmp_path / "disk-broken"
+    broker = broker_factory(env={"CYPID_JOURNAL_FAULT_FILE": str(fault)})
+    make_queue(broker, "dq", durable=True)
+    with TxClient(broker) as c:
+        s = c.sender("dq")
+        for body in ("m0", "m1"):
+            assert descriptor(c.send(s, body, durable=True)) == ACCEPTED
+        txn = c.declare()
+        got = c.fetch(c.receiver("dq"), 2, txn=txn)
+        assert [b for _, b in got] == ["m0", "m1"]
+        c.accept(got[0][0], txn=txn)                        # retired in it: a dequeue record with the xid
+        fault.write_text("")
+        assert error_of(c.discharge(txn))[0] == "amqp:transaction:rollback"
+        fault.unlink()
+        deadline = time.monotonic() + c.timeout
+        while got[1][0] not in c.broker_settled:
+            c._pump(deadline)
+        assert descriptor(c.broker_settled[got[1][0]]) == RELEASED
+    with TxClient(broker, coordinator=False) as c:
+        r = c.receiver("dq")
+        assert [b for _, b in c.fetch(r, 10)] == ["m0", "m1"]   # in memory: both back, in order
+    broker.restart()
+    with TxClient(broker, coordinator=False) as c:
+        assert bodies(c, "dq") == ["m0", "m1"]

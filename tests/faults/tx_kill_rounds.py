@@ -4,8 +4,8 @@ there or none of it is, and every transaction whose commit was answered ``accept
     python -m tests.faults.tx_kill_rounds --rounds 50 [--seed N] [--workdir DIR]
 
 Three durable queues: ``seeds`` holds messages the transactions consume, ``out1`` and ``out2`` take
-what they send. Each transaction (tests/support/txclient.py) takes three seeds and accepts them in
-the transaction, sends three durable messages to ``out1`` and three to ``out2`` in it, then commits:
+what they send. Each transaction (tests/support/txclient.py) takes three seeds (every other one
+acquiring them in the transaction: its flow names the txn-id) and accepts them in the transaction, sends three durable messages to ``out1`` and three to ``out2`` in it, then commits:
 its work spans three journals, so the commit goes through the transaction log (broker/transactions.py).
 The client runs until the broker is SIGKILLed on a condition: in odd rounds once a random number
 of commits (possibly none) is answered and the next transaction has reached a random step (declared,
@@ -72,7 +72,7 @@ class Workload(threading.Thread):
                     n += 1
                     txn = c.declare()
                     self._at(n, "declared")
-                    got = c.fetch(seeds, PER_QUEUE)
+                    got = c.fetch(seeds, PER_QUEUE, txn=txn if n % 2 else None)
                     self.started[n] = [b for _, b in got]
                     self._at(n, "fetched")
                     for did, _ in got:

@@ -66,6 +66,8 @@ class TxClient:
         self.transfers: list = []                    # transfers not yet taken by fetch
         self.delivery_counts: dict[int, int] = {}
         self.detached: dict[int, object] = {}        # our handle -> the broker's detach error
+        self.states: dict[int, object] = {}          # delivery-id -> the state its transfer carried
+        self.broker_settled: dict[int, object] = {}  # delivery-id -> state: the broker settled it first
         self.coordinator = self._attach_coordinator() if coordinator else None
 
     def __enter__(self) -> TxClient:
@@ -127,6 +129,10 @@ class TxClient:
             last = frame.field(2, first)
             for did in range(first, last + 1):
                 self.outcomes[did] = frame.field(4)
+        elif frame.code == DISPOSITION:             # the broker, as sender, settles its deliveries
+            first = frame.field(1)
+            for did in range(first, frame.field(2, first) + 1):
+                self.broker_settled[did] = frame.field(4)
         elif frame.code == TRANSFER:
             self.transfers.append(frame)
         elif frame.code == DETACH:
@@ -183,13 +189,15 @@ class TxClient:
         return self.wait_outcome(did) if wait else did
 
     # -- receiving -------------------------------------------------------------------------------
-    def fetch(self, handle: int, n: int, timeout: float | None = None) -> list[tuple[int, object]]:
+    def fetch(self, handle: int, n: int, timeout: float | None = None,
+              txn: bytes | None = None) -> list[tuple[int, object]]:
         """Grant ``n`` credit with drain; every message the queue had for us, up to ``n``, as
-        (delivery-id, body). Nothing is settled."""
+        (delivery-id, body). Nothing is settled. With ``txn`` the flow asks for transactional
+        acquisition (its properties name the txn-id); each transfer's state is kept in ``states``."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         dc = self.delivery_counts[handle]
         self.raw.flow(self.ch, handle, delivery_count=dc, credit=n, drain=True,
-                      next_incoming_id=0)
+                      next_incoming_id=0, properties=None if txn is None else {symbol("txn-id"): txn})
         peer = self.raw.peer_handles.get(handle, handle)
         out = []
         partial = None
@@ -198,6 +206,7 @@ class TxClient:
                 frame = self.transfers.pop(0)
                 if partial is None:
                     partial = [frame.field(1), bytearray()]
+                    self.states[frame.field(1)] = frame.field(7)
                 partial[1] += frame.payload
                 if not frame.field(5, False):
                     out.append((partial[0], body_of(bytes(partial[1]))))
