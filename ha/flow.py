@@ -18,19 +18,27 @@ or goes (its link's heartbeat), as its guards already hold them when it is ready
 
 The snapshot's messages are not counted: they are copies of the queue's contents, bounded by the
 queue's own limits, and counting them would hold every producer while a backup catches up.
+
+Configuration events (declares, deletes, bindings) hold no producer: a client churning them while a
+backup is stopped would grow that backup's stream until its heartbeat gives it up. So a backup that
+leaves more than ``CONFIG_FACTOR`` x ``--ha-flow-messages`` of them unacknowledged is given up at once
+(its stream queue is deleted; it connects again and catches up from a snapshot of the configuration
+as it is then, which the configuration's own limits bound). ``--ha-flow-messages 0``: no bound.
 """
 
 from cypid.pyx.ha_stream import UNBOUNDED
 
 #: a flow-stopped queue resumes when every backup is at or under this share of the bounds
 RESUME = 0.7
+#: a backup leaving this many times --ha-flow-messages configuration events unacknowledged is given up
+CONFIG_FACTOR = 10
 
 
 class StreamFlow:
     """One backup's in-flight live enqueues, per replicated queue (``ReplicatedQueue``)."""
 
     __slots__ = ("primary", "rb", "max_count", "max_bytes", "resume_count", "resume_bytes",
-                 "inflight", "by_msg", "stopped")
+                 "inflight", "by_msg", "stopped", "max_config", "config")
 
     def __init__(self, primary, rb, max_count, max_bytes):
         self.primary, self.rb = primary, rb
@@ -41,6 +49,8 @@ class StreamFlow:
         self.inflight = {}      # rq -> [count, bytes] on the stream (or deferred), not acknowledged
         self.by_msg = {}        # stream message -> its {rq: [count, bytes]}
         self.stopped = set()    # the queues over a bound for this backup
+        self.max_config = CONFIG_FACTOR * self.max_count
+        self.config = set()     # configuration events on the stream, not acknowledged
 
     @property
     def bounded(self):
@@ -77,6 +87,15 @@ class StreamFlow:
                 c[1] += size
         self.by_msg[msg] = counts
 
+    def config_sent(self, msg):
+        """Configuration event ``msg`` went on the stream: True when it is one too many (the backup
+        is to be given up)."""
+        if not self.max_config:
+            return False
+        config = self.config
+        config.add(msg)
+        return len(config) == self.max_config + 1
+
     def acked(self, msg):
         """The backup acknowledged stream message ``msg``."""
         counts = self.by_msg.pop(msg, None)
@@ -106,9 +125,9 @@ class StreamFlow:
     def clear(self):
         """The backup went: it holds nothing."""
         stopped, self.stopped = self.stopped, set()
-        self.inflight, self.by_msg = {}, {}
+        self.inflight, self.by_msg, self.config = {}, {}, set()
         for rq in stopped:
             self.primary.flow_resume(rq, self.rb)
 
 
-__all__ = ["StreamFlow", "RESUME"]
+__all__ = ["StreamFlow", "RESUME", "CONFIG_FACTOR"]

@@ -13,7 +13,7 @@ acknowledgement.
 from cypid.pyx.ha_stream import UNBOUNDED, PrimaryCore, ReplicatedQueue, pack_records
 from cypid.pyx.message import Message
 
-from .flow import StreamFlow
+from .flow import CONFIG_FACTOR, StreamFlow
 from .habroker import CATCHUP, READY, RECOVERING, STREAM_PREFIX
 from .ship import Shipper, ship_job
 from .stream import encode_op
@@ -108,6 +108,8 @@ class RemoteBackup:
             self.primary.acknowledged(blob)
         if self.flow.by_msg:
             self.flow.acked(msg)
+        if self.flow.config:
+            self.flow.config.discard(msg)
         snapshot = self.snapshot
         if snapshot and msg in snapshot:
             snapshot.discard(msg)
@@ -299,7 +301,17 @@ class Primary(PrimaryCore):
         self.flush()
         for rb in self.backups.values():
             if rb.snapshot_sent and rb.only is None:
-                rb.send(op, **fields)
+                if rb.flow.config_sent(rb.send(op, **fields)):
+                    self._config_overrun(rb)
+
+    def _config_overrun(self, rb):
+        """``rb`` left too many configuration events unacknowledged (ha/flow.py): given up, after
+        this observer call (it connects again and catches up)."""
+        self.log.warning("HA: backup %s:%s left %d configuration events unacknowledged (%d x "
+                         "--ha-flow-messages): given up; it catches up again when it connects",
+                         rb.info.get("host-name"), rb.info.get("port"), len(rb.flow.config),
+                         CONFIG_FACTOR)
+        self.loop.call_soon(rb.abandon)
 
     # -- configuration (the broker-observer interface) -------------------------------------------
     def _queue_fields(self, queue, new=False):

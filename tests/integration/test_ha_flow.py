@@ -7,12 +7,13 @@ import time
 
 import pytest
 from cypid.client import connect, encode_message
+from cypid.ha.flow import CONFIG_FACTOR
 from cypid.pyx.broker_core import CREDIT_WINDOW
 from tests.support.broker import wait_until
 from tests.support.ha import brokers  # noqa: F401 (the fixture)
 from tests.support.ha import HA_ARGS, HaCluster, HaConsole, digest, fill, queue_depths, wait_status
 
-from tests.integration.test_ha_replication import create
+from tests.integration.test_ha_replication import BROKER_ID, create
 
 FLOW = 100          # --ha-flow-messages of the primary
 WINDOW = 50         # the producer's unsettled window
@@ -178,3 +179,31 @@ def test_a_stalled_backup_stops_the_credit_of_a_producer_that_never_waits(broker
     wait_status(backup, "ready")
     wait_until(lambda: stream_depths(primary) == [(0, 0)], 60, interval=0.05)
     assert queue_depths(backup)["q"] == 0 == queue_depths(primary)["q"]
+
+
+def test_a_stalled_backup_is_given_up_past_the_configuration_bound(brokers):
+    """Configuration events hold no producer: a client declaring and deleting queues while a ready
+    backup is stopped would grow its stream until the heartbeat gives it up. Past CONFIG_FACTOR x
+    --ha-flow-messages unacknowledged events the backup is given up at once (its stream goes); after
+    SIGCONT it connects again, catches up and has the configuration as it is."""
+    cluster = HaCluster(brokers, 2, args=("--ha-flow-messages", str(FLOW), "--link-heartbeat-interval", "60"))
+    primary, backup = cluster[0], cluster[1]
+    churn = CONFIG_FACTOR * FLOW // 2 + 10      # a declare and a delete each
+    backup.signal(signal.SIGSTOP)
+    try:
+        with HaConsole(primary.url) as c:
+            for i in range(churn):
+                name = "churn-%d" % i
+                c.call("create", {"type": "queue", "name": name, "properties": {}, "strict": True},
+                       object_name=BROKER_ID)
+                c.call("delete", {"type": "queue", "name": name, "options": {}}, object_name=BROKER_ID)
+        wait_until(lambda: primary.log_lines(r"HA: backup .* left \d+ configuration events "
+                                             r"unacknowledged .*: given up"), 30, interval=0.05)
+        assert stream_depths(primary) == []         # its stream went with it
+    finally:
+        backup.signal(signal.SIGCONT)
+    create(primary, "queue", "after")
+    wait_status(backup, "ready", timeout=120)
+    wait_until(lambda: "after" in queue_depths(backup), 60, interval=0.05)
+    assert not [name for name in queue_depths(backup) if name.startswith("churn-")]
+    assert len(primary.log_lines(r"configuration events unacknowledged")) == 1
