@@ -9,6 +9,7 @@ import uvloop
 from cypid.broker.outgoing import Outgoing
 from cypid.client import connect
 from cypid.client.connection import Connection
+from tests.support.broker import async_wait_until
 
 LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 
@@ -61,8 +62,11 @@ def test_outgoing_close_drops_every_connection_and_waits_until_each_is_lost(kind
         port = server.sockets[0].getsockname()[1]
         outgoing = Outgoing()
         attempt = asyncio.ensure_future(connect("127.0.0.1:%d" % port, timeout=10, track=outgoing))
-        await asyncio.sleep(0.05)       # connected; waiting for an open that never comes
-        assert len(outgoing) == 1 and not attempt.done()
+        # connected (the transport has come); waiting for an open that never comes
+        await async_wait_until(lambda: accepted and len(outgoing) == 1
+                               and next(iter(outgoing._conns)).transport is not None, 10,
+                               message="the connection's transport")
+        assert not attempt.done()
         (conn,) = list(outgoing._conns)
         await outgoing.close()
         assert conn.closed.done()       # connection_lost has run: nothing holds it now
